@@ -1,0 +1,89 @@
+"""mashlib: multivariate adaptive shrinkage (MASH) in Python.
+
+The public names mirror R's mashr (snake_case), ashr/ebnm and flashier, so an R
+user finds their way::
+
+    import mashlib as ml
+    data = ml.mash_set_data(Bhat, Shat)
+    U = ml.cov_canonical(data)
+    m = ml.mash(data, U)
+    ml.get_lfsr(m)
+
+Names are imported lazily (on first attribute access) so that ``import mashlib``
+is fast and optional pieces load only when used.
+"""
+from __future__ import annotations
+
+import importlib
+
+__version__ = "0.1.0"
+
+# public name -> submodule that defines it
+_EXPORTS: dict[str, str] = {
+    # errors
+    "MashInputError": "_errors",
+    "MashlibError": "_errors",
+    # data
+    "MashData": "data",
+    "mash_set_data": "data",
+    "mash_update_data": "data",
+    # covariances
+    "cov_canonical": "covariances",
+    "cov_pca": "covariances",
+    "cov_udi": "covariances",
+    "cov_empirical": "covariances",
+    "cov_from_factors": "covariances",
+    "normalize_Ulist": "covariances",
+    "expand_cov": "covariances",
+    "cov_flash": "cov_flash",
+    "cov_ed": "ed",
+    "extreme_deconvolution": "ed",
+    # likelihood, fitting, posterior
+    "calc_lik_matrix": "likelihood",
+    "calc_relative_lik_matrix": "likelihood",
+    "autoselect_grid": "mash",
+    "mash": "mash",
+    "FittedG": "mash",
+    "MashResult": "mash",
+    "mash_compute_posterior_matrices": "mash",
+    "mash_compute_loglik": "mash",
+    "mash_compute_vloglik": "mash",
+    # summaries
+    "get_loglik": "summaries",
+    "get_pm": "summaries",
+    "get_psd": "summaries",
+    "get_lfsr": "summaries",
+    "get_lfdr": "summaries",
+    "get_np": "summaries",
+    "get_log10bf": "summaries",
+    "get_estimated_pi": "summaries",
+    "get_significant_results": "summaries",
+    "get_n_significant_conditions": "summaries",
+    "get_pairwise_sharing": "summaries",
+    # residual correlation
+    "estimate_null_correlation_simple": "vhat",
+    "mash_estimate_corr_em": "vhat",
+    # EB primitives
+    "mixsqp": "mixsqp",
+    "ash": "ash",
+    "mash_1by1": "ash",
+    "ebnm": "ebnm",
+    "flash": "ebmf",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name: str):
+    try:
+        modname = _EXPORTS[name]
+    except KeyError:
+        raise AttributeError(f"module 'mashlib' has no attribute {name!r}") from None
+    module = importlib.import_module(f"{__name__}.{modname}")
+    value = getattr(module, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return __all__
