@@ -1,0 +1,450 @@
+"""mix-SQP: maximum-likelihood mixture proportions by sequential quadratic programming.
+
+A port of the R package mixsqp 0.3-54 (Kim, Carbonetto, Stephens & Anitescu 2020,
+"A fast algorithm for maximum likelihood estimation of mixture proportions using
+sequential quadratic programming", JCGS 29:261-273), see map §2.4.
+
+Problem. Given an n x m matrix of component likelihoods :math:`L_{ik} \\ge 0` and row
+weights :math:`w_i \\ge 0` (normalised to :math:`\\bar w = w / \\sum w`), find the
+mixture proportions
+
+.. math::
+
+    \\hat x = \\arg\\min_{x \\in \\Delta_m} f(x), \\qquad
+    f(x) = -\\sum_i \\bar w_i \\log\\Big(\\sum_k L_{ik} x_k + \\varepsilon\\Big).
+
+It is solved through the equivalent problem :math:`\\min_{x \\ge 0} f(x) + \\sum_k x_k`
+whose optimum satisfies :math:`\\sum_k x_k = 1`. Each SQP iteration forms the gradient
+:math:`g = -L^T(\\bar w / u)` and Hessian :math:`H = L^T \\mathrm{diag}(\\bar w/u^2) L`
+(:math:`u = Lx + \\varepsilon`, one BLAS ``syrk``-like product), solves the
+non-negative QP :math:`\\min_{y \\ge 0} \\tfrac12 y^T H y + \\hat g^T y`,
+:math:`\\hat g = g - Hx + 1`, by an active-set method (Nocedal & Wright p. 472, with a
+modified Cholesky that adds :math:`a I`), and backtracks along :math:`y - x`.
+
+Differences from R: the truncated SVD of ``L`` (irlba, ``tol.svd``) is skipped; the
+full matrix is always used (R's SVD approximates L, expect ~1e-6 differences, P8).
+``verbose`` defaults to False.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from ._errors import MashConvergenceWarning, MashInputError
+
+__all__ = ["mixsqp", "MixSQPResult", "mixsqp_control_default", "mixobjective",
+           "STATUS_CONVERGED", "STATUS_DIDNOTCONVERGE", "STATUS_DIDNOTRUN"]
+
+STATUS_CONVERGED = "converged to optimal solution"
+STATUS_DIDNOTCONVERGE = "exceeded maximum number of iterations"
+STATUS_DIDNOTRUN = "SQP algorithm was not run"
+
+
+def mixsqp_control_default() -> dict:
+    """Default control settings of mixsqp 0.3-54 (snake_case keys).
+
+    R's dotted names (``convtol.sqp``) are accepted by :func:`mixsqp` as aliases.
+    ``maxiter_activeset=None`` becomes ``min(20, m + 1)``.
+    """
+    return dict(normalize_rows=True, tol_svd=1e-6, convtol_sqp=1e-8,
+                convtol_activeset=1e-10, zero_threshold_solution=1e-8,
+                zero_threshold_searchdir=1e-14, suffdecr_linesearch=0.01,
+                stepsizereduce=0.75, minstepsize=1e-8, identity_contrib_increase=10.0,
+                eps=1e-8, maxiter_sqp=1000, maxiter_activeset=None, numiter_em=10,
+                verbose=False)
+
+
+@dataclass
+class MixSQPResult:
+    """Result of :func:`mixsqp` (mirrors R's list).
+
+    Attributes
+    ----------
+    x : ndarray (m,)
+        Estimated mixture proportions, summing to 1 (zero for all-zero columns).
+    value : float
+        Objective :math:`-\\sum_i \\bar w_i (z_i + \\log \\sum_k \\tilde L_{ik} x_k)` at ``x``
+        where :math:`\\tilde L` is the row-normalised L and :math:`z_i` the log row maxima.
+    status : str
+        ``"converged to optimal solution"``, ``"exceeded maximum number of iterations"``
+        or ``"SQP algorithm was not run"``.
+    converged : bool
+        ``status == "converged to optimal solution"``.
+    niter : int
+        Number of SQP iterations run (EM warm-up not counted).
+    grad, hessian : ndarray
+        Gradient and Hessian of f at ``x`` (over the non-zero columns), with ``eps``.
+    progress : DataFrame or None
+        Per-iteration objective, max.rdual, nnz, stepsize, max.diff, nqp, nls.
+    """
+
+    x: np.ndarray
+    value: float
+    status: str
+    converged: bool
+    niter: int = 0
+    grad: np.ndarray | None = None
+    hessian: np.ndarray | None = field(default=None, repr=False)
+    progress: pd.DataFrame | None = field(default=None, repr=False)
+
+
+# --------------------------------------------------------------------------- input
+def _parse_control(control, m):
+    ctrl = mixsqp_control_default()
+    if control is None:
+        control = {}
+    if not isinstance(control, dict):
+        raise MashInputError(
+            f"mixsqp: argument 'control' must be a dict, got {type(control).__name__}; "
+            "pass e.g. control={'eps': 1e-6}.")
+    for key, val in control.items():
+        k = str(key).replace(".", "_")
+        if k not in ctrl:
+            raise MashInputError(
+                f"mixsqp: argument 'control' has unknown key {key!r}; valid keys are "
+                f"{sorted(ctrl)} (R's dotted names are also accepted).")
+        ctrl[k] = val
+    if ctrl["maxiter_activeset"] is None:
+        ctrl["maxiter_activeset"] = min(20, m + 1)
+    for k in ("maxiter_activeset", "maxiter_sqp"):
+        v = ctrl[k]
+        if not (np.isscalar(v) and np.isfinite(v) and v > 0 and round(v) == v):
+            raise MashInputError(f"mixsqp: control '{k}' = {v!r} must be an integer > 0.")
+        ctrl[k] = int(v)
+    for k in ("tol_svd", "convtol_sqp", "convtol_activeset", "numiter_em",
+              "zero_threshold_solution", "zero_threshold_searchdir", "suffdecr_linesearch",
+              "stepsizereduce", "minstepsize", "identity_contrib_increase", "eps"):
+        v = ctrl[k]
+        if not (np.isscalar(v) and np.isfinite(v) and v >= 0):
+            raise MashInputError(
+                f"mixsqp: control '{k}' = {v!r} must be a finite non-negative number.")
+    if not (0 < ctrl["stepsizereduce"] < 1 and ctrl["identity_contrib_increase"] > 0
+            and ctrl["suffdecr_linesearch"] > 0 and ctrl["minstepsize"] > 0):
+        raise MashInputError(
+            "mixsqp: control 'stepsizereduce' must be in (0, 1) and "
+            "'suffdecr_linesearch', 'identity_contrib_increase', 'minstepsize' positive.")
+    if ctrl["zero_threshold_solution"] >= 1.0 / m:
+        raise MashInputError(
+            f"mixsqp: control 'zero_threshold_solution' = {ctrl['zero_threshold_solution']} "
+            f"must be < 1/m = {1.0 / m}; lower it.")
+    ctrl["numiter_em"] = int(ctrl["numiter_em"])
+    return ctrl
+
+
+def _check_inputs(L, w, x0, log):
+    L = np.array(L, dtype=float, copy=True)
+    if L.ndim != 2 or L.shape[0] < 1 or L.shape[1] < 1:
+        raise MashInputError(
+            f"mixsqp: argument 'L' must be a 2-d numeric matrix with >= 1 row and column, "
+            f"got shape {L.shape}.")
+    if log:
+        if np.isnan(L).any():
+            raise MashInputError("mixsqp: argument 'L' (log=True) contains NaN; remove those rows.")
+        L = np.exp(L - L.max(axis=1, keepdims=True))
+    bad = ~np.isfinite(L) | (L < 0)
+    if bad.any():
+        i, k = np.argwhere(bad)[0]
+        raise MashInputError(
+            f"mixsqp: argument 'L' has an invalid entry at row {i}, column {k} "
+            f"(value {L[i, k]}); entries must be finite and non-negative.")
+    if not (L > 0).any():
+        raise MashInputError("mixsqp: argument 'L' has no positive entry; nothing to fit.")
+    n, m = L.shape
+    if w is None:
+        w = np.ones(n)
+    w = np.asarray(w, dtype=float).ravel()
+    if w.shape[0] != n or not np.all(np.isfinite(w)) or np.any(w < 0):
+        raise MashInputError(
+            f"mixsqp: argument 'w' must have {n} finite non-negative entries (one per row "
+            f"of L), got length {w.shape[0]}.")
+    if w.sum() <= 0:
+        raise MashInputError("mixsqp: argument 'w' sums to zero; give some row a positive weight.")
+    w = w / w.sum()
+    if x0 is None:
+        x0 = np.ones(m)
+    x0 = np.asarray(x0, dtype=float).ravel()
+    if x0.shape[0] != m or not np.all(np.isfinite(x0)) or np.any(x0 < 0) or x0.sum() <= 0:
+        raise MashInputError(
+            f"mixsqp: argument 'x0' must have {m} finite non-negative entries, not all zero "
+            f"(one per column of L).")
+    x0 = x0 / x0.sum()
+    u = L @ x0
+    if np.any(u <= 0):
+        i = int(np.argmax(u <= 0))
+        raise MashInputError(
+            f"mixsqp: argument 'x0' is not a valid initial estimate: (L @ x0)[{i}] = 0; all "
+            "entries of L @ x0 must be positive (give every column some weight).")
+    return L, w, x0
+
+
+# --------------------------------------------------------------------------- numerics
+def mixobjective(L, x, w=None, z=None, e=0.0):
+    """Objective :math:`-\\sum_i w_i (z_i + \\log(\\sum_k L_{ik} x_k + e))`; +inf if any u <= 0.
+
+    ``w`` is used as given (normalise it first if needed); ``z`` defaults to 0.
+    """
+    L = np.asarray(L, dtype=float)
+    u = L @ np.asarray(x, dtype=float) + e
+    if w is None:
+        w = np.full(L.shape[0], 1.0 / L.shape[0])
+    if np.any(u <= 0):
+        return np.inf
+    zz = 0.0 if z is None else z
+    return float(-np.sum(w * (zz + np.log(u))))
+
+
+def _objective(L, w, x, z, e):
+    u = L @ x + e
+    if u.min() <= 0:
+        return np.inf
+    return float(-np.dot(w, z + np.log(u)))
+
+
+def _mixem_update(L, w, x):
+    """One EM step: P = L diag(x + 1e-15), rows / max, + 1e-15, rows normalised; x = P^T w."""
+    e = 1e-15
+    P = L * (x + e)
+    P /= P.max(axis=1, keepdims=True)
+    P += e
+    P /= P.sum(axis=1, keepdims=True)
+    return P.T @ w
+
+
+def _grad_hess(L, w, x, e):
+    u = L @ x + e
+    g = -(L.T @ (w / u))
+    Z = L * (np.sqrt(w) / u)[:, None]
+    H = Z.T @ Z  # numpy dispatches A.T @ A to syrk
+    return g, H
+
+
+def _feasible_stepsize(x, p):
+    """Largest step a <= 1 with x + a p >= 0; also the blocking index (or -1)."""
+    neg = np.flatnonzero(p < 0)
+    if neg.size == 0:
+        return 1.0, -1
+    t = -x[neg] / p[neg]
+    j = int(np.argmin(t))
+    a = float(t[j]) if t[j] < 1 else 1.0
+    return a, int(neg[j])
+
+
+def _activeset_searchdir(Hs, bs, ainc):
+    """Solve (Hs + aI) p = -bs, a the smallest multiple making Hs + aI Cholesky-PD
+    (Nocedal & Wright Algorithm 3.3: a0 = 1e-15, a *= ainc, a <= 1e15)."""
+    a0, amax = 1e-15, 1e15
+    n = bs.shape[0]
+    d = float(np.min(np.diag(Hs)))
+    a = 0.0 if d > a0 else a0 - d
+    eye = np.eye(n)
+    while True:
+        B = Hs + a * eye
+        if a * ainc > amax:
+            break
+        try:
+            np.linalg.cholesky(B)
+            break
+        except np.linalg.LinAlgError:
+            a = a0 if a <= 0 else a * ainc
+    try:
+        return np.linalg.solve(B, -bs)
+    except np.linalg.LinAlgError:
+        return np.linalg.lstsq(B, -bs, rcond=None)[0]
+
+
+def _activesetqp(H, g, y, maxiter, zerosearchdir, tol, ainc):
+    """Active-set method (Nocedal & Wright 2006, p. 472) for min 1/2 y'Hy + g'y, y >= 0.
+
+    Returns (y, number of iterations). ``t[k] == False`` means k is in the working set.
+    """
+    y = y.copy()
+    t = y > 0
+    it = 0
+    while it < maxiter:
+        inn = np.flatnonzero(t)
+        ws = np.flatnonzero(~t)
+        y[ws] = 0.0
+        b = g.copy()
+        Hs = H[np.ix_(inn, inn)]
+        b[inn] += Hs @ y[inn]
+        p = np.zeros_like(y)
+        if inn.size:
+            p[inn] = _activeset_searchdir(Hs, b[inn], ainc)
+        if np.max(np.abs(p)) <= zerosearchdir:
+            b = g + H @ y
+            if ws.size == 0 or b[ws].min() >= -tol:
+                it += 1
+                break
+            t[ws[int(np.argmin(b[ws]))]] = True
+        else:
+            a, k = _feasible_stepsize(y, p)
+            add = k >= 0 and a < 1 and inn.size > 1
+            y += a * p
+            y[y < 0] = 0.0
+            if add:
+                t[k] = False
+                y[k] = 0.0
+        it += 1
+    return y, it
+
+
+def _line_search(f, L, w, z, g, x, y, e, suffdecr, beta, amin):
+    """Backtracking line search along p = y - x (Nocedal & Wright p. 37)."""
+    p = y - x
+    afeas, _ = _feasible_stepsize(x, p)
+    nls = 0
+    if afeas <= amin:
+        return afeas, afeas * y + (1 - afeas) * x, nls
+    a = min(1.0, afeas)
+    target0 = f + x.sum()
+    slope = float(np.dot(p, g + 1))
+    while True:
+        xnew = a * y + (1 - a) * x
+        # R stops with "Objective is -Inf" when L xnew + e <= 0; we reject the step instead
+        fnew = _objective(L, w, xnew, z, e)
+        nls += 1
+        if xnew.min() >= 0 and fnew + xnew.sum() <= target0 + suffdecr * a * slope:
+            break
+        if a * beta < amin:
+            a = amin
+            xnew = a * y + (1 - a) * x
+            if xnew.min() < 0:
+                a, xnew = 0.0, x.copy()
+            break
+        a *= beta
+    return a, xnew, nls
+
+
+# --------------------------------------------------------------------------- main
+def mixsqp(L, w=None, x0=None, log=False, control=None) -> MixSQPResult:
+    """Maximum-likelihood mixture proportions by mix-SQP (R ``mixsqp::mixsqp``).
+
+    Parameters
+    ----------
+    L : array_like (n, m)
+        Component likelihoods :math:`L_{ik} = p(\\text{data}_i \\mid \\text{component } k)`;
+        finite and non-negative (or log-likelihoods with ``log=True``).
+    w : array_like (n,), optional
+        Non-negative row weights (default 1), normalised to sum to 1.
+    x0 : array_like (m,), optional
+        Initial estimate (default all ones), normalised; must give ``L @ x0 > 0``.
+    log : bool
+        If True, ``L`` holds log-likelihoods; it is replaced by ``exp(L - rowmax)``.
+    control : dict, optional
+        Overrides of :func:`mixsqp_control_default` (snake_case or R dotted names).
+
+    Returns
+    -------
+    MixSQPResult
+
+    Notes
+    -----
+    After ``numiter_em`` EM warm-up iterations
+    (:math:`x_k \\leftarrow \\sum_i \\bar w_i L_{ik}x_k / \\sum_l L_{il} x_l`), each SQP
+    iteration runs one EM update, zeroes :math:`x_k \\le` ``zero_threshold_solution``,
+    and stops when the dual residual :math:`1 + \\min_{k: x_k > 0} g_k \\ge -`
+    ``convtol_sqp``. Otherwise it solves the QP sub-problem by the active-set method
+    starting from y = x and backtracks: accept step a when
+    :math:`f(x_{new}) + \\sum x_{new} \\le f(x) + \\sum x + c\\,a\\,(y-x)^T(g+1)`.
+    """
+    if not isinstance(log, (bool, np.bool_)):
+        raise MashInputError(f"mixsqp: argument 'log' must be True or False, got {log!r}.")
+    L, w, x0 = _check_inputs(L, w, x0, log)
+    n, m0 = L.shape
+    ctrl = _parse_control(control, m0)
+    verbose = bool(ctrl["verbose"])
+
+    nonzero = np.flatnonzero(L.max(axis=0) > 0)
+    if m0 == 1 or nonzero.size == 1:
+        warnings.warn("mixsqp: only one column of L has positive entries; the solution is "
+                      "x[k] = 1 for that column, no optimisation was needed.", UserWarning,
+                      stacklevel=2)
+        x = np.zeros(m0)
+        x[nonzero] = 1.0
+        return MixSQPResult(x=x, value=mixobjective(L, x, w), status=STATUS_DIDNOTRUN,
+                            converged=False, niter=0)
+    if nonzero.size < m0:
+        warnings.warn("mixsqp: one or more columns of L are all zeros; their mixture "
+                      "weights are trivially zero.", UserWarning, stacklevel=2)
+        L = L[:, nonzero]
+        x0 = x0[nonzero]
+        x0 = x0 / x0.sum()
+    m = L.shape[1]
+
+    if ctrl["normalize_rows"] and not log:
+        zmax = L.max(axis=1)
+        L = L / zmax[:, None]
+        z = np.log(zmax)
+    else:
+        z = np.zeros(n)
+    eps = ctrl["eps"] - min(0.0, float(L.min()))
+    e = np.full(n, eps)
+
+    x = x0.copy()
+    rows = []
+    for _ in range(ctrl["numiter_em"]):
+        xold = x
+        x = _mixem_update(L, w, x)
+        obj = _objective(L, w, x, z, e)
+        rows.append((obj, np.nan, int(np.sum(x > ctrl["zero_threshold_solution"])), 1.0,
+                     float(np.max(np.abs(x - xold))), np.nan, np.nan))
+        if verbose:
+            print(f"{len(rows):4d} {obj:+0.9e}  -- EM -- {rows[-1][2]:4d}")
+
+    status = 1
+    it = 0
+    for it in range(1, ctrl["maxiter_sqp"] + 1):
+        xold = x
+        x = _mixem_update(L, w, x)
+        x[x <= ctrl["zero_threshold_solution"]] = 0.0
+        j1 = x > ctrl["zero_threshold_solution"]
+        obj = _objective(L, w, x, z, e)
+        if not np.isfinite(obj):
+            raise MashInputError("mixsqp: objective is -Inf (some L @ x + eps <= 0); "
+                                 "check L for rows of zeros or increase control 'eps'.")
+        g, H = _grad_hess(L, w, x, e)
+        gmin = 1.0 + float(g[j1].min())
+        nnz = int(np.sum(x > 0))
+        if verbose:
+            print(f"{it:4d} {obj:+0.9e} {-gmin:+0.3e}{nnz:4d}")
+        if gmin >= -ctrl["convtol_sqp"]:
+            status = 0
+            rows.append((obj, -gmin, nnz, np.nan, np.nan, np.nan, np.nan))
+            break
+        ghat = g - H @ x + 1.0
+        y, nqp = _activesetqp(H, ghat, x, ctrl["maxiter_activeset"],
+                              ctrl["zero_threshold_searchdir"], ctrl["convtol_activeset"],
+                              ctrl["identity_contrib_increase"])
+        a, xnew, nls = _line_search(obj, L, w, z, g, x, y, e, ctrl["suffdecr_linesearch"],
+                                    ctrl["stepsizereduce"], ctrl["minstepsize"])
+        rows.append((obj, -gmin, nnz, a, float(np.max(np.abs(xnew - xold))), nqp, nls))
+        x = xnew
+
+    x = x / x.sum()
+    if status == 0:
+        stat = STATUS_CONVERGED
+    else:
+        stat = STATUS_DIDNOTCONVERGE
+        warnings.warn(
+            "mixsqp: failed to converge within the iteration limit (maxiter_sqp="
+            f"{ctrl['maxiter_sqp']}). If maxiter_sqp is small, increase it; otherwise "
+            "increasing control 'eps' slightly usually fixes numerical issues.",
+            MashConvergenceWarning, stacklevel=2)
+
+    e0 = ctrl["eps"]
+    f = mixobjective(L, x, w, z)
+    u = L @ x + e0
+    grad = -((w / u) @ L)
+    Zs = L * (np.sqrt(w) / u)[:, None]
+    hess = Zs.T @ Zs
+    if m < m0:
+        xf = np.zeros(m0)
+        xf[nonzero] = x
+        x = xf
+    progress = pd.DataFrame(rows, columns=["objective", "max.rdual", "nnz", "stepsize",
+                                           "max.diff", "nqp", "nls"])
+    return MixSQPResult(x=x, value=f, status=stat, converged=(status == 0), niter=it,
+                        grad=grad, hessian=hess, progress=progress)
