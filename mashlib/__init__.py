@@ -69,6 +69,11 @@ _EXPORTS: dict[str, str] = {
     "mash_1by1": "ash",
     "ebnm": "ebnm",
     "flash": "ebmf",
+    # io
+    "read_rds": "io",
+    "write_rds": "io",
+    "read_mashr_input": "io",
+    "MashrInput": "io",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
