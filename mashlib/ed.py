@@ -1,0 +1,576 @@
+"""Extreme deconvolution (Bovy, Hogg & Roweis 2011) and mashr's ``cov_ed``.
+
+Port of mashr 0.2.81 ``R/ed.R::bovy_wrapper``, ``R/data2cov.R::cov_ed`` and the EM of
+``src/extreme_deconvolution.cpp`` (``proj_EM``/``proj_EM_step``, no projection, no data
+weights, no split-and-merge), map §2.2 "Extreme deconvolution", pitfalls P10, P11, P31.
+
+Model.  Row :math:`i` of the data is :math:`y_i = x_i + \\epsilon_i` with
+:math:`\\epsilon_i \\sim N_R(0, S_i)` (``ycovar``, known) and
+:math:`x_i \\sim \\sum_j \\alpha_j N_R(m_j, V_j)`.  EM step (all quantities at the parameters in
+force at the start of the step), with :math:`T_{ij} = S_i + V_j`:
+
+.. math::
+
+    \\log q_{ij} &= \\log\\alpha_j - \\tfrac R2 \\log 2\\pi - \\tfrac12\\log|T_{ij}|
+                   - \\tfrac12 (y_i-m_j)^T T_{ij}^{-1}(y_i-m_j), \\qquad
+    q_{ij} \\leftarrow q_{ij} / \\textstyle\\sum_k q_{ik} \\\\
+    b_{ij} &= m_j + V_j T_{ij}^{-1}(y_i - m_j), \\qquad
+    B_{ij} = V_j - V_j T_{ij}^{-1} V_j \\\\
+    \\alpha_j &= q_j / N, \\quad q_j = \\textstyle\\sum_i q_{ij}, \\qquad
+    V_j = \\Big[\\textstyle\\sum_i q_{ij}\\big((b_{ij}-m_j')(b_{ij}-m_j')^T + B_{ij}\\big) + wI\\Big]
+          / (q_j + [w>0])
+
+and the average log-likelihood :math:`\\bar\\ell = N^{-1}\\sum_i \\log\\sum_j q_{ij}` (before
+normalisation).  The loop stops on the first step (from the second on) whose increase of
+:math:`\\bar\\ell` is :math:`\\le` ``tol`` (a decrease also stops it); a component whose
+:math:`q_j` falls below ``DBL_MIN`` gets :math:`\\alpha_j = 0` and is frozen (P10).
+
+Implementation.  The M step keeps :math:`V_j` in its column space: if :math:`V_j = W_jW_j^T`
+(:math:`W_j` is :math:`R\\times r_j`), then with :math:`G_{ij} = W_j^T S_i^{-1} W_j`,
+:math:`h_{ij} = W_j^T S_i^{-1}(y_i - m_j)` and :math:`u_{ij} = (I+G_{ij})^{-1}h_{ij}`
+(Woodbury),
+
+.. math::
+
+    \\log|T_{ij}| = \\log|S_i| + \\log|I + G_{ij}|, \\quad
+    (y-m)^T T^{-1} (y-m) = (y-m)^T S_i^{-1}(y-m) - h^T (I+G)^{-1} h, \\\\
+    V_j^{new} = W_j M_j W_j^T, \\quad
+    M_j = q_j^{-1}\\textstyle\\sum_i q_{ij}\\,[u_{ij}u_{ij}^T + (I+G_{ij})^{-1}]
+          - \\bar u_j \\bar u_j^T\\,[\\text{free mean}],
+
+which is the same update as the C code (exact algebra, different rounding).  Rank-1 components
+(most mash components) then cost O(R) per row instead of O(R^3); :math:`S_i^{-1}` and
+:math:`\\log|S_i|` are computed once.  Everything is batched over rows x components.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping, Optional, Sequence
+
+import numpy as np
+
+from ._errors import MashInputError
+
+__all__ = ["EDResult", "EDFit", "extreme_deconvolution", "cov_ed", "bovy_wrapper"]
+
+_DBL_MIN = np.finfo(float).tiny
+_HALF_LOG_2PI = 0.5 * np.log(2.0 * np.pi)
+_RANK_TOL = 1e-12      # eigenvalues below _RANK_TOL * max eigenvalue are treated as zero
+_BLOCK_BYTES = 64e6    # memory budget of one row block of intermediates
+
+
+@dataclass
+class EDResult:
+    """Result of :func:`extreme_deconvolution`.
+
+    Attributes
+    ----------
+    xamp : ndarray (K,)
+        Mixture weights :math:`\\alpha`.
+    xmean : ndarray (K, R)
+        Component means.
+    xcovar : ndarray (K, R, R)
+        Component covariances :math:`V_j` (exactly symmetric).
+    avgloglik : float
+        Average log-likelihood evaluated at the parameters in force at the start of the last
+        EM step (R's ``avgloglikedata``).
+    niter : int
+        Number of EM steps run.
+    loglik_trace : ndarray
+        ``avgloglik`` of every step.
+    frozen : ndarray of bool (K,)
+        Components frozen because :math:`q_j <` ``DBL_MIN`` (weight set to 0).
+    """
+
+    xamp: np.ndarray
+    xmean: np.ndarray
+    xcovar: np.ndarray
+    avgloglik: float
+    niter: int
+    loglik_trace: np.ndarray
+    frozen: np.ndarray
+
+
+@dataclass
+class EDFit:
+    """Detailed result of :func:`cov_ed` (``details=True``): mashr's ``bovy_wrapper`` list.
+
+    Attributes
+    ----------
+    Ulist : dict
+        ``ED_<name>`` -> R x R refined matrix (:math:`V_j + n^{-1/2} I`).
+    pi : dict
+        ``<name>`` -> ED mixture weight (named by ``Ulist_init`` as R).
+    av_loglik : float
+        Final average log-likelihood (R's ``av_loglik``).
+    niter : int
+        EM steps run.
+    loglik_trace : ndarray
+        Per-step average log-likelihood.
+    """
+
+    Ulist: dict
+    pi: dict
+    av_loglik: float
+    niter: int
+    loglik_trace: np.ndarray = field(repr=False)
+
+
+# ----------------------------------------------------------------------------- helpers
+def _fix_flags(fix, K: int, name: str) -> np.ndarray:
+    """mashr's ``.fixfix``: None -> all False, scalar -> all, vector of length K."""
+    if fix is None:
+        return np.zeros(K, dtype=bool)
+    arr = np.atleast_1d(np.asarray(fix, dtype=bool))
+    if arr.size == 1:
+        return np.repeat(arr, K)
+    if arr.size != K:
+        raise MashInputError(f"{name}: length {arr.size} does not match the {K} components; "
+                             f"give a scalar or one flag per component")
+    return arr.copy()
+
+
+def _factor_psd(V: np.ndarray, name: str) -> np.ndarray:
+    """Return W (R x r) with W W^T = V, dropping eigenvalues below ``_RANK_TOL * max``.
+
+    Raises MashInputError when V has an eigenvalue below ``-1e-8 * max(1, |lambda_max|)``.
+    """
+    V = 0.5 * (V + V.T)
+    lam, Q = np.linalg.eigh(V)
+    top = max(abs(lam[-1]), abs(lam[0])) if lam.size else 0.0
+    if lam.size and lam[0] < -1e-8 * max(1.0, top):
+        raise MashInputError(f"{name} is not positive semi-definite (smallest eigenvalue "
+                             f"{lam[0]:.3g}); pass PSD covariance matrices")
+    keep = lam > _RANK_TOL * top if top > 0 else np.zeros(lam.size, dtype=bool)
+    return Q[:, keep] * np.sqrt(lam[keep])
+
+
+def _prep_ycovar(ycovar, N: int, R: int):
+    """Validate ``ycovar`` and return (kind, Sinv, logdetS, common).
+
+    kind is ``"diag"`` (Sinv holds 1/variances, shape (n, R)) or ``"full"`` (Sinv (n, R, R));
+    n is 1 when every row shares the same error covariance (``common``).
+    """
+    S = np.asarray(ycovar, dtype=float)
+    if S.ndim == 1:
+        if S.shape != (R,):
+            raise MashInputError(f"ycovar: a vector must have length R={R}, got {S.shape}")
+        S = S[None, :]
+    if S.ndim == 2 and S.shape == (N, R) and not (S.shape == (R, R) and N != R):
+        kind = "diag"
+    elif S.ndim == 2 and S.shape == (R, R):
+        kind = "full"
+        S = S[None]
+    elif S.ndim == 2 and S.shape == (1, R):
+        kind = "diag"
+    elif S.ndim == 3 and S.shape == (N, R, R):
+        kind = "full"
+    else:
+        raise MashInputError(f"ycovar: shape {S.shape} not understood; use (N, R) variances, "
+                             f"(N, R, R) or (R, R) covariances, with N={N}, R={R}")
+    if not np.all(np.isfinite(S)):
+        raise MashInputError("ycovar contains non-finite values; fix the standard errors")
+    if S.shape[0] > 1 and np.all(S == S[:1]):
+        S = S[:1]
+    if kind == "diag":
+        bad = np.argwhere(S <= 0)
+        if bad.size:
+            i, r = bad[0]
+            raise MashInputError(f"ycovar: variance {S[i, r]!r} at row {i}, condition {r} is not "
+                                 f"positive; reset zero standard errors before ED")
+        return kind, 1.0 / S, np.log(S).sum(axis=1), S.shape[0] == 1
+    S = 0.5 * (S + np.swapaxes(S, 1, 2))
+    try:
+        L = np.linalg.cholesky(S)
+    except np.linalg.LinAlgError:
+        ok = [np.all(np.linalg.eigvalsh(s) > 0) for s in S]
+        i = int(np.argmin(ok))
+        raise MashInputError(f"ycovar: the error covariance of row {i} is not positive definite; "
+                             f"check Shat and V") from None
+    logdet = 2.0 * np.log(np.diagonal(L, axis1=1, axis2=2)).sum(axis=1)
+    Sinv = np.linalg.inv(S)
+    Sinv = 0.5 * (Sinv + np.swapaxes(Sinv, 1, 2))
+    return kind, Sinv, logdet, S.shape[0] == 1
+
+
+def _row_lse(logq: np.ndarray) -> np.ndarray:
+    """Row log-sum-exp ignoring non-finite entries in the max scan (Bovy's ``logsum``)."""
+    fin = np.isfinite(logq)
+    mx = np.where(fin, logq, -np.inf).max(axis=1)
+    mx = np.where(np.isfinite(mx), mx, 0.0)
+    with np.errstate(under="ignore"):
+        s = np.exp(logq - mx[:, None]).sum(axis=1)
+    with np.errstate(divide="ignore"):
+        return np.log(s) + mx
+
+
+class _Comp:
+    """Factor representation of the live components grouped by rank."""
+
+    def __init__(self, Ws: list):
+        self.W = Ws
+
+    def groups(self, live: np.ndarray):
+        by_r: dict = {}
+        for j, W in enumerate(self.W):
+            if live[j]:
+                by_r.setdefault(W.shape[1], []).append(j)
+        return [(r, np.asarray(idx), np.stack([self.W[j] for j in idx]))
+                for r, idx in sorted(by_r.items())]
+
+
+def _estep_block(Y, Sinv, logdetS, kind, mean, groups, logamp, K):
+    """E-step quantities for one block of rows.
+
+    Returns logq (nb, K) and, per rank group, (idx, u (nb, k, r), Ginv (nb|1, k, r, r)).
+    """
+    nb, R = Y.shape
+    logq = np.full((nb, K), -np.inf)
+    out = []
+    for r, idx, W in groups:                     # W: (k, R, r)
+        k = idx.size
+        Rm = Y[:, None, :] - mean[None, idx, :]  # (nb, k, R)
+        if kind == "diag":
+            SRm = Sinv[:, None, :] * Rm          # (nb, k, R)
+            quadS = np.einsum("ika,ika->ik", Rm, SRm)
+            if r:
+                WW = np.einsum("kar,kas->akrs", W, W).reshape(R, k * r * r)
+                G = (Sinv @ WW).reshape(Sinv.shape[0], k, r, r)
+        else:
+            SRm = np.einsum("iab,ikb->ika", Sinv, Rm) if Sinv.shape[0] > 1 else Rm @ Sinv[0]
+            quadS = np.einsum("ika,ika->ik", Rm, SRm)
+            if r:
+                Wc = np.moveaxis(W, 0, 1).reshape(R, k * r)           # (R, k*r)
+                P = (Sinv @ Wc).reshape(Sinv.shape[0], R, k, r)       # S^-1 W_k
+                G = np.einsum("kar,iaks->ikrs", W, P, optimize=True)
+        ld = logdetS[:, None] + np.zeros((1, k))
+        if r:
+            h = np.einsum("ika,kar->ikr", SRm, W, optimize=True)    # W^T S^-1 (y - m)
+            IG = G + np.eye(r)
+            IG = 0.5 * (IG + np.swapaxes(IG, -1, -2))
+            if r == 1:
+                Ginv = 1.0 / IG
+                ldG = np.log(IG[..., 0, 0])
+                u = Ginv[..., 0] * h
+            else:
+                L = np.linalg.cholesky(IG)
+                ldG = 2.0 * np.log(np.diagonal(L, axis1=-2, axis2=-1)).sum(axis=-1)
+                Ginv = np.linalg.inv(IG)
+                Ginv = 0.5 * (Ginv + np.swapaxes(Ginv, -1, -2))
+                u = (Ginv @ h[..., None])[..., 0]
+            ld = ld + ldG
+            quad = quadS - np.einsum("ikr,ikr->ik", h, u)
+        else:
+            Ginv, u = None, None
+            quad = quadS
+        logq[:, idx] = logamp[idx][None, :] - R * _HALF_LOG_2PI - 0.5 * ld - 0.5 * quad
+        out.append((idx, r, u, Ginv))
+    return logq, out
+
+
+def extreme_deconvolution(ydata, ycovar, xamp, xmean=None, xcovar=None, fixamp=None,
+                          fixmean=None, fixcovar=None, tol: float = 1e-6,
+                          maxiter: float = 1e9, w: float = 0.0,
+                          verbose: bool = False) -> EDResult:
+    """Bovy-Hogg-Roweis extreme deconvolution EM, exactly mashr's variant.
+
+    Parameters
+    ----------
+    ydata : array (N, R)
+        Observations :math:`y_i`.
+    ycovar : array
+        Error covariances :math:`S_i`: (N, R) per-row diagonal variances, (N, R, R) full, or a
+        common (R, R) matrix / (R,) diagonal.
+    xamp : array (K,)
+        Initial mixture weights :math:`\\alpha`.
+    xmean : array (K, R), optional
+        Initial means (default zeros).
+    xcovar : array (K, R, R), list or dict of R x R PSD matrices
+        Initial covariances :math:`V_j`.
+    fixamp, fixmean, fixcovar : bool or array of bool (K,), optional
+        Keep these parameters fixed (mashr's ``cov_ed`` uses ``fixmean=True``).
+    tol : float
+        Stop at the first step (from the second on) whose increase of the average
+        log-likelihood is ``<= tol``, decreases included.
+    maxiter : float
+        Maximum number of EM steps.
+    w : float
+        Regulariser: :math:`V_j = (\\sum_i q_{ij}(\\cdot) + wI)/(q_j+1)` when ``w > 0``.
+    verbose : bool
+        Print the average log-likelihood every 10 steps.
+
+    Returns
+    -------
+    EDResult
+        ``xamp``, ``xmean``, ``xcovar``, ``avgloglik`` (at the start of the last step, as R),
+        ``niter``, ``loglik_trace``, ``frozen``.
+    """
+    Y = np.asarray(ydata, dtype=float)
+    if Y.ndim != 2 or Y.shape[0] < 1 or not np.all(np.isfinite(Y)):
+        raise MashInputError("ydata must be a finite (N, R) matrix")
+    N, R = Y.shape
+    if xcovar is None:
+        raise MashInputError("xcovar: give the K initial covariance matrices")
+    names = None
+    if isinstance(xcovar, Mapping):
+        names = list(xcovar)
+        xcovar = [xcovar[n] for n in names]
+    V0 = [np.asarray(v, dtype=float) for v in (list(xcovar) if not isinstance(xcovar, np.ndarray)
+                                                or xcovar.ndim == 3 else [xcovar])]
+    K = len(V0)
+    if K == 0:
+        raise MashInputError("xcovar is empty; give at least one initial covariance matrix")
+    for j, v in enumerate(V0):
+        nm = names[j] if names else str(j)
+        if v.shape != (R, R) or not np.all(np.isfinite(v)):
+            raise MashInputError(f"xcovar[{nm!r}]: expected a finite {R} x {R} matrix, "
+                                 f"got shape {v.shape}")
+    amp = np.asarray(xamp, dtype=float).ravel().copy()
+    if amp.size != K or np.any(amp < 0) or not np.all(np.isfinite(amp)):
+        raise MashInputError(f"xamp: need {K} non-negative weights, got {np.asarray(xamp)!r}")
+    mean = np.zeros((K, R)) if xmean is None else np.array(xmean, dtype=float).reshape(K, R)
+    fa, fm, fc = (_fix_flags(fixamp, K, "fixamp"), _fix_flags(fixmean, K, "fixmean"),
+                  _fix_flags(fixcovar, K, "fixcovar"))
+    if w < 0:
+        raise MashInputError(f"w must be >= 0, got {w}")
+    kind, Sinv, logdetS, common = _prep_ycovar(ycovar, N, R)
+    comp = _Comp([_factor_psd(v, f"xcovar[{(names[j] if names else j)!r}]")
+                  for j, v in enumerate(V0)])
+
+    # rows per block: keep (nb, K, R, r) intermediates under the memory budget
+    per_row = 8.0 * sum(R * max(W.shape[1], 1) + W.shape[1] ** 2 + 2 * R for W in comp.W)
+    nblock = N if common and kind == "diag" else max(1, int(_BLOCK_BYTES // max(per_row, 1.0)))
+    trace = []
+    diff, old, niter, avg = 2.0 * tol, 0.0, 0, 0.0
+    while diff > tol and niter < maxiter:
+        allfixed = fa & fm & fc
+        sumfixed = amp[fa].sum()
+        live = amp > 0
+        groups = comp.groups(live | ~allfixed)
+        with np.errstate(divide="ignore"):
+            logamp = np.log(amp)
+        qsum = np.zeros(K)
+        Macc = {j: np.zeros((comp.W[j].shape[1],) * 2) for j in range(K)}
+        usum = {j: np.zeros(comp.W[j].shape[1]) for j in range(K)}
+        total = 0.0
+        for s in range(0, N, nblock):
+            e = min(N, s + nblock)
+            Sb = Sinv if common else Sinv[s:e]
+            lb = logdetS if common else logdetS[s:e]
+            if common and lb.shape[0] == 1:
+                lb = np.repeat(lb, e - s)
+            logq, parts = _estep_block(Y[s:e], Sb, lb, kind, mean, groups, logamp, K)
+            lse = _row_lse(logq)
+            total += lse.sum()
+            with np.errstate(under="ignore", invalid="ignore"):
+                q = np.exp(logq - lse[:, None])
+            q = np.where(np.isfinite(q), q, 0.0)
+            qsum += q.sum(axis=0)
+            for idx, r, u, Ginv in parts:
+                if not r:
+                    continue
+                qg = q[:, idx]
+                acc = np.einsum("ik,ikr,iks->krs", qg, u, u, optimize=True)
+                if Ginv.shape[0] == 1:
+                    acc += qg.sum(axis=0)[:, None, None] * Ginv[0]
+                else:
+                    acc += np.einsum("ik,ikrs->krs", qg, Ginv, optimize=True)
+                us = np.einsum("ik,ikr->kr", qg, u)
+                for t, j in enumerate(idx):
+                    Macc[j] += acc[t]
+                    usum[j] += us[t]
+        avg = total / N
+        trace.append(avg)
+        if verbose and (niter % 10 == 0):
+            print(f"ED iteration {niter + 1}: average log-likelihood {avg:.10g}")
+        # M step
+        for j in range(K):
+            if allfixed[j]:
+                continue
+            qj = qsum[j]
+            if qj < _DBL_MIN:
+                qj = 0.0
+            if not fa[j]:
+                amp[j] = qj
+                if qj == 0.0:
+                    fa[j] = fm[j] = fc[j] = True
+                    continue
+            W = comp.W[j]
+            r = W.shape[1]
+            ubar = usum[j] / qj if r else np.zeros(0)
+            if not fm[j] and r:
+                mean_new = mean[j] + W @ ubar
+            else:
+                mean_new = mean[j]
+            if not fc[j] and (r or w > 0):
+                M = Macc[j] / qj if r else np.zeros((0, 0))
+                if not fm[j] and r:
+                    M = M - np.outer(ubar, ubar)
+                M = 0.5 * (M + M.T)
+                if w > 0:
+                    Vn = (qj * (W @ M @ W.T) + w * np.eye(R)) / (qj + 1.0)
+                    comp.W[j] = _factor_psd(Vn, f"xcovar[{j}]")
+                else:
+                    try:
+                        Lm = np.linalg.cholesky(M)
+                    except np.linalg.LinAlgError:
+                        lam, Qm = np.linalg.eigh(M)
+                        Lm = Qm * np.sqrt(np.clip(lam, 0.0, None))
+                    comp.W[j] = W @ Lm
+            if not fm[j]:
+                mean[j] = mean_new
+        if sumfixed == 0.0:
+            amp = amp / N
+        else:
+            norm = amp[~fa].sum()
+            if norm > 0:
+                amp[~fa] = amp[~fa] / norm * (1.0 - sumfixed)
+        if niter > 0:
+            diff = avg - old
+        old = avg
+        niter += 1
+    xcov = np.stack([W @ W.T for W in comp.W])
+    xcov = 0.5 * (xcov + np.swapaxes(xcov, 1, 2))
+    frozen = (fa & fm & fc) & (amp == 0)
+    return EDResult(xamp=amp, xmean=mean, xcovar=xcov, avgloglik=float(avg), niter=niter,
+                    loglik_trace=np.asarray(trace), frozen=frozen)
+
+
+# ----------------------------------------------------------------------------- mashr wrappers
+def _check_Ulist_init(Ulist_init, R: int) -> dict:
+    """Validate ``Ulist_init`` (dict or list of R x R symmetric PSD matrices) -> dict."""
+    if Ulist_init is None or len(Ulist_init) == 0:
+        raise MashInputError("Ulist_init is empty; give at least one initial R x R covariance "
+                             "matrix (e.g. from cov_pca or cov_canonical)")
+    if isinstance(Ulist_init, Mapping):
+        items = [(str(k), v) for k, v in Ulist_init.items()]
+    else:
+        items = [(str(i + 1), v) for i, v in enumerate(Ulist_init)]
+    out = {}
+    for name, U in items:
+        U = np.asarray(U, dtype=float)
+        if U.shape != (R, R):
+            raise MashInputError(f"Ulist_init[{name!r}] has shape {U.shape}; every matrix must be "
+                                 f"{R} x {R} (R = number of conditions)")
+        if not np.all(np.isfinite(U)):
+            raise MashInputError(f"Ulist_init[{name!r}] has non-finite entries")
+        scale = max(1.0, float(np.abs(U).max()))
+        if np.abs(U - U.T).max() > 100 * np.finfo(float).eps * scale * R:
+            raise MashInputError(f"Ulist_init[{name!r}] is not symmetric; symmetrise it "
+                                 f"((U + U.T) / 2)")
+        lam = np.linalg.eigvalsh(0.5 * (U + U.T))
+        if lam[0] < -1e-8:
+            raise MashInputError(f"Ulist_init[{name!r}] is not positive semi-definite (smallest "
+                                 f"eigenvalue {lam[0]:.3g} < -1e-8)")
+        out[name] = U
+    return out
+
+
+def _ed_ycovar(data, subset: np.ndarray):
+    """bovy_wrapper's choice of per-row error covariances for rows ``subset``."""
+    Shat = np.asarray(getattr(data, "Shat"), dtype=float)[subset]
+    V = np.asarray(getattr(data, "V"), dtype=float)
+    R = Shat.shape[1]
+    L = getattr(data, "L", None)
+    if L is not None:                                 # contrast data: L S V S L^T
+        So = np.asarray(getattr(data, "Shat_orig"), dtype=float)[subset]
+        L = np.asarray(L, dtype=float)
+        Vb = V if V.ndim == 2 else np.moveaxis(V[:, :, subset], 2, 0)
+        SVS = So[:, :, None] * Vb * So[:, None, :]
+        return L @ SVS @ L.T
+    commonV = bool(getattr(data, "commonV", V.ndim == 2))
+    if not commonV:                                   # S_i V_i S_i
+        Vi = np.moveaxis(V[:, :, subset], 2, 0)
+        return Shat[:, :, None] * Vi * Shat[:, None, :]
+    if V.shape != (R, R):
+        raise MashInputError(f"data.V has shape {V.shape}, expected {R} x {R}")
+    if not np.all(V == np.eye(R)):                    # exact comparison, as R
+        return Shat[:, :, None] * V[None] * Shat[:, None, :]
+    return Shat ** 2                                  # diagonal errors
+
+
+def bovy_wrapper(data, Ulist_init, subset=None, tol: float = 1e-6, maxiter: float = 1e9,
+                 w: float = 0.0, verbose: bool = False) -> EDFit:
+    """mashr's ``bovy_wrapper``: ED on ``data.Bhat[subset]`` from ``Ulist_init``.
+
+    Error covariances :math:`S_i`: contrast data :math:`L S_i V S_i L^T`; per-row V
+    :math:`S_i V_i S_i`; a common V that is not exactly the identity :math:`S_i V S_i` (full);
+    otherwise the diagonal :math:`\\hat s_i^2`.  Weights start at 1/K, means are fixed at 0,
+    and every refined matrix gets :math:`+ n_{subset}^{-1/2} I` (mashr issue 91).
+
+    Parameters
+    ----------
+    data : MashData
+        Needs ``Bhat``, ``Shat``, ``V``, ``commonV`` (and ``L``/``Shat_orig`` for contrasts).
+    Ulist_init : dict or list of R x R PSD matrices
+        Initial covariances (names kept; a list is named ``"1".."K"``).
+    subset : array of int or bool, optional
+        Rows to use (default all).
+    tol, maxiter, w, verbose
+        Passed to :func:`extreme_deconvolution`.
+
+    Returns
+    -------
+    EDFit
+        ``Ulist`` (named like ``Ulist_init``, *not* yet ``ED_``-prefixed), ``pi``,
+        ``av_loglik``, ``niter``, ``loglik_trace``.
+    """
+    Bhat = np.asarray(getattr(data, "Bhat"), dtype=float)
+    J, R = Bhat.shape
+    sub = np.arange(J) if subset is None else np.arange(J)[np.asarray(subset)]
+    if sub.size == 0:
+        raise MashInputError("subset selects no rows; ED needs at least one effect")
+    U0 = _check_Ulist_init(Ulist_init, R)
+    K = len(U0)
+    ycov = _ed_ycovar(data, sub)
+    res = extreme_deconvolution(Bhat[sub], ycov, xamp=np.full(K, 1.0 / K),
+                                xmean=np.zeros((K, R)), xcovar=list(U0.values()),
+                                fixmean=True, tol=tol, maxiter=maxiter, w=w, verbose=verbose)
+    eps = np.eye(R) / np.sqrt(sub.size)
+    names = list(U0)
+    Ulist = {n: res.xcovar[j] + eps for j, n in enumerate(names)}
+    pi = {n: float(res.xamp[j]) for j, n in enumerate(names)}
+    if verbose:
+        print(f"ED: {res.niter} iterations, average log-likelihood {res.avgloglik:.10g}")
+    return EDFit(Ulist=Ulist, pi=pi, av_loglik=res.avgloglik, niter=res.niter,
+                 loglik_trace=res.loglik_trace)
+
+
+def cov_ed(data, Ulist_init, subset=None, algorithm: str = "bovy", tol: float = 1e-6,
+           maxiter: float = 1e9, w: float = 0.0, details: bool = False,
+           verbose: bool = False):
+    """Refine initial covariance matrices by extreme deconvolution (mashr ``cov_ed``).
+
+    Parameters
+    ----------
+    data : MashData
+        mash data (``Bhat``, ``Shat``, ``V``; the transformed scale as mashr).
+    Ulist_init : dict or list of R x R PSD matrices
+        Initial covariances, e.g. ``cov_pca(data, 5, subset=strong)``.
+    subset : array of int or bool, optional
+        Rows used for the fit (e.g. the strong set).
+    algorithm : {"bovy"}
+        mashr's default.  ``"teem"`` is not ported.
+    tol, maxiter, w : float
+        See :func:`extreme_deconvolution` (mashr defaults 1e-6, 1e9, 0).
+    details : bool
+        Return an :class:`EDFit` (Ulist, pi, av_loglik, niter) instead of the dict.
+    verbose : bool
+        Print progress.
+
+    Returns
+    -------
+    dict or EDFit
+        ``ED_<name>`` -> :math:`V_j + n^{-1/2} I` (R x R).  With ``details=True`` the same
+        dict is ``.Ulist`` and ``pi`` is keyed by the initial names, as R's bovy_wrapper.
+    """
+    if algorithm not in ("bovy",):
+        raise MashInputError(f"algorithm={algorithm!r} is not supported; allowed: 'bovy' "
+                             f"(mashr's default; 'teem' is not ported)")
+    fit = bovy_wrapper(data, Ulist_init, subset=subset, tol=tol, maxiter=maxiter, w=w,
+                       verbose=verbose)
+    Ued = {f"ED_{n}": U for n, U in fit.Ulist.items()}
+    if details:
+        return EDFit(Ulist=Ued, pi=fit.pi, av_loglik=fit.av_loglik, niter=fit.niter,
+                     loglik_trace=fit.loglik_trace)
+    return Ued
