@@ -68,6 +68,11 @@ _EXPORTS: dict[str, str] = {
     "ash": "ash",
     "mash_1by1": "ash",
     "ebnm": "ebnm",
+    "ebnm_point_normal": "ebnm",
+    "ebnm_point_laplace": "ebnm",
+    "ebnm_point_exponential": "ebnm",
+    "ebnm_normal": "ebnm",
+    "EbnmResult": "ebnm",
     "flash": "ebmf",
     # io
     "read_rds": "io",

@@ -1,0 +1,118 @@
+r"""Empirical Bayes normal means: ``ebnm`` and one function per prior family (port of ebnm 1.1-42).
+
+Model (Willwerscheid, Carbonetto & Stephens):
+
+.. math::
+
+    x_i \mid \theta_i \sim N(\theta_i, s_i^2), \qquad \theta_i \sim g \in \mathcal G, \qquad
+    \hat g = \arg\max_{g \in \mathcal G} \sum_i \log \int N(x_i; \theta, s_i^2)\, g(d\theta).
+
+Families (``prior_family``):
+
+========================  =================================================  ====================
+name                      :math:`\mathcal G`                                   module
+========================  =================================================  ====================
+point_normal              :math:`\pi_0\delta_\mu + (1-\pi_0)N(\mu,\sigma^2)`     ebnm_parametric
+point_laplace             :math:`\pi_0\delta_\mu + (1-\pi_0)\mathrm{Laplace}`    ebnm_parametric
+point_exponential         :math:`\pi_0\delta_\mu + (1-\pi_0)\mathrm{Exp}`        ebnm_parametric
+normal                    :math:`N(\mu,\sigma^2)`                                ebnm_parametric
+normal_scale_mixture      :math:`\sum_k\pi_k N(\mu,\sigma_k^2)` (fixed grid)     ebnm_nonparametric
+unimodal                  unimodal about the mode (half-uniform mixture)        ebnm_nonparametric
+unimodal_symmetric        symmetric unimodal (uniform mixture)                  ebnm_nonparametric
+unimodal_nonnegative      unimodal, support :math:`[\mu,\infty)`                 ebnm_nonparametric
+unimodal_nonpositive      unimodal, support :math:`(-\infty,\mu]`                ebnm_nonparametric
+ash                       ashr's ``ash`` with ebnm's grid                        ebnm_nonparametric
+========================  =================================================  ====================
+
+Every function returns an :class:`~mashlib.ebnm_core.EbnmResult`.
+"""
+from __future__ import annotations
+
+from ._errors import MashInputError
+from .ebnm_core import (  # noqa: F401  (re-exported)
+    DEFAULT_OUTPUT,
+    FLASH_OUTPUT,
+    OUTPUT_ALL,
+    OUTPUT_NAMES,
+    EbnmResult,
+    NormalMix,
+    PointExponential,
+    PointLaplace,
+    PointNormal,
+    UniMix,
+)
+from .ebnm_parametric import ebnm_normal, ebnm_point_exponential, ebnm_point_laplace, ebnm_point_normal
+
+__all__ = [
+    "ebnm",
+    "ebnm_point_normal",
+    "ebnm_point_laplace",
+    "ebnm_point_exponential",
+    "ebnm_normal",
+    "ebnm_normal_scale_mixture",
+    "ebnm_unimodal",
+    "ebnm_unimodal_symmetric",
+    "ebnm_unimodal_nonnegative",
+    "ebnm_unimodal_nonpositive",
+    "ebnm_ash",
+    "EbnmResult",
+    "PointNormal",
+    "PointLaplace",
+    "PointExponential",
+    "NormalMix",
+    "UniMix",
+    "DEFAULT_OUTPUT",
+    "OUTPUT_ALL",
+    "FLASH_OUTPUT",
+    "PRIOR_FAMILIES",
+]
+
+PRIOR_FAMILIES = (
+    "point_normal",
+    "point_laplace",
+    "point_exponential",
+    "normal",
+    "normal_scale_mixture",
+    "unimodal",
+    "unimodal_symmetric",
+    "unimodal_nonnegative",
+    "unimodal_nonpositive",
+    "ash",
+)
+
+
+def __getattr__(name):
+    # the nonparametric families live in their own module (imported on first use)
+    if name in {"ebnm_normal_scale_mixture", "ebnm_unimodal", "ebnm_unimodal_symmetric",
+                "ebnm_unimodal_nonnegative", "ebnm_unimodal_nonpositive", "ebnm_ash"}:
+        from . import ebnm_nonparametric
+
+        return getattr(ebnm_nonparametric, name)
+    raise AttributeError(f"module 'mashlib.ebnm' has no attribute {name!r}")
+
+
+def ebnm(x, s=1, prior_family="point_normal", mode=0, scale="estimate", g_init=None, fix_g=False,
+         output=DEFAULT_OUTPUT, optmethod=None, control=None, **kwargs):
+    r"""Solve the EBNM problem for the prior family ``prior_family``.
+
+    Parameters
+    ----------
+    x, s : array_like
+        Observations and their standard errors (see :func:`ebnm_point_normal`).
+    prior_family : str
+        One of :data:`PRIOR_FAMILIES`.
+    mode, scale, g_init, fix_g, output, optmethod, control
+        Passed to ``ebnm_<prior_family>``.
+    **kwargs
+        Extra arguments for the ash-based families (e.g. ``gridmult``).
+
+    Returns
+    -------
+    EbnmResult
+    """
+    if not isinstance(prior_family, str) or prior_family not in PRIOR_FAMILIES:
+        raise MashInputError(f"ebnm: prior_family={prior_family!r} is not a known prior family; "
+                             f"valid families are {list(PRIOR_FAMILIES)}")
+    fn = globals().get(f"ebnm_{prior_family}") or __getattr__(f"ebnm_{prior_family}")
+    return fn(x, s, mode=mode, scale=scale, g_init=g_init, fix_g=fix_g, output=output, optmethod=optmethod,
+              control=control, **kwargs)

@@ -1,0 +1,322 @@
+r"""Parametric ebnm workhorse and the point-normal / point-Laplace / point-exponential / normal families.
+
+Port of ebnm's ``parametric_workhorse`` / ``mle_parametric`` (map §2.7), from the
+description, not the code. Steps:
+
+1. checks (:func:`~mashlib.ebnm_core.check_xs`); observations with
+   :math:`s_i = \infty` are left out of the fit and get the prior as posterior;
+2. rescaling: :math:`x, s` are multiplied by :math:`c = 1/\mathrm{median}(s_i)`
+   (finite, positive :math:`s_i`), parameters are scaled back after the fit and the
+   log-likelihood is shifted by :math:`-n\log c`;
+3. maximise :math:`\sum_i \ell_i(\alpha, \log b, \mu)` over the free parameters
+   (:math:`\alpha = \operatorname{logit}\pi_0` if the family has a point mass,
+   :math:`\log b` unless ``scale`` is fixed, :math:`\mu` if ``mode="estimate"``)
+   with L-BFGS-B and the analytic gradient from ebnm's initial values; BFGS and
+   Nelder-Mead are the fallbacks when L-BFGS-B fails;
+4. the boundaries are checked explicitly and the best solution is kept:
+   :math:`\pi_0 = 1` (all null, :math:`\ell = \sum\log N(x_i;\mu,s_i^2)`) always, and
+   :math:`\pi_0 = 0` (slab only, optimised separately) when the interior optimum
+   drifts to :math:`\pi_0 < 10^{-5}` or the interior fit failed; this avoids the
+   failures of ebnm issues #20 / #144;
+5. posterior summaries with the fitted prior.
+"""
+from __future__ import annotations
+
+import numpy as np
+from scipy import optimize
+from scipy import special as sc
+
+from ._errors import MashInputError
+from .ebnm_core import (
+    DEFAULT_OUTPUT,
+    EbnmResult,
+    _LOG_2PI,
+    check_mode,
+    check_output,
+    check_scale,
+    check_xs,
+)
+from .ebnm_pfamilies import (
+    NormalFamily,
+    PointExponentialFamily,
+    PointLaplaceFamily,
+    PointNormalFamily,
+)
+
+__all__ = ["ebnm_point_normal", "ebnm_point_laplace", "ebnm_point_exponential", "ebnm_normal"]
+
+_OPTMETHODS = (None, "lbfgsb", "bfgs", "nelder_mead", "nohess_nlm", "nlm", "nograd_nlm", "nograd_lbfgsb",
+               "trust", "optimize")
+_ALPHA_BOX = 40.0  # |logit pi0| beyond this is handled by the explicit boundary checks
+
+
+def _total(fam, theta, x, s):
+    ell, _, _ = fam.loglik(theta, x, s, grad=False)
+    return float(ell.sum())
+
+
+def _optimise(fam, theta0, free, x, s, method):
+    """Maximise the log-likelihood over ``theta[free]``; return (theta, loglik, ok)."""
+    idx = np.flatnonzero(free)
+    theta = theta0.copy()
+    if idx.size == 0:
+        return theta, _total(fam, theta, x, s), True
+
+    def nll(p):
+        th = theta.copy()
+        th[idx] = p
+        ell, d, _ = fam.loglik(th, x, s, grad=True)
+        f = -ell.sum()
+        g = -d[idx].sum(axis=1)
+        if not np.isfinite(f):
+            return 1e300, np.zeros_like(p)
+        return f, g
+
+    p0 = theta0[idx].copy()
+    bounds = []
+    for j, k in enumerate(idx):
+        if k == 0:
+            p0[j] = np.clip(p0[j], -_ALPHA_BOX + 1, _ALPHA_BOX - 1)
+            bounds.append((-_ALPHA_BOX, _ALPHA_BOX))
+        elif k == 1:
+            bounds.append((p0[j] - 40.0, p0[j] + 40.0))
+        else:
+            bounds.append((None, None))
+    best = None
+    methods = ["L-BFGS-B", "BFGS", "Nelder-Mead"]
+    if method in ("bfgs",):
+        methods = ["BFGS", "L-BFGS-B", "Nelder-Mead"]
+    elif method in ("nelder_mead", "nograd_nlm", "nograd_lbfgsb"):
+        methods = ["Nelder-Mead", "L-BFGS-B"]
+    for meth in methods:
+        try:
+            if meth == "L-BFGS-B":
+                res = optimize.minimize(nll, p0, jac=True, method=meth, bounds=bounds,
+                                        options={"ftol": 1e-13, "gtol": 1e-8, "maxiter": 1000})
+            elif meth == "BFGS":
+                res = optimize.minimize(nll, p0, jac=True, method=meth, options={"gtol": 1e-7, "maxiter": 1000})
+            else:
+                res = optimize.minimize(lambda p: nll(p)[0], p0, method=meth,
+                                        options={"xatol": 1e-9, "fatol": 1e-11, "maxiter": 4000})
+        except (ValueError, FloatingPointError):  # pragma: no cover - defensive
+            continue
+        if np.isfinite(res.fun) and (best is None or res.fun < best.fun - 1e-12):
+            best = res
+        if res.success and np.isfinite(res.fun) and res.fun < 1e299:
+            break
+    if best is None:
+        return theta, -np.inf, False
+    theta[idx] = best.x
+    return theta, -float(best.fun), bool(best.success)
+
+
+def _null_mode(x, s):
+    w = 1.0 / (s * s)
+    return float(np.sum(w * x) / np.sum(w))
+
+
+def _fit(fam, x, s, theta0, free, method):
+    """Interior fit plus the explicit pi0 boundary checks; returns the best theta."""
+    theta, ll, ok = _optimise(fam, theta0, free, x, s, method)
+    best_ll = ll if np.isfinite(ll) else -np.inf
+    best = theta
+    if free[0]:
+        # pi0 = 1: everything null (slab parameters irrelevant, kept). As ebnm, it wins
+        # whenever it is at least as good as the interior fit.
+        th1 = theta.copy()
+        th1[0] = np.inf
+        if free[2]:
+            th1[2] = _null_mode(x, s)
+        ll1 = _total(fam, th1, x, s)
+        # pi0 = 0: slab only, when the interior fit drifts there or failed
+        if theta[0] < -11.5 or not ok or not np.isfinite(ll):
+            th0 = theta0.copy()
+            th0[0] = -np.inf
+            fr = free.copy()
+            fr[0] = False
+            th0, ll0, _ = _optimise(fam, th0, fr, x, s, method)
+            if ll0 > best_ll + 1e-10 * max(1.0, abs(best_ll)):
+                best_ll, best = ll0, th0
+        if ll1 >= best_ll:
+            best_ll, best = ll1, th1
+    if not np.isfinite(best_ll):
+        raise MashInputError(f"ebnm_{fam.name}: the marginal log-likelihood is not finite at any candidate "
+                             "solution; check x and s for extreme values")
+    return best
+
+
+def parametric_workhorse(fam, x, s, mode, scale, g_init, fix_g, output, optmethod, control, fname):
+    """Fit a parametric family; see the module docstring for the algorithm."""
+    want = check_output(output)
+    x, s = check_xs(x, s, fname)
+    mode_val = check_mode(mode, fname)
+    scale_val = check_scale(scale, fname)
+    if optmethod not in _OPTMETHODS:
+        raise MashInputError(f"{fname}: optmethod={optmethod!r} is not one of {list(_OPTMETHODS)}")
+    if fix_g and g_init is None:
+        raise MashInputError(f"{fname}: fix_g=True needs g_init; pass the fitted_g of an earlier fit")
+    fin = np.isfinite(s)
+    xf, sf = x[fin], s[fin]
+    nf = xf.size
+
+    if g_init is not None:
+        theta_g = np.asarray(fam.theta_from_g(g_init, fname), dtype=float)
+        if not fam.pointmass:
+            theta_g[0] = -np.inf
+    if fix_g:
+        theta = theta_g
+    elif nf == 0:
+        raise MashInputError(f"{fname}: every s is infinite, so there is nothing to fit g to; "
+                             "pass g_init with fix_g=True")
+    else:
+        c = 1.0 / np.median(sf)
+        xr, sr = xf * c, sf * c
+        free = np.array([fam.pointmass, scale_val is None, mode_val is None])
+        if g_init is not None:
+            theta0 = theta_g.copy()
+            theta0[1] += np.log(c)
+            theta0[2] *= c
+            for k in (0, 1):
+                if not np.isfinite(theta0[k]) and free[k]:
+                    theta0[k] = 0.0
+        else:
+            theta0 = fam.init(xr, sr, mode_val is None)
+        if not fam.pointmass:
+            theta0[0] = -np.inf
+        if scale_val is not None:
+            theta0[1] = np.log(scale_val * c)
+        if mode_val is not None:
+            theta0[2] = mode_val * c
+        theta_r = _fit(fam, xr, sr, theta0, free, optmethod)
+        theta = theta_r.copy()
+        theta[1] -= np.log(c)
+        theta[2] /= c
+        if mode_val is not None:
+            theta[2] = mode_val
+        if scale_val is not None:
+            theta[1] = np.log(scale_val)
+
+    result = EbnmResult(prior_family=fam.name)
+    need_post = want & {"posterior_mean", "posterior_sd", "posterior_second_moment", "lfsr"}
+    if "lfsr" in need_post and theta[2] != 0:
+        import warnings
+
+        warnings.warn(f"{fname}: lfsr is not returned when the mode is not zero (as ebnm)", RuntimeWarning,
+                      stacklevel=3)
+        need_post = need_post - {"lfsr"}
+    ell, _, r_fin = fam.loglik(theta, xf, sf, grad=False) if nf else (np.zeros(0), None, np.zeros(0))
+    if "log_likelihood" in want:
+        result.log_likelihood = float(ell.sum())
+    if need_post:
+        if fin.all():
+            post = fam.posterior(theta, xf, sf, r_fin, need_post)
+        else:
+            post = fam.prior_summaries(theta, need_post, x.size)
+            if nf:
+                pf = fam.posterior(theta, xf, sf, r_fin, need_post)
+                for k in post:
+                    post[k][fin] = pf[k]
+        order = [k for k in ("mean", "sd", "second_moment", "lfsr") if k in post]
+        result.posterior_arrays = {k: post[k] for k in order}
+    if "fitted_g" in want or "posterior_sampler" in want:
+        g = fam.g_from_theta(theta)
+        if scale_val is not None and not fix_g:  # keep the user's number exactly (exp(log(b)) may differ)
+            import dataclasses
+
+            if hasattr(g, "scale"):
+                g = dataclasses.replace(g, scale=scale_val)
+            elif isinstance(g.sd, np.ndarray):
+                g = dataclasses.replace(g, sd=np.array([scale_val]))
+            else:
+                g = dataclasses.replace(g, sd=scale_val)
+        result.fitted_g = g
+        r_all = np.full(x.size, sc.expit(theta[0]))
+        r_all[fin] = r_fin
+        params = fam.sampler_params(theta, x, s, r_all)
+        result._sampler = lambda nsamp, rng: fam.sample(params, nsamp, rng)
+    if "data" in want:
+        import pandas as pd
+
+        result.data = pd.DataFrame({"x": x, "s": s})
+    return result
+
+
+_DOC = """Solve the EBNM problem with the {title} prior family (map §2.7).
+
+    {math}
+
+    Parameters
+    ----------
+    x : array_like, shape (n,)
+        Observations (finite).
+    s : float or array_like, shape (n,)
+        Standard errors, ``>= 0``; ``inf`` marks a missing observation (left out of
+        the fit, posterior = prior, contributes 0 to the log-likelihood); ``0`` is
+        replaced by a tiny positive value with a warning, as ebnm does.
+    mode : float or "estimate"
+        Location of the point mass / slab (default 0).
+    scale : float or "estimate"
+        Slab scale {scale_doc}; fixed when a number is given.
+    g_init : {gcls}, optional
+        Initial prior (e.g. ``fitted_g`` of an earlier call).
+    fix_g : bool
+        If True, ``g_init`` is used as is and only posteriors are computed.
+    output : iterable of str
+        Among :data:`~mashlib.ebnm_core.OUTPUT_NAMES`; default
+        :data:`~mashlib.ebnm_core.DEFAULT_OUTPUT`. Use
+        :data:`~mashlib.ebnm_core.FLASH_OUTPUT` for the fast path.
+    optmethod : str, optional
+        ``None``/"lbfgsb" (default: L-BFGS-B with analytic gradient, BFGS and
+        Nelder-Mead fallbacks), "bfgs" or "nelder_mead"; R's nlm/trust names are
+        accepted and mapped to the default.
+    control : dict, optional
+        Unused; accepted for signature compatibility with ebnm.
+
+    Returns
+    -------
+    EbnmResult
+        ``fitted_g`` is a :class:`~mashlib.ebnm_core.{gcls}`.
+    """
+
+
+def ebnm_point_normal(x, s=1, mode=0, scale="estimate", g_init=None, fix_g=False, output=DEFAULT_OUTPUT,
+                      optmethod=None, control=None):
+    return parametric_workhorse(PointNormalFamily, x, s, mode, scale, g_init, fix_g, output, optmethod,
+                                control, "ebnm_point_normal")
+
+
+def ebnm_normal(x, s=1, mode=0, scale="estimate", g_init=None, fix_g=False, output=DEFAULT_OUTPUT,
+                optmethod=None, control=None):
+    return parametric_workhorse(NormalFamily, x, s, mode, scale, g_init, fix_g, output, optmethod, control,
+                                "ebnm_normal")
+
+
+def ebnm_point_exponential(x, s=1, mode=0, scale="estimate", g_init=None, fix_g=False, output=DEFAULT_OUTPUT,
+                           optmethod=None, control=None):
+    return parametric_workhorse(PointExponentialFamily, x, s, mode, scale, g_init, fix_g, output, optmethod,
+                                control, "ebnm_point_exponential")
+
+
+def ebnm_point_laplace(x, s=1, mode=0, scale="estimate", g_init=None, fix_g=False, output=DEFAULT_OUTPUT,
+                       optmethod=None, control=None):
+    return parametric_workhorse(PointLaplaceFamily, x, s, mode, scale, g_init, fix_g, output, optmethod,
+                                control, "ebnm_point_laplace")
+
+
+ebnm_point_normal.__doc__ = _DOC.format(
+    title="point-normal", gcls="PointNormal", scale_doc="(the normal sd sigma)",
+    math=r"""Prior :math:`g = \pi_0\delta_\mu + (1-\pi_0)N(\mu,\sigma^2)`; marginal
+    :math:`x_i \sim \pi_0 N(\mu, s_i^2) + (1-\pi_0) N(\mu, s_i^2+\sigma^2)`.""")
+ebnm_normal.__doc__ = _DOC.format(
+    title="normal", gcls="NormalMix", scale_doc="(the prior sd sigma)",
+    math=r"""Prior :math:`g = N(\mu,\sigma^2)`; marginal :math:`x_i \sim N(\mu, s_i^2+\sigma^2)`.""")
+ebnm_point_exponential.__doc__ = _DOC.format(
+    title="point-exponential (non-negative)", gcls="PointExponential", scale_doc="(b = 1/rate)",
+    math=r"""Prior :math:`g = \pi_0\delta_\mu + (1-\pi_0)(\mu + \mathrm{Exp}(1/b))`; with
+    :math:`a = 1/b`, :math:`y = x-\mu` the slab marginal is
+    :math:`a\,e^{s^2a^2/2 - a y}\,\Phi(y/s - s a)`. lfsr is the posterior null probability.""")
+ebnm_point_laplace.__doc__ = _DOC.format(
+    title="point-Laplace", gcls="PointLaplace", scale_doc="(b = 1/rate)",
+    math=r"""Prior :math:`g = \pi_0\delta_\mu + (1-\pi_0)\mathrm{Laplace}(\mu, b)`; with
+    :math:`a = 1/b` the slab marginal is :math:`\frac a2 e^{s^2a^2/2}[e^{a y}\Phi(-y/s - sa)
+    + e^{-a y}\Phi(y/s - sa)]`.""")

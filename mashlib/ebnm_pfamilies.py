@@ -1,0 +1,444 @@
+r"""Per-family mathematics of the parametric ebnm priors (map §2.7).
+
+Every family is parametrised by :math:`\theta = (\alpha, \ell, \mu)` with
+:math:`\alpha = \operatorname{logit}\pi_0` (weight of the point mass at the mode
+:math:`\mu`), :math:`\ell = \log b` the log of the slab scale :math:`b`
+(sd for the normal slab, :math:`1/\text{rate}` for the Laplace and exponential
+slabs). The boundaries :math:`\pi_0 \in \{0, 1\}` are :math:`\alpha = \mp\infty`
+and are evaluated exactly (``log_expit`` gives :math:`-\infty` weights).
+
+For observation :math:`i` with :math:`y_i = x_i - \mu` the marginal log-likelihood is
+
+.. math::
+
+    \ell_i = \log\big[\pi_0 N(y_i; 0, s_i^2) + (1-\pi_0)\,f(y_i)\big],
+
+with slab convolution :math:`f`:
+
+* normal: :math:`f = N(y; 0, s^2 + b^2)`;
+* exponential (rate :math:`a = 1/b`):
+  :math:`\log f = \log a + s^2a^2/2 - a y + \log\Phi(y/s - s a)`;
+* Laplace: :math:`\log f = \log(a/2) + s^2a^2/2 + \mathrm{LSE}\big(a y + \log\Phi(-y/s - s a),\;
+  -a y + \log\Phi(y/s - s a)\big)`.
+
+``log Φ`` is :func:`scipy.special.log_ndtr` and the Mills ratios :math:`\phi/\Phi`
+use erfcx (:func:`mashlib.ebnm_core.mills`), so nothing under/overflows in the tails.
+Each ``loglik`` returns the per-observation :math:`\ell_i`, their analytic
+derivatives with respect to :math:`(\alpha, \ell, \mu)` and the null
+responsibility :math:`r_i = P(\theta_i = \mu \mid x_i)`, which the posterior reuses.
+"""
+from __future__ import annotations
+
+import numpy as np
+from scipy import special as sc
+
+from ._errors import MashInputError
+from .ebnm_core import (
+    _LOG_2PI,
+    NormalMix,
+    PointExponential,
+    PointLaplace,
+    PointNormal,
+    logit,
+    mills,
+    trunc_pos_moments,
+)
+
+
+def _G(z):
+    r""":math:`G(z) = \log\Phi(z) + z^2/2`, stable for all z.
+
+    For :math:`z \le 0`, :math:`G(z) = \log(\tfrac12\mathrm{erfcx}(-z/\sqrt2))`, which avoids the
+    cancellation of :math:`s^2a^2/2` against :math:`\log\Phi(y/s - sa)` when the rate is large.
+    """
+    z = np.asarray(z, dtype=float)
+    with np.errstate(over="ignore"):
+        neg = np.log(0.5 * sc.erfcx(-np.minimum(z, 0.0) / np.sqrt(2.0)))
+    return np.where(z <= 0.0, neg, sc.log_ndtr(np.maximum(z, 0.0)) + 0.5 * z * z)
+
+
+def _null_terms(y, s):
+    v0 = s * s
+    return -0.5 * (_LOG_2PI + np.log(v0) + y * y / v0), v0
+
+
+def _mix(alpha, lN0, lg):
+    """Combine null and slab log densities; return (ell, r, pi0)."""
+    A = sc.log_expit(alpha) + lN0
+    B = sc.log_expit(-alpha) + lg
+    ell = np.logaddexp(A, B)
+    with np.errstate(invalid="ignore"):
+        r = np.exp(A - ell)
+    r = np.where(np.isnan(r), 1.0 if alpha > 0 else 0.0, r)
+    return ell, r, sc.expit(alpha)
+
+
+def _sample_trunc_pos(m, s, rng, size):
+    r"""Draw from :math:`N(m, s^2)` truncated to :math:`[0,\infty)` by inversion in log space."""
+    a0 = -m / s  # standardized lower bound
+    u = rng.random(size)
+    with np.errstate(divide="ignore"):
+        logp = np.log(u) + sc.log_ndtr(-a0)
+    z = -sc.ndtri_exp(logp)
+    return np.maximum(m + s * z, 0.0)
+
+
+# ============================================================================ point normal
+class PointNormalFamily:
+    """g = pi0 delta_mu + (1 - pi0) N(mu, b^2)."""
+
+    name = "point_normal"
+    pointmass = True
+    lfsr_defined = True
+
+    @staticmethod
+    def init(x, s, mode_free):
+        # ebnm: beta = log(mean(x^2)) for sigma^2, i.e. l = log(sigma) = beta / 2
+        with np.errstate(divide="ignore"):
+            lb = 0.5 * np.log(np.mean(x * x))
+        mu = float(np.mean(x)) if mode_free else 0.0
+        return np.array([0.0, lb if np.isfinite(lb) else 0.0, mu])
+
+    @staticmethod
+    def loglik(theta, x, s, grad=True):
+        alpha, lb, mu = theta
+        b2 = np.exp(2.0 * lb)
+        y = x - mu
+        lN0, v0 = _null_terms(y, s)
+        v1 = v0 + b2
+        lg = -0.5 * (_LOG_2PI + np.log(v1) + y * y / v1)
+        ell, r, pi0 = _mix(alpha, lN0, lg)
+        if not grad:
+            return ell, None, r
+        q = 1.0 - r
+        d = np.empty((3, x.size))
+        d[0] = r - pi0
+        d[1] = q * b2 * (y * y / (v1 * v1) - 1.0 / v1)
+        d[2] = r * y / v0 + q * y / v1
+        return ell, d, r
+
+    @staticmethod
+    def posterior(theta, x, s, r, want):
+        r"""Posterior summaries (map §2.7 ``pn_summres_untransformed``).
+
+        Given non-null, :math:`\theta \mid x \sim N(m, v)` with
+        :math:`m = \mu + y b^2/(b^2+s^2)`, :math:`v = s^2b^2/(s^2+b^2)`; with
+        :math:`w = 1 - r`: mean :math:`= \mu + w(m-\mu)`,
+        :math:`E\theta^2 = w(m^2+v) + (1-w)\mu^2`,
+        lfsr :math:`= (1-w) + w\Phi(-|m|/\sqrt v)`.
+        """
+        _, lb, mu = theta
+        b2 = np.exp(2.0 * lb)
+        v0 = s * s
+        w = 1.0 - r
+        m = mu + (x - mu) * (b2 / (b2 + v0))
+        v = v0 * b2 / (v0 + b2)
+        return _pn_summaries(w, m, v, mu, want)
+
+    @staticmethod
+    def prior_summaries(theta, want, n):
+        alpha, lb, mu = theta
+        w = np.full(n, sc.expit(-alpha))
+        return _pn_summaries(w, np.full(n, mu), np.full(n, np.exp(2.0 * lb)), mu, want)
+
+    @staticmethod
+    def sampler_params(theta, x, s, r):
+        _, lb, mu = theta
+        b2 = np.exp(2.0 * lb)
+        v0 = s * s
+        with np.errstate(invalid="ignore"):
+            m = np.where(np.isinf(s), mu, mu + (x - mu) * (b2 / (b2 + v0)))
+            v = np.where(np.isinf(s), b2, v0 * b2 / (v0 + b2))
+        return 1.0 - r, m, v, mu
+
+    @staticmethod
+    def sample(params, nsamp, rng):
+        w, m, v, mu = params
+        n = w.size
+        nonnull = rng.random((nsamp, n)) < w
+        draw = m + np.sqrt(v) * rng.standard_normal((nsamp, n))
+        return np.where(nonnull, draw, mu)
+
+    @staticmethod
+    def g_from_theta(theta):
+        alpha, lb, mu = theta
+        return PointNormal(pi0=float(sc.expit(alpha)), mean=float(mu), sd=float(np.exp(lb)))
+
+    @staticmethod
+    def theta_from_g(g, fname):
+        if isinstance(g, PointNormal):
+            return np.array([logit(g.pi0), np.log(g.sd) if g.sd > 0 else -np.inf, g.mean])
+        if isinstance(g, NormalMix):
+            pi, sd, mean = (np.atleast_1d(np.asarray(v, float)) for v in (g.pi, g.sd, g.mean))
+            if pi.size == 1:
+                return np.array([-np.inf, np.log(sd[0]), mean[0]])
+            if pi.size == 2 and sd[0] == 0 and mean[0] == mean[1]:
+                return np.array([logit(pi[0]), np.log(sd[1]), mean[0]])
+        raise MashInputError(f"{fname}: g_init must be a PointNormal (or a NormalMix with sd (0, sigma) or one "
+                             f"component), got {type(g).__name__}; pass the fitted_g of a point_normal fit")
+
+
+def _pn_summaries(w, m, v, mu, want):
+    out = {}
+    mean = mu + w * (m - mu)
+    if "posterior_mean" in want:
+        out["mean"] = mean
+    if want & {"posterior_sd", "posterior_second_moment"}:
+        mean2 = np.maximum(w * (m * m + v) + (1.0 - w) * mu * mu, mean * mean)
+        if "posterior_sd" in want:
+            out["sd"] = np.sqrt(np.maximum(mean2 - mean * mean, 0.0))
+        if "posterior_second_moment" in want:
+            out["second_moment"] = mean2
+    if "lfsr" in want:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            tail = sc.ndtr(-np.abs(m) / np.sqrt(v))
+        tail = np.where(np.isnan(tail), 1.0, tail)
+        out["lfsr"] = (1.0 - w) + w * tail
+    return out
+
+
+class NormalFamily(PointNormalFamily):
+    """g = N(mu, b^2): the point-normal code with pi0 = 0 fixed."""
+
+    name = "normal"
+    pointmass = False
+
+    @staticmethod
+    def init(x, s, mode_free):
+        th = PointNormalFamily.init(x, s, mode_free)
+        th[0] = -np.inf
+        return th
+
+    @staticmethod
+    def g_from_theta(theta):
+        _, lb, mu = theta
+        return NormalMix(pi=np.array([1.0]), mean=np.array([float(mu)]), sd=np.array([float(np.exp(lb))]))
+
+    @staticmethod
+    def theta_from_g(g, fname):
+        th = PointNormalFamily.theta_from_g(g, fname)
+        if th[0] != -np.inf:
+            raise MashInputError(f"{fname}: g_init has a point mass (pi0 = {sc.expit(th[0]):.3g}) but the normal "
+                                 "family has none; pass a NormalMix with one component")
+        return th
+
+
+# ============================================================================ point exponential
+class PointExponentialFamily:
+    """g = pi0 delta_mu + (1 - pi0) (mu + Exp(rate 1/b))."""
+
+    name = "point_exponential"
+    pointmass = True
+    lfsr_defined = True
+
+    @staticmethod
+    def init(x, s, mode_free):
+        # ebnm: log(rate) = -log(mean(x^2)/2)/2, i.e. log b = log(mean(x^2)/2)/2
+        with np.errstate(divide="ignore"):
+            lb = 0.5 * np.log(np.mean(x * x) / 2.0)
+        mu = float(np.min(x)) if mode_free else 0.0
+        return np.array([0.0, lb if np.isfinite(lb) else 0.0, mu])
+
+    @staticmethod
+    def loglik(theta, x, s, grad=True):
+        alpha, lb, mu = theta
+        a = np.exp(-lb)
+        y = x - mu
+        lN0, v0 = _null_terms(y, s)
+        z = y / s - s * a
+        # log a + s^2 a^2/2 - a y + log Phi(z)  ==  log a - y^2/(2 s^2) + G(z)
+        lg = np.log(a) - 0.5 * y * y / v0 + _G(z)
+        ell, r, pi0 = _mix(alpha, lN0, lg)
+        if not grad:
+            return ell, None, r
+        q = 1.0 - r
+        Mz = mills(z)
+        d = np.empty((3, x.size))
+        d[0] = r - pi0
+        d[1] = -q * (1.0 + v0 * a * a - a * y - s * a * Mz)
+        d[2] = r * y / v0 + q * (a - Mz / s)
+        return ell, d, r
+
+    @staticmethod
+    def posterior(theta, x, s, r, want):
+        r"""Posterior summaries.
+
+        Given non-null, :math:`\theta - \mu \mid x \sim N(y - s^2a, s^2)` truncated to
+        :math:`[0,\infty)` with moments :math:`E, E_2`
+        (:func:`~mashlib.ebnm_core.trunc_pos_moments`); with :math:`w = 1-r`:
+        mean :math:`= \mu + wE`, :math:`E\theta^2 = \mu^2 + w(2\mu E + E_2)`,
+        lfsr :math:`= 1 - w`.
+        """
+        _, lb, mu = theta
+        a = np.exp(-lb)
+        w = 1.0 - r
+        E, E2 = trunc_pos_moments(x - mu - s * s * a, s)
+        return _onesided_summaries(w, E, E2, mu, want, lfsr=r)
+
+    @staticmethod
+    def prior_summaries(theta, want, n):
+        alpha, lb, mu = theta
+        b = np.exp(lb)
+        w = np.full(n, sc.expit(-alpha))
+        return _onesided_summaries(w, np.full(n, b), np.full(n, 2 * b * b), mu, want, lfsr=1.0 - w)
+
+    @staticmethod
+    def sampler_params(theta, x, s, r):
+        _, lb, mu = theta
+        return 1.0 - r, x - mu - s * s * np.exp(-lb), s, mu, np.exp(lb)
+
+    @staticmethod
+    def sample(params, nsamp, rng):
+        w, m, s, mu, b = params
+        n = w.size
+        nonnull = rng.random((nsamp, n)) < w
+        fin = np.isfinite(s)
+        draw = np.empty((nsamp, n))
+        if fin.any():
+            draw[:, fin] = _sample_trunc_pos(m[fin], s[fin], rng, (nsamp, int(fin.sum())))
+        if (~fin).any():
+            draw[:, ~fin] = rng.exponential(b, (nsamp, int((~fin).sum())))
+        return mu + np.where(nonnull, draw, 0.0)
+
+    @staticmethod
+    def g_from_theta(theta):
+        alpha, lb, mu = theta
+        return PointExponential(pi0=float(sc.expit(alpha)), mode=float(mu), scale=float(np.exp(lb)))
+
+    @staticmethod
+    def theta_from_g(g, fname):
+        if isinstance(g, PointExponential):
+            return np.array([logit(g.pi0), np.log(g.scale), g.mode])
+        raise MashInputError(f"{fname}: g_init must be a PointExponential, got {type(g).__name__}; "
+                             "pass the fitted_g of a point_exponential fit")
+
+
+def _onesided_summaries(w, E, E2, mu, want, lfsr):
+    out = {}
+    mean = mu + w * E
+    if "posterior_mean" in want:
+        out["mean"] = mean
+    if want & {"posterior_sd", "posterior_second_moment"}:
+        mean2 = np.maximum(mu * mu + w * (2.0 * mu * E + E2), mean * mean)
+        if "posterior_sd" in want:
+            out["sd"] = np.sqrt(np.maximum(mean2 - mean * mean, 0.0))
+        if "posterior_second_moment" in want:
+            out["second_moment"] = mean2
+    if "lfsr" in want:
+        out["lfsr"] = np.asarray(lfsr, dtype=float)
+    return out
+
+
+# ============================================================================ point Laplace
+class PointLaplaceFamily:
+    """g = pi0 delta_mu + (1 - pi0) Laplace(mu, b)."""
+
+    name = "point_laplace"
+    pointmass = True
+    lfsr_defined = True
+
+    @staticmethod
+    def init(x, s, mode_free):
+        with np.errstate(divide="ignore"):
+            lb = 0.5 * np.log(np.mean(x * x) / 2.0)
+        mu = float(np.mean(x)) if mode_free else 0.0
+        return np.array([0.0, lb if np.isfinite(lb) else 0.0, mu])
+
+    @staticmethod
+    def _terms(a, y, s):
+        z2 = y / s - s * a  # positive half
+        z1 = -y / s - s * a  # negative half
+        # T2 = -a y + log Phi(z2) and T1 = a y + log Phi(z1), both shifted by s^2a^2/2 - y^2/(2s^2)
+        T2 = _G(z2)
+        T1 = _G(z1)
+        LT = np.logaddexp(T1, T2)
+        lam = np.exp(T2 - LT)  # P(theta > mu | x, non-null)
+        return z1, z2, LT, lam
+
+    @staticmethod
+    def loglik(theta, x, s, grad=True):
+        alpha, lb, mu = theta
+        a = np.exp(-lb)
+        y = x - mu
+        lN0, v0 = _null_terms(y, s)
+        z1, z2, LT, lam = PointLaplaceFamily._terms(a, y, s)
+        lg = np.log(a / 2.0) - 0.5 * y * y / v0 + LT
+        ell, r, pi0 = _mix(alpha, lN0, lg)
+        if not grad:
+            return ell, None, r
+        q = 1.0 - r
+        M1, M2 = mills(z1), mills(z2)
+        dlg_da = 1.0 / a + v0 * a + lam * (-y - s * M2) + (1.0 - lam) * (y - s * M1)
+        d = np.empty((3, x.size))
+        d[0] = r - pi0
+        d[1] = -q * a * dlg_da
+        d[2] = r * y / v0 + q * (lam * (a - M2 / s) + (1.0 - lam) * (-a + M1 / s))
+        return ell, d, r
+
+    @staticmethod
+    def posterior(theta, x, s, r, want):
+        r"""Posterior summaries.
+
+        Given non-null, the posterior is a two-piece mixture: with probability
+        :math:`\lambda` (``lam``) :math:`N(y - s^2a, s^2)` truncated to
+        :math:`[0,\infty)`, otherwise :math:`N(y + s^2a, s^2)` truncated to
+        :math:`(-\infty, 0]`; lfsr :math:`= (1-w) + w\min(\lambda, 1-\lambda)`.
+        """
+        _, lb, mu = theta
+        a = np.exp(-lb)
+        y = x - mu
+        _, _, _, lam = PointLaplaceFamily._terms(a, y, s)
+        w = 1.0 - r
+        Ep, E2p = trunc_pos_moments(y - s * s * a, s)
+        En, E2n = trunc_pos_moments(-(y + s * s * a), s)
+        E = lam * Ep - (1.0 - lam) * En
+        E2 = lam * E2p + (1.0 - lam) * E2n
+        return _onesided_summaries(w, E, E2, mu, want, lfsr=(1.0 - w) + w * np.minimum(lam, 1.0 - lam))
+
+    @staticmethod
+    def prior_summaries(theta, want, n):
+        alpha, lb, mu = theta
+        b = np.exp(lb)
+        w = np.full(n, sc.expit(-alpha))
+        return _onesided_summaries(w, np.zeros(n), np.full(n, 2 * b * b), mu, want, lfsr=(1.0 - w) + 0.5 * w)
+
+    @staticmethod
+    def sampler_params(theta, x, s, r):
+        _, lb, mu = theta
+        a = np.exp(-lb)
+        y = x - mu
+        fin = np.isfinite(s)
+        lam = np.full(x.size, 0.5)
+        if fin.any():
+            lam[fin] = PointLaplaceFamily._terms(a, y[fin], s[fin])[3]
+        return 1.0 - r, lam, y - s * s * a, -(y + s * s * a), s, mu, np.exp(lb)
+
+    @staticmethod
+    def sample(params, nsamp, rng):
+        w, lam, mp, mn, s, mu, b = params
+        n = w.size
+        nonnull = rng.random((nsamp, n)) < w
+        pos = rng.random((nsamp, n)) < lam
+        fin = np.isfinite(s)
+        draw = np.empty((nsamp, n))
+        if fin.any():
+            k = int(fin.sum())
+            dp = _sample_trunc_pos(mp[fin], s[fin], rng, (nsamp, k))
+            dn = -_sample_trunc_pos(mn[fin], s[fin], rng, (nsamp, k))
+            draw[:, fin] = np.where(pos[:, fin], dp, dn)
+        if (~fin).any():
+            k = int((~fin).sum())
+            draw[:, ~fin] = rng.laplace(0.0, b, (nsamp, k))
+        return mu + np.where(nonnull, draw, 0.0)
+
+    @staticmethod
+    def g_from_theta(theta):
+        alpha, lb, mu = theta
+        return PointLaplace(pi0=float(sc.expit(alpha)), mean=float(mu), scale=float(np.exp(lb)))
+
+    @staticmethod
+    def theta_from_g(g, fname):
+        if isinstance(g, PointLaplace):
+            return np.array([logit(g.pi0), np.log(g.scale), g.mean])
+        raise MashInputError(f"{fname}: g_init must be a PointLaplace, got {type(g).__name__}; "
+                             "pass the fitted_g of a point_laplace fit")
