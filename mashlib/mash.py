@@ -1,0 +1,361 @@
+"""Fitting mash: grid, mixture weights, posterior and log-likelihoods (mashr ``R/mash.R``).
+
+Map §2.2 "Fitting" and "Likelihoods"; pitfalls P4, P6, P7, P23, P30.
+
+The prior on each effect is the mixture
+
+.. math::  b_j \\sim \\pi_0 \\delta_0 + \\sum_{k,l} \\pi_{kl} N_R(0, \\omega_l^2 U_k),
+
+with the grid ``omega`` from :func:`autoselect_grid`; ``pi`` maximises the penalised
+likelihood ``sum_j log sum_p pi_p exp(L~_jp) + sum_p (lambda_p - 1) log pi_p`` (``nullbiased``
+prior: lambda = 10 on the null, 1 elsewhere) by mix-SQP from a uniform start
+(:func:`mashlib.mixopt.mix_sqp`, as ``ashr::mixSQP``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from typing import Mapping, Optional
+
+import numpy as np
+import pandas as pd
+from scipy.special import logsumexp
+
+from ._errors import MashInputError
+from .covariances import check_Ulist, expand_cov, normalize_Ulist
+from .data import MashData
+from .likelihood import DEFAULT_MEMORY_BYTES, calc_relative_lik_matrix
+from .posterior import compute_posterior_matrices, compute_posterior_weights
+
+__all__ = ["autoselect_grid", "FittedG", "MashResult", "mash", "mash_compute_posterior_matrices",
+           "mash_compute_vloglik", "mash_compute_loglik", "set_prior", "optimize_pi"]
+
+
+@dataclass
+class FittedG:
+    """Fitted mash prior (mashr ``fitted_g``).
+
+    Attributes
+    ----------
+    pi : ndarray (P,)
+        Mixture weights in :func:`expand_cov` order (``null`` first when usepointmass).
+    Ulist : dict name -> R x R ndarray
+        The (normalised) covariance matrices.
+    grid : ndarray (L,)
+        Scaling grid.
+    usepointmass : bool
+    """
+
+    pi: np.ndarray
+    Ulist: dict
+    grid: np.ndarray
+    usepointmass: bool = True
+
+    def component_names(self) -> list:
+        """Names ``null``, ``<U>.<l>`` as :func:`expand_cov`."""
+        names = ["null"] if self.usepointmass else []
+        return names + [f"{k}.{l + 1}" for l in range(len(self.grid)) for k in self.Ulist]
+
+    def expanded(self) -> dict:
+        return expand_cov(self.Ulist, self.grid, self.usepointmass)
+
+
+@dataclass
+class MashResult:
+    """Output of :func:`mash` (mashr class ``"mash"``).
+
+    Attributes
+    ----------
+    result : dict
+        ``PosteriorMean``, ``PosteriorSD``, ``lfsr``, ``NegativeProb`` (and ``lfdr`` when
+        asked) as J x Q DataFrames labelled by row ids and conditions; ``PosteriorCov``
+        (outputlevel >= 3) as a **(J, Q, Q)** ndarray (R stores Q x Q x J;
+        ``PosteriorCov[j]`` here is R's ``PosteriorCov[,,j]``).  Empty at outputlevel 1.
+    loglik : float
+        ``sum(vloglik)``, on the Bhat scale (Jacobian ``- sum log Shat_alpha`` included).
+    vloglik, null_loglik, alt_loglik : ndarray (J,)
+        Per-effect log-likelihoods (null/alt are None without the point mass).
+    fitted_g : FittedG
+    posterior_weights : DataFrame (J, kept components)
+    alpha : float
+    lm : dict or None
+        ``loglik_matrix`` (J, P) and ``lfactors`` (J,), at outputlevel 4.
+    """
+
+    result: dict
+    loglik: float
+    vloglik: np.ndarray
+    null_loglik: Optional[np.ndarray]
+    alt_loglik: Optional[np.ndarray]
+    fitted_g: FittedG
+    posterior_weights: pd.DataFrame
+    alpha: float
+    lm: Optional[dict] = None
+    conditions: list = field(default_factory=list)
+    row_ids: Optional[list] = None
+
+
+def autoselect_grid(data: MashData, mult: float = np.sqrt(2)) -> np.ndarray:
+    """Grid of prior scales (mashr ``autoselect_grid``, P15), on the transformed scale.
+
+    With ``gmin = min(Shat)/10`` and ``gmax = 2 sqrt(max(Bhat^2 - Shat^2))`` (``8 gmin``
+    when all ``Bhat^2 <= Shat^2``), over cells with finite non-zero Shat and non-NA Bhat:
+    ``mult^(-n:0) * gmax`` with ``n = ceil(log2(gmax/gmin)/log2(mult))``; ``mult == 0``
+    gives ``(0, gmax/2)``.
+    """
+    B, S = data.Bhat, data.Shat
+    inc = ~((S == 0) | ~np.isfinite(S) | np.isnan(B))
+    b, s = B[inc], S[inc]
+    gmin = s.min() / 10
+    gmax = 8 * gmin if np.all(b ** 2 <= s ** 2) else 2 * np.sqrt(np.max(b ** 2 - s ** 2))
+    if mult == 0:
+        return np.array([0.0, gmax / 2])
+    npoint = int(np.ceil(np.log2(gmax / gmin) / np.log2(mult)))
+    return mult ** np.arange(-npoint, 1, dtype=float) * gmax
+
+
+def set_prior(K: int, prior="nullbiased", nullweight: float = 10) -> np.ndarray:
+    """Dirichlet prior vector: ``nullbiased`` (nullweight on component 1), ``uniform``, or numeric."""
+    if isinstance(prior, str):
+        if prior == "uniform":
+            return np.ones(K)
+        if prior == "nullbiased":
+            p = np.ones(K)
+            p[0] = nullweight
+            return p
+        raise MashInputError(f"prior: {prior!r} must be 'nullbiased', 'uniform' or a numeric vector.")
+    p = np.asarray(prior, float)
+    if p.size != K:
+        raise MashInputError(f"prior: has length {p.size} but there are {K} mixture components.")
+    return p
+
+
+def optimize_pi(matrix_lik, prior, optmethod: str = "mixSQP", control=None) -> np.ndarray:
+    """Mixture weights from a J x P likelihood matrix (mashr ``optimize_pi``), uniform start."""
+    from . import mixopt
+    K = matrix_lik.shape[1]
+    pi_init = np.full(K, 1.0 / K)
+    if optmethod in ("mixSQP", "mixIP"):
+        pihat, _ = mixopt.mix_sqp(matrix_lik, prior, pi_init=pi_init, control=control)
+    elif optmethod in ("mixEM", "cxxMixSquarem"):
+        pihat = mixopt.mix_em(matrix_lik, prior, pi_init=pi_init, control=control)[0]
+    else:
+        raise MashInputError(f"optmethod: {optmethod!r} is not one of mixSQP, mixEM.")
+    return np.asarray(pihat, float)
+
+
+def _vlogliks(pi, lm, Shat_alpha, usepointmass):
+    """vloglik, null_loglik, alt_loglik from the relative likelihood (P30 Jacobian)."""
+    L, lf = lm["loglik_matrix"], lm["lfactors"]
+    jac = np.log(Shat_alpha).sum(axis=1)
+    with np.errstate(divide="ignore"):
+        lpi = np.log(pi)
+    vl = logsumexp(L + lpi[None], axis=1) + lf - jac
+    if not usepointmass:
+        return vl, None, None
+    nl = L[:, 0] + lf - jac
+    rest = pi[1:]
+    w = np.full(rest.size, 1.0 / rest.size) if pi[0] == 1 else rest / (1 - pi[0])
+    with np.errstate(divide="ignore"):
+        al = logsumexp(L[:, 1:] + np.log(w)[None], axis=1) + lf - jac
+    return vl, nl, al
+
+
+def _frame(x, data: MashData, cols):
+    return pd.DataFrame(x, index=data.row_ids, columns=cols)
+
+
+def _result_frames(post: dict, data: MashData, A) -> dict:
+    if A is None:
+        cols = list(data.conditions)
+    elif isinstance(A, pd.DataFrame):
+        cols = [str(i) for i in A.index]
+    else:
+        cols = [str(i + 1) for i in range(np.asarray(A).shape[0])]
+    out = {}
+    for k in ("PosteriorMean", "PosteriorSD", "lfdr", "NegativeProb", "lfsr"):
+        out[k] = _frame(post[k], data, cols)
+    if "PosteriorCov" in post:
+        out["PosteriorCov"] = post["PosteriorCov"]
+    return out
+
+
+def _check_alpha(g_or_model, data):
+    if isinstance(g_or_model, MashResult):
+        if g_or_model.alpha != data.alpha:
+            raise MashInputError(
+                f"data: alpha = {data.alpha} but the mash model was fitted with alpha = "
+                f"{g_or_model.alpha}; rebuild the data with mash_set_data(..., alpha="
+                f"{g_or_model.alpha}).")
+        return g_or_model.fitted_g
+    if isinstance(g_or_model, FittedG):
+        return g_or_model
+    raise MashInputError("g: must be a MashResult or a FittedG.")
+
+
+def _A_array(A, R):
+    if A is None:
+        return None
+    Aa = np.asarray(A.to_numpy() if isinstance(A, pd.DataFrame) else A, float)
+    if Aa.ndim == 1:
+        Aa = Aa[None]
+    if Aa.ndim != 2 or Aa.shape[1] != R:
+        raise MashInputError(f"A: is not a proper transformation; it must have R = {R} columns "
+                             f"(got shape {Aa.shape}).")
+    return Aa
+
+
+def mash(data: MashData, Ulist=None, gridmult: float = np.sqrt(2), grid=None,
+         normalizeU: Optional[bool] = None, usepointmass: Optional[bool] = None,
+         g: Optional[FittedG] = None, fixg: bool = False, prior="nullbiased",
+         nullweight: float = 10, optmethod: str = "mixSQP", control=None, verbose: bool = False,
+         outputlevel: int = 2, pi_thresh: float = 1e-10, A=None, output_lfdr: bool = False,
+         memory_bytes: int = DEFAULT_MEMORY_BYTES) -> MashResult:
+    """Fit mash and compute posteriors (mashr ``mash``).
+
+    Parameters
+    ----------
+    data : MashData
+    Ulist : dict name -> R x R
+        Prior covariances (normalised to unit max diagonal when ``normalizeU``, default True).
+    gridmult, grid : float, array_like
+        Grid multiplier for :func:`autoselect_grid`, or an explicit grid.
+    usepointmass : bool
+        Include the ``null`` point mass (default True).
+    g : FittedG, optional
+        Take Ulist, grid and usepointmass from a previous fit (then none of them may be
+        given); with ``fixg=True`` its pi is used as is.
+    prior, nullweight : Dirichlet penalty (``nullbiased``: nullweight on the null).
+    optmethod, control : optimiser (``mixSQP`` default) and its control dict.
+    verbose : bool
+        Print progress lines with timings as mashr.
+    outputlevel : int
+        1 = fit only; 2 = + posterior matrices; 3 = + PosteriorCov; 4 = + ``lm``.
+    pi_thresh : float
+        Components with ``pi <= pi_thresh`` are dropped from the posterior.
+    A : array (Q, R), optional
+        Report posteriors of ``A b``.
+    output_lfdr : bool
+        Keep ``lfdr`` in ``result``.
+
+    Returns
+    -------
+    MashResult
+    """
+    if g is not None:
+        given = [n for n, v in (("Ulist", Ulist), ("grid", grid), ("normalizeU", normalizeU),
+                                ("usepointmass", usepointmass)) if v is not None]
+        if given:
+            raise MashInputError(f"{given[0]}: cannot supply both g and {given[0]}.")
+        Ulist, grid, usepointmass = g.Ulist, np.asarray(g.grid, float), g.usepointmass
+    else:
+        if fixg:
+            raise MashInputError("fixg: cannot fix g if g is not supplied.")
+        if Ulist is None:
+            raise MashInputError("Ulist: must supply Ulist (or g from a previous mash fit).")
+        usepointmass = True if usepointmass is None else bool(usepointmass)
+        grid = autoselect_grid(data, gridmult) if grid is None else np.atleast_1d(
+            np.asarray(grid, float))
+        Ulist = check_Ulist(Ulist, data.n_conditions)
+        if normalizeU is None or normalizeU:
+            Ulist = normalize_Ulist(Ulist)
+    Ulist = check_Ulist(Ulist, data.n_conditions)
+    J, R = data.Bhat.shape
+    Aa = _A_array(A, R)
+    xU = expand_cov(Ulist, grid, usepointmass)
+    names = list(xU)
+    P = len(xU)
+    t0 = time.perf_counter()
+    if verbose:
+        print(f" - Computing {J} x {P} likelihood matrix.", flush=True)
+    lm = calc_relative_lik_matrix(data, xU, memory_bytes=memory_bytes)
+    if verbose:
+        print(f" - Likelihood calculations took {time.perf_counter() - t0:.2f} seconds.", flush=True)
+    if not fixg:
+        if verbose:
+            print(f" - Fitting model with {P} mixture components.", flush=True)
+        t0 = time.perf_counter()
+        pr = set_prior(P, prior, nullweight)
+        pi_s = optimize_pi(np.exp(lm["loglik_matrix"]), pr, optmethod, control)
+        if verbose:
+            print(f" - Model fitting took {time.perf_counter() - t0:.2f} seconds.", flush=True)
+    else:
+        pi_s = np.asarray(g.pi, float)
+        if pi_s.size != P:
+            raise MashInputError(f"g: pi has {pi_s.size} entries but g expands to {P} components.")
+    keep = np.flatnonzero(pi_s > pi_thresh)
+    weights = compute_posterior_weights(pi_s[keep], lm["loglik_matrix"][:, keep])
+    result = {}
+    if outputlevel > 1:
+        if verbose:
+            print(" - Computing posterior matrices.", flush=True)
+        t0 = time.perf_counter()
+        Ustack = np.stack([xU[names[p]] for p in keep])
+        post = compute_posterior_matrices(data, Ustack, A=Aa, weights=weights,
+                                          output_posterior_cov=outputlevel > 2,
+                                          memory_bytes=memory_bytes)
+        result = _result_frames(post, data, A)
+        if not output_lfdr:
+            result.pop("lfdr")
+        if verbose:
+            print(f" - Computation allocated took {time.perf_counter() - t0:.2f} seconds.",
+                  flush=True)
+    vl, nl, al = _vlogliks(pi_s, lm, data.Shat_alpha, usepointmass)
+    fitted_g = FittedG(pi=pi_s, Ulist=Ulist, grid=np.asarray(grid, float), usepointmass=usepointmass)
+    pw = pd.DataFrame(weights, index=data.row_ids, columns=[names[p] for p in keep])
+    return MashResult(result=result, loglik=float(vl.sum()), vloglik=vl, null_loglik=nl,
+                      alt_loglik=al, fitted_g=fitted_g, posterior_weights=pw, alpha=data.alpha,
+                      lm=lm if outputlevel == 4 else None, conditions=list(data.conditions),
+                      row_ids=data.row_ids)
+
+
+def mash_compute_posterior_matrices(g, data: MashData, pi_thresh: float = 1e-10, A=None,
+                                    output_posterior_cov: bool = False,
+                                    memory_bytes: int = DEFAULT_MEMORY_BYTES) -> dict:
+    """Posterior matrices for (new) data under a fixed model (mashr ``mash_compute_posterior_matrices``).
+
+    Parameters
+    ----------
+    g : MashResult or FittedG
+        A MashResult's alpha must equal ``data.alpha`` (P23); with a bare FittedG the caller
+        is responsible for using the same alpha.
+    data : MashData
+    pi_thresh, A, output_posterior_cov : as :func:`mash`.
+
+    Returns
+    -------
+    dict
+        J x Q DataFrames ``PosteriorMean``, ``PosteriorSD``, ``lfdr``, ``NegativeProb``,
+        ``lfsr``, and ``PosteriorCov`` (J, Q, Q) when asked.
+    """
+    fg = _check_alpha(g, data)
+    Ulist = check_Ulist(fg.Ulist, data.n_conditions)
+    xU = expand_cov(Ulist, fg.grid, fg.usepointmass)
+    pi = np.asarray(fg.pi, float)
+    if pi.size != len(xU):
+        raise MashInputError(f"g: pi has {pi.size} entries but g expands to {len(xU)} components.")
+    keep = np.flatnonzero(pi > pi_thresh)
+    names = list(xU)
+    Ustack = np.stack([xU[names[p]] for p in keep])
+    Aa = _A_array(A, data.n_conditions)
+    post = compute_posterior_matrices(data, Ustack, pi[keep], A=Aa,
+                                      output_posterior_cov=output_posterior_cov,
+                                      memory_bytes=memory_bytes)
+    return _result_frames(post, data, A)
+
+
+def mash_compute_vloglik(g, data: MashData, memory_bytes: int = DEFAULT_MEMORY_BYTES) -> np.ndarray:
+    """Per-effect log-likelihood of ``data`` under a fitted model (mashr ``mash_compute_vloglik``).
+
+    ``log(sum_p pi_p exp(L~_jp)) + lfactors_j - sum_r log Shat_alpha_jr``.
+    """
+    fg = _check_alpha(g, data)
+    xU = expand_cov(check_Ulist(fg.Ulist, data.n_conditions), fg.grid, fg.usepointmass)
+    lm = calc_relative_lik_matrix(data, xU, memory_bytes=memory_bytes)
+    return _vlogliks(np.asarray(fg.pi, float), lm, data.Shat_alpha, False)[0]
+
+
+def mash_compute_loglik(g, data: MashData, memory_bytes: int = DEFAULT_MEMORY_BYTES) -> float:
+    """``sum(mash_compute_vloglik(g, data))``."""
+    return float(mash_compute_vloglik(g, data, memory_bytes).sum())
