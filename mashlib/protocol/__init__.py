@@ -1,0 +1,48 @@
+"""The MASH protocol of xqtl-protocol: its workflows as Python functions.
+
+``mixture_prior`` workflows: :func:`flash`, :func:`flash_nonneg`, :func:`pca`,
+:func:`canonical`, :func:`vhat_identity`, :func:`vhat_simple`, :func:`vhat_mle`,
+:func:`vhat_corshrink_xcondition`, :func:`vhat_simple_specific`, :func:`ud`,
+:func:`ud_unconstrained`, :func:`ed_bovy`, :func:`plot_U`; ``mash_fit``: :func:`mash`.
+
+Each takes the notebook's parameters (defaults as the SoS notebooks, see
+:mod:`mashlib.protocol.params`), chains the steps it needs into the same ``cwd``
+(:mod:`mashlib.protocol.chain`), writes R-readable RDS files named as the source
+pipeline (:mod:`mashlib.protocol.naming`) and returns the paths it produced::
+
+    from mashlib import protocol
+    protocol.ed_bovy(data="input/mash/protocol_example.mashr_input.rds",
+                     output_prefix="protocol_example", cwd="output/mixture_prior")
+"""
+from __future__ import annotations
+
+import inspect
+
+from . import naming
+from .chain import STEPS, check_inputs, plan, resolve_params, run_step, run_workflow
+from .params import NOTEBOOKS, PARAMS, WORKFLOWS, defaults, workflow_names
+
+__all__ = ["run_workflow", "check_inputs", "plan", "resolve_params", "run_step", "STEPS",
+           "NOTEBOOKS", "PARAMS", "WORKFLOWS", "defaults", "workflow_names", "naming"]
+
+
+def _make(notebook: str, workflow: str):
+    def fn(**params):
+        return run_workflow(notebook, workflow, **params)
+    specs = PARAMS[notebook]
+    fn.__signature__ = inspect.Signature(
+        [inspect.Parameter(s.name, inspect.Parameter.KEYWORD_ONLY, default=s.default) for s in specs]
+        + [inspect.Parameter("log", inspect.Parameter.KEYWORD_ONLY, default=print)])
+    lines = "\n".join(f"    {s.name} : default {s.default!r}\n        {s.help}" for s in specs)
+    fn.__doc__ = (f"Workflow ``{workflow}`` of ``{notebook}``: {WORKFLOWS[notebook][workflow]}.\n\n"
+                  f"Parameters\n----------\n{lines}\n    log : callable\n        One line per step.\n\n"
+                  "Returns\n-------\nlist of pathlib.Path\n    The files the workflow wrote (or found up to date).\n")
+    fn.__name__ = fn.__qualname__ = workflow if workflow != "mash" else "mash"
+    return fn
+
+
+for _nb, _wfs in WORKFLOWS.items():
+    for _wf in _wfs:
+        globals()[_wf] = _make(_nb, _wf)
+        __all__.append(_wf)
+del _nb, _wfs, _wf

@@ -1,0 +1,91 @@
+"""Parameters and workflows of the two protocol notebooks (mixture_prior, mash_fit).
+
+The defaults are those of the xqtl-protocol SoS notebooks (issue #5, map section 1).
+The notebooks' ``parameters`` cells are generated from these tables (one line per
+parameter, with the help text as a ``#`` comment), and the CLI reads the help back
+from the notebook, so the notebook is what users see and edit.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+__all__ = ["Param", "NOTEBOOKS", "WORKFLOWS", "PARAMS", "defaults", "workflow_names"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Param:
+    """One notebook parameter: name, default value and one-line help text."""
+
+    name: str
+    default: Any
+    help: str
+
+
+_COMMON = [
+    Param("cwd", "./mashr_workflow_output", "output folder (created if missing)"),
+    Param("data", "", "mashr input RDS: strong/random/null .b/.s/.z matrices (variants x conditions)"),
+    Param("output_prefix", "", "prefix of output file names (default: basename of --data without extension)"),
+    Param("effect_model", "EE", "EE (exchangeable effects, alpha=0) or EZ (exchangeable z-scores, alpha=1)"),
+]
+
+MIXTURE_PRIOR_PARAMS = _COMMON + [
+    Param("vhat", "simple", "residual correlation: identity, simple, mle, vhat_corshrink_xcondition or vhat_simple_specific"),
+    Param("mixture_components", ["flash", "flash_nonneg", "pca", "canonical"],
+          "covariance components that seed the prior (flash, flash_nonneg, pca, canonical)"),
+    Param("npc", 2, "number of principal components for pca (3 as in the mash paper)"),
+    Param("n_subset", 6000, "vhat_mle: number of random-set rows used"),
+    Param("max_iter", 6, "vhat_mle: maximum EM iterations"),
+    Param("max_comp", -1, "plot_U: plot at most this many components (-1: all)"),
+    Param("to_cor", False, "plot_U: show correlations instead of covariances scaled by max(diag)"),
+    Param("tol", 1e-6, "plot_U: plot components whose weight exceeds tol"),
+    Param("remove_label", False, "plot_U: replace condition names by t1..tn"),
+    Param("name", "", "plot_U: plot the element 'name' of the RDS list; also a suffix of the PDF name"),
+    Param("seed", 999, "random seed (vhat_mle subset, ud initial matrices)"),
+]
+
+MASH_FIT_PARAMS = _COMMON + [
+    Param("vhat_data", "", "residual correlation RDS written by mixture_prior (e.g. {prefix}.EE.V_simple.rds)"),
+    Param("prior_data", "", "mixture prior RDS written by mixture_prior ed_bovy/ud (list(U, w, loglik))"),
+    Param("output_level", 4, "mash outputlevel (4 keeps the likelihood matrix in the model)"),
+    Param("compute_posterior", True, "also compute posteriors for the strong set (--no-compute-posterior to skip)"),
+]
+
+PARAMS: dict[str, list[Param]] = {
+    "mixture_prior": MIXTURE_PRIOR_PARAMS,
+    "mash_fit": MASH_FIT_PARAMS,
+}
+
+WORKFLOWS: dict[str, dict[str, str]] = {
+    "mixture_prior": {
+        "flash": "FLASH factors of the strong set -> {prefix}.flash.rds",
+        "flash_nonneg": "FLASH with non-negative factors -> {prefix}.flash_nonneg.rds",
+        "pca": "PCA components (npc) -> {prefix}.pca.rds",
+        "canonical": "canonical covariances -> {prefix}.canonical.rds",
+        "vhat_identity": "identity residual correlation -> {prefix}.{EM}.V_identity.rds",
+        "vhat_simple": "null-set z correlation (|z|<2) -> {prefix}.{EM}.V_simple.rds",
+        "vhat_mle": "EM residual correlation given the prior -> {prefix}.{EM}.V_mle.rds",
+        "vhat_corshrink_xcondition": "CorShrink of null z -> {prefix}.{EM}.V_vhat_corshrink_xcondition.rds",
+        "vhat_simple_specific": "nearest correlation of cov(null z) -> {prefix}.{EM}.V_vhat_simple_specific.rds",
+        "ud": "udr prior (ED updates) -> {prefix}.{EM}.prior.rds",
+        "ud_unconstrained": "udr prior (TED updates; EZ only) -> {prefix}.{EM}.prior.rds",
+        "ed_bovy": "extreme-deconvolution prior (default) -> {prefix}.{EM}.prior.rds",
+        "plot_U": "heatmaps of the prior components in --data -> {basename}[_name].pdf",
+    },
+    "mash_fit": {
+        "mash": "fit mash on the random set, then posteriors for the strong set",
+    },
+}
+
+NOTEBOOKS = tuple(PARAMS)
+
+
+def defaults(notebook: str) -> dict[str, Any]:
+    """Default parameter values of a notebook (fresh copies of list defaults)."""
+    return {p.name: (list(p.default) if isinstance(p.default, list) else p.default)
+            for p in PARAMS[notebook]}
+
+
+def workflow_names(notebook: str) -> list[str]:
+    """The workflows a notebook provides, in the source notebook's order."""
+    return list(WORKFLOWS[notebook])
