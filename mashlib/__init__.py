@@ -63,6 +63,12 @@ _EXPORTS: dict[str, str] = {
     # residual correlation
     "estimate_null_correlation_simple": "vhat",
     "mash_estimate_corr_em": "vhat",
+    # nearPD, CorShrink, prior engines, plots
+    "near_pd": "nearpd",
+    "vhat_simple_specific": "nearpd",
+    "plot_U": "plots",
+    "plot_sharing": "plots",
+    "mash_plot_meta": "plots",
     # EB primitives
     "mixsqp": "mixsqp",
     "ash": "ash",
