@@ -1,0 +1,666 @@
+"""Streaming (chunked, out-of-core, resumable, Dask) posteriors of a fitted mash model.
+
+Apply a fixed fitted model to 10^6-10^8 effects in one call::
+
+    import mashlib as ml
+    ml.save_npy_store("input_store", Bhat, Shat, conditions, row_ids)    # once
+    res = ml.compute_posterior_streaming(m, "input_store", out="posterior_store",
+                                         max_memory="2GB")
+    res["lfsr"]              # np.memmap (J, R)
+
+* Rows are processed in chunks sized from the memory budget: bytes per row are
+  measured on two small calibration chunks (``tracemalloc`` peak, which NumPy
+  reports its buffers to) and fitted as ``a + b n``; the chunk is the largest n with
+  ``RSS_now + fixed + a + b n <= max_memory``. The estimate of peak memory and of
+  run time (from the calibration's rows/s) is printed before the work starts; a tqdm
+  bar advances per chunk.
+* Inputs may be arrays, DataFrames or an input store directory
+  (:func:`save_npy_store`); outputs go to memory or to an output store ``out``
+  (see :mod:`mashlib.scale_store` for the format and why). Each chunk is written
+  in place, ``fsync``-ed, and only then recorded in the store's manifest (atomic
+  replace), so a crash loses at most the chunk in flight and the same call
+  resumes. A failing chunk is retried ``retries`` times, then the call fails
+  naming the chunk's row range; finished chunks stay on disk.
+* ``engine="dask"`` runs the chunks as tasks on a ``dask.distributed`` client; the
+  chunk boundaries and the kernel are the same, so the numbers are identical.
+
+The posterior of each chunk is computed by the MASH engine's row kernel
+(``mashlib.posterior.posterior_chunk``; see :mod:`mashlib.scale_kernel`).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ._errors import MashInputError, MashlibError
+from .scale_kernel import (OUTPUT_NAMES, StreamModel, bytes_per_row, kernel_extras,
+                           prepare_model, resolve_kernel, transform_chunk)
+from .scale_sampling import get_pairwise_sharing_from_samples, sample_posterior_chunk
+from .scale_store import (FORMAT, InputSource, NpyRows, assemble_long_table, open_store,
+                          prepare_store_dir, read_manifest, read_rows, save_npy_store,
+                          write_long_part, write_manifest)
+
+__all__ = ["compute_posterior_streaming", "save_npy_store", "open_store", "estimate_memory",
+           "get_pairwise_sharing_from_samples", "calc_relative_lik_matrix_dask", "StreamResult",
+           "MemoryEstimate", "ChunkFailedError", "parse_memory", "prepare_model", "StreamModel"]
+
+
+class ChunkFailedError(MashlibError, RuntimeError):
+    """A chunk kept failing after its retries; the message names its row range."""
+
+
+# ----------------------------------------------------------------------------- memory
+_UNITS = {"": 1, "B": 1, "K": 1e3, "KB": 1e3, "M": 1e6, "MB": 1e6, "G": 1e9, "GB": 1e9,
+          "T": 1e12, "TB": 1e12, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
+
+
+def parse_memory(x) -> int:
+    """Bytes from ``"2GB"``, ``"512MiB"``, ``"1.5 G"`` or a number of bytes."""
+    if isinstance(x, (int, float, np.integer, np.floating)) and x > 0:
+        return int(x)
+    m = re.fullmatch(r"\s*([0-9.]+)\s*([A-Za-z]*)\s*", str(x))
+    if not m or m.group(2).upper() not in _UNITS or float(m.group(1)) <= 0:
+        raise MashInputError(f"max_memory: cannot read {x!r}; give bytes or a string such as "
+                             "'2GB', '500MB' or '1.5GiB'.")
+    return int(float(m.group(1)) * _UNITS[m.group(2).upper()])
+
+
+def current_rss() -> int:
+    """Resident set size of this process in bytes (Linux ``/proc``; else ru_maxrss)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    import resource
+    r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(r if sys.platform == "darwin" else r * 1024)
+
+
+def _fmt_bytes(b: float) -> str:
+    return f"{b / 1e9:.2f} GB" if b >= 1e9 else f"{b / 1e6:.0f} MB"
+
+
+def _fmt_time(s: float) -> str:
+    if s < 90:
+        return f"{s:.0f} s"
+    if s < 5400:
+        return f"{s / 60:.1f} min"
+    return f"{s / 3600:.1f} h"
+
+
+@dataclass
+class MemoryEstimate:
+    """The plan for a streaming run: chunk size and the predicted peak memory and time.
+
+    ``peak_bytes = baseline_bytes + fixed_bytes + per_chunk_bytes + chunk_rows * bytes_per_row``.
+    """
+
+    chunk_rows: int
+    n_chunks: int
+    n_rows: int
+    bytes_per_row: float
+    per_chunk_bytes: float
+    fixed_bytes: float
+    baseline_bytes: float
+    budget_bytes: int
+    seconds_per_row: float | None = None
+    source: str = "analytic"
+
+    @property
+    def peak_bytes(self) -> float:
+        return (self.baseline_bytes + self.fixed_bytes + self.per_chunk_bytes
+                + self.chunk_rows * self.bytes_per_row)
+
+    @property
+    def seconds(self) -> float | None:
+        return None if self.seconds_per_row is None else self.seconds_per_row * self.n_rows
+
+    def __str__(self) -> str:
+        t = "" if self.seconds is None else (
+            f"; estimated time {_fmt_time(self.seconds)} "
+            f"({1 / max(self.seconds_per_row, 1e-12):,.0f} rows/s on this machine)")
+        return (f"{self.n_rows:,} rows in {self.n_chunks} chunk(s) of {self.chunk_rows:,}; estimated "
+                f"peak memory {_fmt_bytes(self.peak_bytes)} (budget {_fmt_bytes(self.budget_bytes)}, "
+                f"{self.source}){t}")
+
+
+def estimate_memory(model: StreamModel, n_rows: int, *, max_memory="2GB", Q=None, common=False,
+                    posterior_cov=False, samples=0, long_table=False, in_memory_outputs=True,
+                    baseline_bytes=None, bytes_per_row_=None, per_chunk_bytes=0.0) -> MemoryEstimate:
+    """Chunk size that keeps the peak resident memory under ``max_memory``.
+
+    Parameters
+    ----------
+    model : StreamModel
+        Gives K (kept components) and R.
+    n_rows : int
+        J, rows to process.
+    max_memory : str or int
+        Budget for the whole process (or per Dask worker).
+    Q, common, posterior_cov, samples, long_table
+        Output width and options that change the per-row cost (:func:`bytes_per_row`).
+    in_memory_outputs : bool
+        Outputs held in memory (``out=None``) cost ``J * Q * 8`` bytes per output up front.
+    baseline_bytes : float, optional
+        Memory already in use (default: this process's current RSS).
+    bytes_per_row_, per_chunk_bytes : float, optional
+        Measured per-row slope and per-chunk intercept (from calibration).
+
+    Returns
+    -------
+    MemoryEstimate
+
+    Raises
+    ------
+    MashInputError
+        When even a one-row chunk does not fit in the budget.
+    """
+    budget = parse_memory(max_memory)
+    K, R = model.n_components, model.n_conditions
+    Q = R if Q is None else Q
+    per_row = bytes_per_row_ if bytes_per_row_ is not None else bytes_per_row(
+        K, R, Q, common=common, posterior_cov=posterior_cov, samples=samples, long_table=long_table)
+    base = current_rss() if baseline_bytes is None else baseline_bytes
+    fixed = 8.0 * 4 * K * R * R                                  # model copies and per-comp factors
+    if in_memory_outputs:
+        fixed += 8.0 * n_rows * Q * (len(OUTPUT_NAMES) + (Q if posterior_cov else 0) + samples)
+    room = budget - base - fixed - per_chunk_bytes
+    if room < per_row:
+        raise MashInputError(
+            f"max_memory={max_memory!r}: too small; {_fmt_bytes(base)} is already in use, the model "
+            f"and outputs need {_fmt_bytes(fixed)} and one row {_fmt_bytes(per_row)}. Raise max_memory"
+            + (", or write the outputs to disk with out=..." if in_memory_outputs else "."))
+    rows = int(max(1, min(n_rows, room // per_row)))
+    return MemoryEstimate(rows, max(1, math.ceil(n_rows / rows)), n_rows, float(per_row),
+                          float(per_chunk_bytes), fixed, float(base), budget)
+
+
+# ----------------------------------------------------------------------------- results
+@dataclass
+class StreamResult:
+    """Posterior matrices of a streaming run (in memory or memory-mapped from ``path``).
+
+    Index it like mashr's ``result`` list: ``res["PosteriorMean"]``, ``res["lfsr"]``.
+    """
+
+    arrays: dict
+    conditions: list | None
+    row_ids: object = None
+    path: Path | None = None
+    estimate: MemoryEstimate | None = None
+    chunk_rows: int = 0
+    n_chunks: int = 0
+    elapsed_s: float = 0.0
+    engine: str = "inprocess"
+    long_table: object = None
+    stats: dict = field(default_factory=dict)
+
+    def __getitem__(self, name):
+        return self.arrays[name]
+
+    def __contains__(self, name):
+        return name in self.arrays
+
+    def keys(self):
+        return self.arrays.keys()
+
+    def to_frame(self, name: str = "PosteriorMean"):
+        """One (J, Q) output as a DataFrame named by conditions and row ids."""
+        import pandas as pd
+        idx = None if self.row_ids is None else np.asarray(self.row_ids)
+        return pd.DataFrame(np.asarray(self.arrays[name]), index=idx, columns=self.conditions)
+
+
+# ----------------------------------------------------------------------------- conditions
+def _align(model: StreamModel, input_conds, n_cols: int, exclude, V):
+    """Subset the model by ``exclude`` and map its conditions onto the input columns."""
+    R = model.n_conditions
+    exclude = [] if exclude is None else [str(c) for c in ([exclude] if isinstance(exclude, str) else exclude)]
+    mconds = model.conditions
+    if exclude and mconds is None:
+        raise MashInputError("exclude_conditions: the model has no condition names; pass "
+                             "conditions=[...] (the model's, in order) to name them.")
+    if mconds is not None:
+        unknown = [c for c in exclude if c not in mconds]
+        if unknown:
+            raise MashInputError(f"exclude_conditions: {unknown} are not conditions of the model "
+                                 f"(it has {mconds}).")
+        keep = [i for i, c in enumerate(mconds) if c not in exclude]
+        if len(keep) < 1:
+            raise MashInputError("exclude_conditions: would remove every condition of the model.")
+    else:
+        keep = list(range(R))
+    if V is None:
+        V = np.eye(len(keep))
+    else:
+        V = np.asarray(V, dtype=float)
+        if V.shape == (R, R) and len(keep) != R:
+            V = V[np.ix_(keep, keep)]
+        elif V.shape != (len(keep), len(keep)):
+            raise MashInputError(f"V: shape {V.shape} fits neither the model's {R} conditions nor the "
+                                 f"{len(keep)} kept ones; give an R x R residual correlation.")
+    if len(keep) != R:
+        model = model.subset_conditions(keep)
+    eff = model.conditions
+    if eff is None or input_conds is None:
+        if n_cols != model.n_conditions:
+            raise MashInputError(
+                f"Bhat: has {n_cols} columns but the model has {model.n_conditions} conditions; give "
+                "condition names (DataFrame columns or the store's) so they can be matched.")
+        return model, np.arange(n_cols), V
+    missing = [c for c in eff if c not in input_conds]
+    extra = [c for c in input_conds if c not in eff and c not in exclude]
+    if missing or extra:
+        raise MashInputError(
+            "Bhat: condition names differ from the model's. Missing from the data: "
+            f"{missing or 'none'}; in the data but not in the model: {extra or 'none'}. Rename the "
+            "columns, or pass exclude_conditions=[...] to drop model conditions the data lack "
+            "(data columns named there are dropped too).")
+    pos = {c: i for i, c in enumerate(input_conds)}
+    return model, np.asarray([pos[c] for c in eff]), V
+
+
+# ----------------------------------------------------------------------------- chunk work
+def _prepare_data(B, S, alpha, V):
+    """mash_set_data on one chunk (the engine's when present, for identical validation)."""
+    try:
+        from .data import mash_set_data
+    except ImportError:
+        return transform_chunk(B, S, alpha)
+    d = mash_set_data(B, S, alpha=alpha, V=V)
+    return d.Bhat, d.Shat, d.Shat_alpha
+
+
+def run_chunk(payload: dict, start: int, stop: int, data=None) -> dict:
+    """Compute one chunk: read rows, transform, posterior kernel, optional samples.
+
+    ``payload`` holds the model and options (it is what Dask scatters to workers);
+    ``data`` is ``(Bhat, Shat)`` for in-memory input, else rows are read from the store.
+    """
+    if data is None:
+        B, S = read_rows(payload["source"], start, stop)
+    else:
+        B, S = data
+    idx = payload["col_idx"]
+    if not payload["identity_cols"]:
+        B = B[:, idx]
+        S = S if np.ndim(S) == 0 else S[:, idx]
+    try:
+        Bt, St, Sa = _prepare_data(B, S, payload["alpha"], payload["V"])
+    except MashInputError as e:
+        raise MashInputError(f"{e} [row numbers are within the chunk of rows {start}-{stop - 1}]") from None
+    model = payload["model"]
+    kernel = payload["kernel"]
+    res = kernel(Bt, St, Sa, payload["V"], model.U, model.pi, A=payload["A"],
+                 output_posterior_cov=payload["posterior_cov"], **payload["kernel_extras"])
+    out = {k: np.asarray(res[k]) for k in payload["outputs"] if k != "PosteriorSamples"}
+    if "PosteriorCov" in out and out["PosteriorCov"].shape[0] != stop - start:
+        out["PosteriorCov"] = np.moveaxis(out["PosteriorCov"], -1, 0)   # R's Q x Q x J layout
+    if payload["samples"]:
+        rng = np.random.default_rng(np.random.SeedSequence(payload["seed"], spawn_key=(start,)))
+        out["PosteriorSamples"] = sample_posterior_chunk(Bt, St, Sa, payload["V"], model.U, model.pi,
+                                                         payload["samples"], rng, A=payload["A"])
+    return out
+
+
+def _retrying(fn, start, stop, retries, ci, n_chunks):
+    err = None
+    for _ in range(retries + 1):
+        try:
+            return fn()
+        except MashInputError:
+            raise
+        except Exception as e:                       # noqa: BLE001 - re-raised below
+            err = e
+    raise ChunkFailedError(
+        f"chunk {ci + 1}/{n_chunks} (rows {start}-{stop - 1}) failed after {retries + 1} attempts: "
+        f"{type(err).__name__}: {err}. Chunks written before it are kept; fix the cause and "
+        "re-run the same call to resume.") from err
+
+
+# ----------------------------------------------------------------------------- sinks
+class _MemorySink:
+    def __init__(self, J, shapes):
+        self.arrays = {k: np.empty((J,) + s) for k, s in shapes.items()}
+        self.done = set()
+        self.parts = []
+
+    def write(self, ci, start, stop, res, long_rows=None):
+        for k, v in res.items():
+            self.arrays[k][start:stop] = v
+        self.done.add(ci)
+        if long_rows is not None:
+            self.parts.append((ci, long_rows))
+
+    def close(self):
+        pass
+
+
+class _StoreSink:
+    """Writes chunks in place into ``.npy`` files and records them in the manifest."""
+
+    def __init__(self, path: Path, man: dict, long_conditions=None, ids=None):
+        self.path, self.man = path, man
+        self.files = {k: NpyRows(path / fn, "r+b") for k, fn in man["arrays"].items() if k != "row_ids"}
+        self.done = set(man["done_chunks"])
+        self.long_conditions, self.ids = long_conditions, ids
+        self._last_manifest = 0.0
+
+    def write(self, ci, start, stop, res, long_rows=None):
+        for k, v in res.items():
+            self.files[k].write(start, v)
+        for f in self.files.values():
+            f.sync()
+        if self.man.get("long_table"):
+            ids = np.arange(start, stop) if self.ids is None else self.ids[start:stop]
+            write_long_part(self.path / "long_parts" / f"part-{ci:07d}.csv.gz", ids,
+                            self.long_conditions, res)
+        self.done.add(ci)
+        self.man["done_chunks"] = sorted(self.done)
+        write_manifest(self.path, self.man)
+
+    def close(self):
+        for f in self.files.values():
+            f.close()
+
+
+def _fingerprint(model, V, A, alpha, J, conds, outputs, source: InputSource, opts) -> str:
+    h = hashlib.sha256()
+    for a in (model.U, model.pi, V, np.zeros(0) if A is None else np.asarray(A, float)):
+        h.update(np.ascontiguousarray(a, dtype=float).tobytes())
+    h.update(json.dumps([alpha, J, conds, list(outputs), opts]).encode())
+    for a in (0, max(0, J - 64)):
+        B, S = source.read(a, min(J, a + 64))
+        h.update(np.ascontiguousarray(B, dtype=float).tobytes())
+        h.update(np.ascontiguousarray(S, dtype=float).tobytes())
+    return h.hexdigest()
+
+
+def _open_output_store(out, overwrite, resume, fp, J, chunk_rows, shapes, conds, long_table,
+                       ids, verbose):
+    """Create the output store, or reopen an unfinished one made by the same call."""
+    out = Path(out)
+    man = read_manifest(out) if out.exists() else None
+    if man is not None and not overwrite and resume and man.get("kind") == "posterior":
+        if man.get("fingerprint") == fp and not man.get("complete"):
+            if verbose:
+                print(f"mashlib: resuming {out}: {len(man['done_chunks'])}/{man['n_chunks']} chunks "
+                      "already written", file=sys.stderr)
+            return man
+        if man.get("complete") and man.get("fingerprint") == fp:
+            raise MashInputError(f"out: {out} already holds the finished result of this call; use "
+                                 "open_store() to read it, or overwrite=True to recompute it.")
+    prepare_store_dir(out, overwrite)
+    arrays = {}
+    for k, s in shapes.items():
+        arrays[k] = f"{k}.npy"
+        mm = np.lib.format.open_memmap(out / arrays[k], mode="w+", dtype=np.float64, shape=(J,) + s)
+        del mm
+    if ids is not None:
+        import shutil
+        arrays["row_ids"] = "row_ids.npy"
+        if isinstance(ids, np.memmap) or getattr(ids, "filename", None):
+            shutil.copyfile(ids.filename, out / "row_ids.npy")
+        else:
+            np.save(out / "row_ids.npy", np.asarray(ids))
+    if long_table:
+        (out / "long_parts").mkdir()
+    man = {"format": FORMAT, "version": 1, "kind": "posterior", "n_rows": J, "conditions": conds,
+           "arrays": arrays, "chunk_rows": chunk_rows, "n_chunks": math.ceil(J / chunk_rows),
+           "done_chunks": [], "complete": False, "fingerprint": fp,
+           "long_table": "long_table.csv.gz" if long_table else None,
+           "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    write_manifest(out, man)
+    return man
+
+
+# ----------------------------------------------------------------------------- main entry
+def compute_posterior_streaming(model_or_g, Bhat, Shat=None, *, alpha=None, V=None,
+                                pi_thresh: float = 1e-10, A=None, output_posterior_cov=False,
+                                max_memory="2GB", chunk_size: int | None = None,
+                                engine: str = "inprocess", client=None, n_workers: int | None = None,
+                                out=None, overwrite: bool = False, resume: bool = True,
+                                progress: bool = True, verbose: bool | None = None,
+                                long_table: bool = False, exclude_conditions: Sequence[str] | None = None,
+                                conditions: Sequence[str] | None = None, posterior_samples: int = 0,
+                                seed: int = 123, retries: int = 2, calibrate: bool = True,
+                                kernel=None) -> StreamResult:
+    """Posterior matrices of a fitted mash model for many new effects, streamed in row chunks.
+
+    The streaming counterpart of ``mash_compute_posterior_matrices(g, data)``: same
+    numbers (PosteriorMean, PosteriorSD, lfsr, lfdr, NegativeProb, optionally
+    PosteriorCov and PosteriorSamples), with memory bounded by ``max_memory``.
+
+    Parameters
+    ----------
+    model_or_g : MashResult, FittedG or StreamModel
+        The fitted model; components with ``pi <= pi_thresh`` are dropped.
+    Bhat : array_like, DataFrame or path
+        Effects (J, R) on the original scale, or an input store made by :func:`save_npy_store`
+        (then ``Shat`` must be None).
+    Shat : array_like or scalar, optional
+        Standard errors (default 1: z-scores).
+    alpha : float, optional
+        Effect model; default the model's (0 when unknown). Must equal the fit's.
+    V : ndarray (R, R), optional
+        Residual correlation of the new data (default identity); R may be the model's full
+        size when ``exclude_conditions`` removes some.
+    A : ndarray (Q, R), optional
+        Linear transform of the effects, as mashr.
+    output_posterior_cov : bool
+        Also return ``PosteriorCov`` as (J, Q, Q).
+    max_memory : str or int
+        Memory budget ("2GB"): bounds the chunk size (per worker with Dask).
+    chunk_size : int, optional
+        Force the rows per chunk (the budget is then only reported).
+    engine : {"inprocess", "dask"}
+        Where chunks run. "dask" uses ``client`` or a LocalCluster with ``n_workers``.
+    out : path, optional
+        Output store directory (see :mod:`mashlib.scale_store`); results are then memory-mapped.
+    overwrite, resume : bool
+        An existing store is refused unless ``overwrite``; an unfinished store written by the
+        same call (same model, data and options) is resumed when ``resume``.
+    progress, verbose : bool
+        tqdm bar per chunk; printed plan (default: ``progress``).
+    long_table : bool
+        Also write the tidy table (variant, condition, pm, psd, lfsr, lfdr, negprob) as
+        ``long_table.csv.gz`` in the store (or return a DataFrame when ``out`` is None).
+    exclude_conditions : list of str, optional
+        Model conditions to drop (rows/cols of every U and of V); data columns of those names
+        are dropped too.
+    conditions : list of str, optional
+        The model's condition names when the model object does not carry them.
+    posterior_samples : int
+        Draw this many samples per effect (``PosteriorSamples``, (J, Q, M)); the stream of
+        random numbers depends on ``seed`` and the chunk boundaries, not on the engine.
+    retries : int
+        Extra attempts for a failing chunk.
+    calibrate : bool
+        Measure bytes/row and rows/s on two small chunks first (else analytic estimate).
+    kernel : callable, optional
+        Per-chunk posterior kernel (default: the engine's ``posterior_chunk``).
+
+    Returns
+    -------
+    StreamResult
+
+    Raises
+    ------
+    MashInputError
+        Bad input: condition mismatch, existing store, budget too small, alpha mismatch.
+    ChunkFailedError
+        A chunk failed ``retries + 1`` times (its row range is in the message).
+    """
+    t0 = time.perf_counter()
+    verbose = progress if verbose is None else verbose
+    if engine not in ("inprocess", "dask"):
+        raise MashInputError(f"engine: must be 'inprocess' or 'dask', got {engine!r}.")
+    model = prepare_model(model_or_g, conditions=conditions, pi_thresh=pi_thresh)
+    if alpha is None:
+        alpha = model.alpha
+    elif float(alpha) != model.alpha and not isinstance(model_or_g, StreamModel) \
+            and getattr(model_or_g, "alpha", None) is not None:
+        raise MashInputError(f"alpha: {alpha} differs from the fitted model's alpha {model.alpha}; "
+                             "use the same effect model (EE/EZ) as the fit.")
+    source = InputSource(Bhat, Shat)
+    J = source.n_rows
+    model, col_idx, V = _align(model, source.conditions, source.n_cols, exclude_conditions, V)
+    R = model.n_conditions
+    Q = R if A is None else np.asarray(A).shape[0]
+    out_conds = (list(A.index) if hasattr(A, "index") else None) if A is not None else model.conditions
+    if out_conds is None and A is None and source.conditions is not None:
+        out_conds = [source.conditions[i] for i in col_idx]
+    A = None if A is None else np.asarray(A, dtype=float)
+    shapes = {k: (Q,) for k in OUTPUT_NAMES}
+    if output_posterior_cov:
+        shapes["PosteriorCov"] = (Q, Q)
+    if posterior_samples:
+        shapes["PosteriorSamples"] = (Q, int(posterior_samples))
+    kern = resolve_kernel(kernel)
+    payload = {"model": model, "V": V, "alpha": float(alpha), "A": A, "kernel": kern,
+               "kernel_extras": kernel_extras(kern, model.U),
+               "posterior_cov": bool(output_posterior_cov), "samples": int(posterior_samples),
+               "seed": seed, "outputs": list(shapes), "col_idx": col_idx,
+               "identity_cols": bool(np.array_equal(col_idx, np.arange(source.n_cols))),
+               "source": source.spec()}
+    common_guess = Shat is None or np.ndim(Shat) == 0 or float(alpha) == 1.0
+    # --- plan: chunk size from the budget (calibrated) ---------------------------
+    est = estimate_memory(model, J, max_memory=max_memory, Q=Q, common=common_guess,
+                          posterior_cov=output_posterior_cov, samples=int(posterior_samples),
+                          long_table=long_table, in_memory_outputs=out is None)
+    if calibrate and J >= 64 and chunk_size is None:
+        est = _calibrate(payload, source, est, max_memory, Q, out is None, output_posterior_cov,
+                         int(posterior_samples), long_table)
+    if chunk_size is not None:
+        if int(chunk_size) < 1:
+            raise MashInputError(f"chunk_size: must be a positive number of rows, got {chunk_size}.")
+        est.chunk_rows = int(min(chunk_size, J))
+        est.n_chunks = math.ceil(J / est.chunk_rows)
+    # --- output -------------------------------------------------------------------
+    man = None
+    if out is not None:
+        opts = [output_posterior_cov, int(posterior_samples), seed, long_table, float(pi_thresh)]
+        fp = _fingerprint(model, V, A, alpha, J, out_conds, shapes, source, opts)
+        man = _open_output_store(out, overwrite, resume, fp, J, est.chunk_rows, shapes, out_conds,
+                                 long_table, source.row_ids, verbose)
+        est.chunk_rows, est.n_chunks = int(man["chunk_rows"]), int(man["n_chunks"])
+        sink = _StoreSink(Path(out), man, out_conds, source.row_ids)
+    else:
+        sink = _MemorySink(J, shapes)
+    cr, n_chunks = est.chunk_rows, est.n_chunks
+    todo = [ci for ci in range(n_chunks) if ci not in sink.done]
+    if verbose:
+        print(f"mashlib: posterior of {J:,} rows x {R} conditions with {model.n_components} kept "
+              f"components ({engine}): {est}", file=sys.stderr)
+    bar = _bar(progress, J, sum(min(J, (ci + 1) * cr) - ci * cr for ci in sink.done))
+
+    def on_result(ci, res):
+        start, stop = ci * cr, min(J, (ci + 1) * cr)
+        long_rows = None
+        if long_table and out is None:
+            long_rows = res
+        sink.write(ci, start, stop, res, long_rows)
+        if bar is not None:
+            bar.update(stop - start)
+
+    try:
+        if engine == "dask":
+            from .scale_dask import run_chunks_dask
+            run_chunks_dask(payload, source, todo, cr, J, on_result, client=client,
+                            n_workers=n_workers, retries=retries)
+        else:
+            for ci in todo:
+                start, stop = ci * cr, min(J, (ci + 1) * cr)
+                data = None if source.store is not None else source.read(start, stop)
+                res = _retrying(lambda: run_chunk(payload, start, stop, data), start, stop,
+                                retries, ci, n_chunks)
+                on_result(ci, res)
+    finally:
+        if bar is not None:
+            bar.close()
+        sink.close()
+    elapsed = time.perf_counter() - t0
+    result = StreamResult({}, out_conds, source.row_ids, None if out is None else Path(out), est,
+                          cr, n_chunks, elapsed, engine)
+    if out is None:
+        result.arrays = sink.arrays
+        if long_table:
+            result.long_table = _long_frame(sink.arrays, source.row_ids, out_conds)
+    else:
+        if long_table:
+            parts = sorted((Path(out) / "long_parts").glob("part-*.csv.gz"))
+            assemble_long_table(parts, Path(out) / man["long_table"])
+            (Path(out) / "long_parts").rmdir()
+        man["complete"] = True
+        man["elapsed_s"] = elapsed
+        write_manifest(out, man)
+        st = open_store(out)
+        result.arrays = {k: st[k] for k in shapes}
+        result.long_table = Path(out) / man["long_table"] if long_table else None
+    result.stats = {"rows_per_s": J / elapsed if elapsed > 0 else float("nan")}
+    return result
+
+
+def _long_frame(arrays, ids, conds):
+    import pandas as pd
+    J, Q = arrays["PosteriorMean"].shape
+    ids = np.arange(J) if ids is None else np.asarray(ids)
+    conds = [str(i + 1) for i in range(Q)] if conds is None else conds
+    return pd.DataFrame({"variant": np.repeat(ids, Q), "condition": np.tile(np.asarray(conds, object), J),
+                         "pm": arrays["PosteriorMean"].ravel(), "psd": arrays["PosteriorSD"].ravel(),
+                         "lfsr": arrays["lfsr"].ravel(), "lfdr": arrays["lfdr"].ravel(),
+                         "negprob": arrays["NegativeProb"].ravel()})
+
+
+def _bar(progress, total, initial):
+    if not progress:
+        return None
+    from tqdm.auto import tqdm
+    return tqdm(total=total, initial=initial, unit="rows", unit_scale=True, desc="mash posterior",
+                file=sys.stderr)
+
+
+def _calibrate(payload, source, est, max_memory, Q, in_mem, cov, samples, long_table):
+    """Measure bytes/row (tracemalloc peak at two sizes) and rows/s on the first rows."""
+    import tracemalloc
+    J = source.n_rows
+    n2 = int(min(J, max(16, est.chunk_rows // 8), 2048))
+    n1 = max(4, n2 // 4)
+    peaks = []
+    for n in (n1, n2):
+        data = None if source.store is not None else source.read(0, n)
+        tracemalloc.start()
+        run_chunk(payload, 0, n, data)
+        peaks.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+    slope = max((peaks[1] - peaks[0]) / (n2 - n1), 8.0 * Q)
+    icpt = max(peaks[0] - slope * n1, 0.0)
+    data = None if source.store is not None else source.read(0, n2)
+    t = time.perf_counter()
+    run_chunk(payload, 0, n2, data)
+    spr = (time.perf_counter() - t) / n2
+    new = estimate_memory(payload["model"], J, max_memory=max_memory, Q=Q, posterior_cov=cov,
+                          samples=samples, long_table=long_table, in_memory_outputs=in_mem,
+                          bytes_per_row_=slope + (400.0 * Q if long_table else 0.0),
+                          per_chunk_bytes=icpt)
+    new.seconds_per_row, new.source = spr, "calibrated"
+    return new
+
+
+def calc_relative_lik_matrix_dask(data, Ulist, *, client=None, n_workers=None, chunk_rows=10_000):
+    """``calc_relative_lik_matrix`` computed over row chunks as Dask tasks (see scale_dask)."""
+    from .scale_dask import calc_relative_lik_matrix_dask as _f
+    return _f(data, Ulist, client=client, n_workers=n_workers, chunk_rows=chunk_rows)

@@ -1,0 +1,144 @@
+"""Dask engine for the streaming posterior (optional dependency: ``pip install mashlib[dask]``).
+
+Each row chunk is one ``client.submit`` task running :func:`mashlib.scale.run_chunk`
+with the model broadcast once to every worker (``client.scatter``). Workers read
+their rows from the input store themselves when the input is a store (only a path
+and a row range travel), otherwise the chunk's rows are sent with the task. The
+client receives results as they complete and is the single writer of the output
+store and its manifest, so the resume logic is the same as in-process. At most
+``2 x workers`` tasks are in flight, which bounds the memory held by results.
+
+The chunk boundaries, the kernel and the per-chunk random streams are those of
+the in-process engine, so the results are identical.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from ._errors import MashInputError
+
+
+def _require_dask():
+    try:
+        import distributed  # noqa: F401
+    except ImportError:
+        raise MashInputError("engine='dask': dask.distributed is not installed; "
+                             "pip install mashlib[dask] (or use engine='inprocess').") from None
+    import distributed
+    return distributed
+
+
+def _client(client, n_workers):
+    distributed = _require_dask()
+    if client is not None:
+        return client, None
+    n = n_workers or max(1, os.cpu_count() or 1)
+    cluster = distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+                                       dashboard_address=None)
+    return distributed.Client(cluster), cluster
+
+
+def _chunk_task(payload, start, stop, data):
+    from .scale import run_chunk
+    return run_chunk(payload, start, stop, data)
+
+
+def run_chunks_dask(payload, source, todo, chunk_rows, J, on_result, *, client=None,
+                    n_workers=None, retries=2):
+    """Run the chunks ``todo`` as Dask tasks; call ``on_result(ci, res)`` in completion order."""
+    from .scale import ChunkFailedError
+    distributed = _require_dask()
+    client, cluster = _client(client, n_workers)
+    try:
+        nw = max(1, len(client.scheduler_info().get("workers", {})) or (n_workers or 1))
+        pf = client.scatter(payload, broadcast=True, hash=False)
+        queue = list(todo)
+        attempts = {}
+        ac = distributed.as_completed()
+        meta = {}
+
+        def submit(ci):
+            start, stop = ci * chunk_rows, min(J, (ci + 1) * chunk_rows)
+            data = None if source.store is not None else source.read(start, stop)
+            fut = client.submit(_chunk_task, pf, start, stop, data, pure=False, retries=0)
+            meta[fut.key] = ci
+            ac.add(fut)
+
+        for _ in range(min(len(queue), 2 * nw)):
+            submit(queue.pop(0))
+        for fut in ac:
+            ci = meta.pop(fut.key)
+            if fut.status == "error":
+                exc = fut.exception()
+                if isinstance(exc, MashInputError):
+                    raise exc
+                attempts[ci] = attempts.get(ci, 0) + 1
+                if attempts[ci] > retries:
+                    start, stop = ci * chunk_rows, min(J, (ci + 1) * chunk_rows)
+                    n_chunks = -(-J // chunk_rows)
+                    raise ChunkFailedError(
+                        f"chunk {ci + 1}/{n_chunks} (rows {start}-{stop - 1}) failed after "
+                        f"{retries + 1} attempts on Dask: {type(exc).__name__}: {exc}. Chunks written "
+                        "before it are kept; fix the cause and re-run the same call to resume.") from exc
+                submit(ci)
+                continue
+            res = fut.result()
+            fut.release()
+            on_result(ci, res)
+            if queue:
+                submit(queue.pop(0))
+    finally:
+        if cluster is not None:
+            client.close()
+            cluster.close()
+
+
+def _lik_task(B, S, Sa, V, alpha, conditions, Ulist):
+    from .data import MashData
+    from .likelihood import calc_relative_lik_matrix
+    d = MashData(Bhat=B, Shat=S, Shat_alpha=Sa, V=V, commonV=True, alpha=alpha,
+                 conditions=conditions, row_ids=None)
+    return calc_relative_lik_matrix(d, Ulist)
+
+
+def calc_relative_lik_matrix_dask(data, Ulist, *, client=None, n_workers=None, chunk_rows=10_000):
+    """The relative likelihood matrix of a fit, computed over row chunks as Dask tasks.
+
+    Parameters
+    ----------
+    data : MashData
+        Data with a common V.
+    Ulist : dict
+        Expanded covariance list (as passed to ``calc_relative_lik_matrix``).
+    client : distributed.Client, optional
+        Default: a LocalCluster with ``n_workers`` single-threaded workers.
+    chunk_rows : int
+        Rows per task.
+
+    Returns
+    -------
+    dict with ``loglik_matrix`` (J x P) and ``lfactors`` (J,), as
+    ``mashlib.likelihood.calc_relative_lik_matrix``: the row maximum is per row, so
+    chunking changes nothing.
+    """
+    if not getattr(data, "commonV", True):
+        raise MashInputError("data: calc_relative_lik_matrix_dask needs a common V (R x R).")
+    client, cluster = _client(client, n_workers)
+    try:
+        Uf = client.scatter(Ulist, broadcast=True, hash=False)
+        futs = []
+        for a in range(0, data.n_effects, chunk_rows):
+            b = min(data.n_effects, a + chunk_rows)
+            futs.append(client.submit(_lik_task, data.Bhat[a:b], data.Shat[a:b], data.Shat_alpha[a:b],
+                                      data.V, data.alpha, list(data.conditions), Uf, pure=False))
+        parts = client.gather(futs)
+    finally:
+        if cluster is not None:
+            client.close()
+            cluster.close()
+    first = parts[0]
+    if isinstance(first, dict):
+        return {k: np.concatenate([p[k] for p in parts]) for k in first}
+    return np.concatenate(parts)
