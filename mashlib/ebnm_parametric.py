@@ -45,7 +45,7 @@ from .ebnm_pfamilies import (
 
 __all__ = ["ebnm_point_normal", "ebnm_point_laplace", "ebnm_point_exponential", "ebnm_normal"]
 
-_OPTMETHODS = (None, "lbfgsb", "bfgs", "nelder_mead", "nohess_nlm", "nlm", "nograd_nlm", "nograd_lbfgsb",
+_OPTMETHODS = (None, "newton", "lbfgsb", "nelder_mead", "nohess_nlm", "nlm", "nograd_nlm", "nograd_lbfgsb",
                "trust", "optimize")
 _ALPHA_BOX = 40.0  # |logit pi0| beyond this is handled by the explicit boundary checks
 
@@ -53,6 +53,60 @@ _ALPHA_BOX = 40.0  # |logit pi0| beyond this is handled by the explicit boundary
 def _total(fam, theta, x, s):
     ell, _, _ = fam.loglik(theta, x, s, grad=False)
     return float(ell.sum())
+
+
+def _newton(nll, p0, lo, hi, maxiter=200):
+    r"""Damped Newton with a finite-difference Hessian of the analytic gradient.
+
+    Minimises ``nll`` (returning value and gradient) over a box ``[lo, hi]``
+    (projected: a coordinate at a bound whose gradient pushes outwards is held).
+    The Hessian :math:`H_{jk} \approx [g(p + h e_k) - g(p)]_j / h` is symmetrised and
+    its eigenvalues are floored at :math:`10^{-8}\max(1, \lambda_{\max})` (so the
+    step :math:`-H^{-1}g` is a descent direction); steps are halved until the
+    objective decreases. Converged when the projected gradient is below
+    :math:`10^{-7}` or the decrease below :math:`10^{-13}(1+|f|)` after a full step.
+    Returns ``(p, f, converged)``.
+    """
+    p = np.clip(p0.astype(float), lo, hi)
+    f, g = nll(p)
+    if not np.isfinite(f):
+        return p, f, False
+    k = p.size
+    for _ in range(maxiter):
+        held = ((p <= lo) & (g > 0)) | ((p >= hi) & (g < 0))
+        act = ~held
+        if not act.any() or np.max(np.abs(g[act])) < 1e-7:
+            return p, f, True
+        idx = np.flatnonzero(act)
+        H = np.empty((idx.size, idx.size))
+        for j, kk in enumerate(idx):
+            h = 1e-6 * max(1.0, abs(p[kk]))
+            q = p.copy()
+            q[kk] += h
+            H[:, j] = (nll(q)[1][idx] - g[idx]) / h
+        H = 0.5 * (H + H.T)
+        ev, V = np.linalg.eigh(H)
+        if not np.all(np.isfinite(ev)):
+            return p, f, False
+        ev = np.maximum(np.abs(ev), 1e-8 * max(1.0, ev.max()))
+        step = np.zeros(k)
+        step[idx] = -(V @ ((V.T @ g[idx]) / ev))
+        t = 1.0
+        for _ls in range(60):
+            q = np.clip(p + t * step, lo, hi)
+            fq, gq = nll(q)
+            if np.isfinite(fq) and fq <= f:
+                break
+            t *= 0.5
+        else:
+            return p, f, np.max(np.abs(g[act])) < 1e-4
+        dec = f - fq
+        p, f, g = q, fq, gq
+        if t == 1.0 and dec < 1e-13 * (1.0 + abs(f)):
+            return p, f, True
+        if dec == 0.0:
+            return p, f, np.max(np.abs(g[act])) < 1e-4
+    return p, f, False
 
 
 def _optimise(fam, theta0, free, x, s, method):
@@ -67,47 +121,49 @@ def _optimise(fam, theta0, free, x, s, method):
         th[idx] = p
         ell, d, _ = fam.loglik(th, x, s, grad=True)
         f = -ell.sum()
-        g = -d[idx].sum(axis=1)
         if not np.isfinite(f):
-            return 1e300, np.zeros_like(p)
-        return f, g
+            return np.inf, np.zeros_like(p)
+        return f, -d[idx].sum(axis=1)
 
     p0 = theta0[idx].copy()
-    bounds = []
+    lo = np.full(idx.size, -np.inf)
+    hi = np.full(idx.size, np.inf)
     for j, k in enumerate(idx):
         if k == 0:
-            p0[j] = np.clip(p0[j], -_ALPHA_BOX + 1, _ALPHA_BOX - 1)
-            bounds.append((-_ALPHA_BOX, _ALPHA_BOX))
+            lo[j], hi[j] = -_ALPHA_BOX, _ALPHA_BOX
         elif k == 1:
-            bounds.append((p0[j] - 40.0, p0[j] + 40.0))
+            lo[j], hi[j] = p0[j] - 40.0, p0[j] + 40.0
+    p0 = np.clip(p0, lo + 1, hi - 1)
+    if method in (None, "nohess_nlm", "nlm", "trust", "optimize", "newton"):
+        p, f, ok = _newton(nll, p0, lo, hi)
+        if ok and np.isfinite(f):
+            theta[idx] = p
+            return theta, -float(f), True
+        best_p, best_f = p, f
+    else:
+        best_p, best_f = p0, nll(p0)[0]
+    # fallbacks: L-BFGS-B (analytic gradient), then Nelder-Mead
+    bounds = list(zip(np.where(np.isfinite(lo), lo, None), np.where(np.isfinite(hi), hi, None)))
+    ok = False
+    for meth in ("L-BFGS-B", "Nelder-Mead") if method != "nelder_mead" else ("Nelder-Mead",):
+        start = best_p if np.isfinite(best_f) else p0
+        if meth == "L-BFGS-B":
+            res = optimize.minimize(lambda q: (lambda fg: (min(fg[0], 1e300), fg[1]))(nll(q)), start, jac=True,
+                                    method=meth, bounds=bounds,
+                                    options={"ftol": 1e-13, "gtol": 1e-8, "maxiter": 1000})
         else:
-            bounds.append((None, None))
-    best = None
-    methods = ["L-BFGS-B", "BFGS", "Nelder-Mead"]
-    if method in ("bfgs",):
-        methods = ["BFGS", "L-BFGS-B", "Nelder-Mead"]
-    elif method in ("nelder_mead", "nograd_nlm", "nograd_lbfgsb"):
-        methods = ["Nelder-Mead", "L-BFGS-B"]
-    for meth in methods:
-        try:
-            if meth == "L-BFGS-B":
-                res = optimize.minimize(nll, p0, jac=True, method=meth, bounds=bounds,
-                                        options={"ftol": 1e-13, "gtol": 1e-8, "maxiter": 1000})
-            elif meth == "BFGS":
-                res = optimize.minimize(nll, p0, jac=True, method=meth, options={"gtol": 1e-7, "maxiter": 1000})
-            else:
-                res = optimize.minimize(lambda p: nll(p)[0], p0, method=meth,
-                                        options={"xatol": 1e-9, "fatol": 1e-11, "maxiter": 4000})
-        except (ValueError, FloatingPointError):  # pragma: no cover - defensive
-            continue
-        if np.isfinite(res.fun) and (best is None or res.fun < best.fun - 1e-12):
-            best = res
+            res = optimize.minimize(lambda q: min(nll(np.clip(q, lo, hi))[0], 1e300), start, method=meth,
+                                    options={"xatol": 1e-9, "fatol": 1e-11, "maxiter": 4000})
+            res.x = np.clip(res.x, lo, hi)
+        if np.isfinite(res.fun) and res.fun < 1e299 and (not np.isfinite(best_f) or res.fun <= best_f):
+            best_p, best_f = res.x, res.fun
         if res.success and np.isfinite(res.fun) and res.fun < 1e299:
+            ok = True
             break
-    if best is None:
+    if not np.isfinite(best_f):
         return theta, -np.inf, False
-    theta[idx] = best.x
-    return theta, -float(best.fun), bool(best.success)
+    theta[idx] = best_p
+    return theta, -float(best_f), ok
 
 
 def _null_mode(x, s):
@@ -135,7 +191,7 @@ def _fit(fam, x, s, theta0, free, method):
             fr = free.copy()
             fr[0] = False
             th0, ll0, _ = _optimise(fam, th0, fr, x, s, method)
-            if ll0 > best_ll + 1e-10 * max(1.0, abs(best_ll)):
+            if ll0 > best_ll:
                 best_ll, best = ll0, th0
         if ll1 >= best_ll:
             best_ll, best = ll1, th1
@@ -229,7 +285,7 @@ def parametric_workhorse(fam, x, s, mode, scale, g_init, fix_g, output, optmetho
                 g = dataclasses.replace(g, sd=np.array([scale_val]))
             else:
                 g = dataclasses.replace(g, sd=scale_val)
-        result.fitted_g = g
+        result.fitted_g = g_init if fix_g else g
         r_all = np.full(x.size, sc.expit(theta[0]))
         r_all[fin] = r_fin
         params = fam.sampler_params(theta, x, s, r_all)

@@ -22,7 +22,7 @@ with slab convolution :math:`f`:
   -a y + \log\Phi(y/s - s a)\big)`.
 
 ``log Φ`` is :func:`scipy.special.log_ndtr` and the Mills ratios :math:`\phi/\Phi`
-use erfcx (:func:`mashlib.ebnm_core.mills`), so nothing under/overflows in the tails.
+use one erfcx per point (:func:`_GM`), so nothing under/overflows in the tails.
 Each ``loglik`` returns the per-observation :math:`\ell_i`, their analytic
 derivatives with respect to :math:`(\alpha, \ell, \mu)` and the null
 responsibility :math:`r_i = P(\theta_i = \mu \mid x_i)`, which the posterior reuses.
@@ -40,21 +40,30 @@ from .ebnm_core import (
     PointLaplace,
     PointNormal,
     logit,
-    mills,
     trunc_pos_moments,
 )
 
 
-def _G(z):
-    r""":math:`G(z) = \log\Phi(z) + z^2/2`, stable for all z.
+def _GM(z):
+    r"""Return :math:`G(z) = \log\Phi(z) + z^2/2` and :math:`M(z) = \phi(z)/\Phi(z)` for all z.
 
-    For :math:`z \le 0`, :math:`G(z) = \log(\tfrac12\mathrm{erfcx}(-z/\sqrt2))`, which avoids the
-    cancellation of :math:`s^2a^2/2` against :math:`\log\Phi(y/s - sa)` when the rate is large.
+    Both come from one :math:`e = \mathrm{erfcx}(-z/\sqrt2)`: :math:`G = \log(e/2)` and
+    :math:`M = \sqrt{2/\pi}/e`. This avoids the cancellation of :math:`s^2a^2/2`
+    against :math:`\log\Phi(y/s - sa)` when the rate :math:`a` is large. For
+    :math:`z > 37` erfcx overflows; there :math:`\log\Phi(z) = 0` to double precision,
+    so :math:`G = z^2/2` and :math:`M = 0`.
     """
-    z = np.asarray(z, dtype=float)
     with np.errstate(over="ignore"):
-        neg = np.log(0.5 * sc.erfcx(-np.minimum(z, 0.0) / np.sqrt(2.0)))
-    return np.where(z <= 0.0, neg, sc.log_ndtr(np.maximum(z, 0.0)) + 0.5 * z * z)
+        e = sc.erfcx(-z * _INV_SQRT2)
+    G = np.log(0.5 * e)
+    big = ~np.isfinite(G)
+    if big.any():
+        G = np.where(big, 0.5 * z * z, G)
+    return G, _SQRT_2_OVER_PI / e
+
+
+_INV_SQRT2 = 1.0 / np.sqrt(2.0)
+_SQRT_2_OVER_PI = np.sqrt(2.0 / np.pi)
 
 
 def _null_terms(y, s):
@@ -247,12 +256,12 @@ class PointExponentialFamily:
         lN0, v0 = _null_terms(y, s)
         z = y / s - s * a
         # log a + s^2 a^2/2 - a y + log Phi(z)  ==  log a - y^2/(2 s^2) + G(z)
-        lg = np.log(a) - 0.5 * y * y / v0 + _G(z)
+        G, Mz = _GM(z)
+        lg = np.log(a) - 0.5 * y * y / v0 + G
         ell, r, pi0 = _mix(alpha, lN0, lg)
         if not grad:
             return ell, None, r
         q = 1.0 - r
-        Mz = mills(z)
         d = np.empty((3, x.size))
         d[0] = r - pi0
         d[1] = -q * (1.0 + v0 * a * a - a * y - s * a * Mz)
@@ -349,11 +358,11 @@ class PointLaplaceFamily:
         z2 = y / s - s * a  # positive half
         z1 = -y / s - s * a  # negative half
         # T2 = -a y + log Phi(z2) and T1 = a y + log Phi(z1), both shifted by s^2a^2/2 - y^2/(2s^2)
-        T2 = _G(z2)
-        T1 = _G(z1)
+        T2, M2 = _GM(z2)
+        T1, M1 = _GM(z1)
         LT = np.logaddexp(T1, T2)
         lam = np.exp(T2 - LT)  # P(theta > mu | x, non-null)
-        return z1, z2, LT, lam
+        return (M1, M2), None, LT, lam
 
     @staticmethod
     def loglik(theta, x, s, grad=True):
@@ -361,13 +370,12 @@ class PointLaplaceFamily:
         a = np.exp(-lb)
         y = x - mu
         lN0, v0 = _null_terms(y, s)
-        z1, z2, LT, lam = PointLaplaceFamily._terms(a, y, s)
+        (M1, M2), _, LT, lam = PointLaplaceFamily._terms(a, y, s)
         lg = np.log(a / 2.0) - 0.5 * y * y / v0 + LT
         ell, r, pi0 = _mix(alpha, lN0, lg)
         if not grad:
             return ell, None, r
         q = 1.0 - r
-        M1, M2 = mills(z1), mills(z2)
         dlg_da = 1.0 / a + v0 * a + lam * (-y - s * M2) + (1.0 - lam) * (y - s * M1)
         d = np.empty((3, x.size))
         d[0] = r - pi0
