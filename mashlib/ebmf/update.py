@@ -65,7 +65,7 @@ def warmstart_ok(g, x, s) -> bool:
     and +-2 max sd for normal mixtures (other classes pass). The most outlying
     observation's tail p-value must exceed :math:`1 - 0.95^{1/n}`.
     """
-    from scipy.stats import norm
+    from scipy.special import ndtr
 
     a, b, sd = _g_field(g, "a"), _g_field(g, "b"), _g_field(g, "sd")
     if a is not None and b is not None:
@@ -79,8 +79,8 @@ def warmstart_ok(g, x, s) -> bool:
     ok = np.isfinite(s) & (s > 0)
     if not np.any(ok):
         return True
-    lower_p = norm.cdf(np.min((x[ok] - lo) / s[ok]))
-    upper_p = norm.sf(np.max((x[ok] - up) / s[ok]))
+    lower_p = ndtr(np.min((x[ok] - lo) / s[ok]))
+    upper_p = ndtr(-np.max((x[ok] - up) / s[ok]))
     if a is not None and a.size > 1 and a.min() == a.max():
         lower_p = 1.0
     if b is not None and b.size > 1 and b.min() == b.max():
