@@ -1,0 +1,84 @@
+"""Likelihood matrices (map §2.2 Likelihoods; mashr test_likelihood*.R) and golden rel_lik."""
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy.stats import multivariate_normal
+
+from mashlib.covariances import cov_canonical, cov_pca, expand_cov, normalize_Ulist
+from mashlib.data import mash_set_data
+from mashlib.likelihood import calc_lik_matrix, calc_relative_lik_matrix
+
+REF = Path(__file__).parent / "data" / "reference"
+
+
+def _direct(d, xU):
+    V = d.V_stack()
+    out = np.empty((d.n_effects, len(xU)))
+    for j in range(d.n_effects):      # reference implementation (test only)
+        Vj = V if d.commonV else V[j]
+        Sig = d.Shat[j][:, None] * Vj * d.Shat[j][None]
+        for p, U in enumerate(xU.values()):
+            out[j, p] = multivariate_normal(np.zeros(d.n_conditions), Sig + U).logpdf(d.Bhat[j])
+    return out
+
+
+def test_rel_lik_golden():
+    u = json.load(open(REF / "golden" / "unit_values.json"))["rel_lik"]
+    d = mash_set_data(np.array([[1.0, 2, 3], [2, 4, 6]]), np.array([[1.0, 1, 1], [2, 2, 2]]))
+    xU = expand_cov(normalize_Ulist(cov_canonical(d)), [0.5, 1, 2], True)
+    lm = calc_relative_lik_matrix(d, xU)
+    np.testing.assert_allclose(lm["loglik_matrix"], np.array(u["loglik_matrix"]), atol=1e-10)
+    np.testing.assert_allclose(lm["lfactors"], u["lfactors"], rtol=1e-12)
+    # row 1 alone equals row 1 of the 2-row matrix (mashr test_likelihood.R)
+    d1 = d.subset([0])
+    np.testing.assert_allclose(calc_lik_matrix(d1, xU, log=True)[0],
+                               calc_lik_matrix(d, xU, log=True)[0], rtol=1e-13)
+
+
+@pytest.mark.parametrize("common", [True, False])
+@pytest.mark.parametrize("corr", [False, True])
+def test_against_direct_density(common, corr):
+    rng = np.random.default_rng(3)
+    J, R = 40, 4
+    B = rng.standard_normal((J, R)) * 2
+    S = np.full((J, R), 0.7) if common else rng.uniform(0.3, 2, (J, R))
+    V = 0.4 * np.ones((R, R)) + 0.6 * np.eye(R) if corr else None
+    d = mash_set_data(B, S, V=V)
+    U = cov_canonical(d)
+    U.update(cov_pca(d, 2))
+    A = rng.standard_normal((R, 2))
+    U["rank2"] = A @ A.T
+    xU = expand_cov(U, [0.3, 1.0, 4.0])
+    np.testing.assert_allclose(calc_lik_matrix(d, xU, log=True), _direct(d, xU), rtol=1e-11,
+                               atol=1e-11)
+    # small memory budget forces many row chunks; same numbers
+    np.testing.assert_allclose(calc_lik_matrix(d, xU, log=True, memory_bytes=10_000),
+                               calc_lik_matrix(d, xU, log=True), rtol=1e-14, atol=1e-14)
+
+
+def test_effect_specific_V():
+    rng = np.random.default_rng(4)
+    J, R = 15, 3
+    Vs = []
+    for _ in range(J):
+        a = rng.uniform(-0.5, 0.5)
+        Vs.append(np.array([[1, a, 0], [a, 1, 0.2], [0, 0.2, 1.0]]))
+    d = mash_set_data(rng.standard_normal((J, R)), rng.uniform(0.5, 1.5, (J, R)),
+                      V=np.stack(Vs, axis=2))
+    xU = expand_cov(cov_canonical(d), [0.5, 2.0])
+    np.testing.assert_allclose(calc_lik_matrix(d, xU, log=True), _direct(d, xU), rtol=1e-11)
+
+
+def test_indefinite_component_and_failure_warning():
+    d = mash_set_data(np.array([[1.0, 2.0], [0.0, 0.0]]), 1e-3)
+    bad = np.array([[1.0, 0.0], [0.0, -0.5]])         # not PSD: chol(Sigma + U) fails
+    ok = np.diag([1.0, -1e-9])                         # tiny negative eigenvalue: fine
+    with pytest.warns(UserWarning, match=r"non-finite likelihoods.*bad"):
+        L = calc_lik_matrix(d, {"ok": ok, "bad": bad}, log=True)
+    assert L[0, 1] == -np.inf and L[1, 1] == np.inf     # +Inf when ||b||_1 < 1e-6 (P5)
+    Sig = 1e-6 * np.eye(2)
+    assert L[0, 0] == pytest.approx(multivariate_normal(np.zeros(2), Sig + ok).logpdf([1, 2]),
+                                    rel=1e-10)
