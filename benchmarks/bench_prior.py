@@ -1,0 +1,134 @@
+"""Benchmark of the prior engines (issue #4): cov_ed and ud_fit against R's timings.
+
+Cases (R seconds from tests/data/reference/MANIFEST.md):
+
+* ``ed_sim_protocol``: cov_ed on the sim_protocol strong set (1,500 x 20, EE, V = V_simple)
+  from the 56 components of ``components_EE.json`` (R: 1,131.8 s).
+* ``ed_gtex``: cov_ed on gtex (1,000 x 44, Shat = 1) from ``cov_pca(., 5)`` (R: 16.0 s).
+* ``udr_ed_500`` / ``udr_ted_500``: ud_fit on udr_sim for 500 iterations from R's inits
+  (R: 26.8 / 19.1 s).
+
+Usage::
+
+    python benchmarks/bench_prior.py [case ...]      # default: all cases
+
+Writes ``benchmarks/results/prior.json`` (seconds, final log-likelihood, R's values).
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+REF = ROOT / "tests" / "data" / "reference"
+OUT = ROOT / "benchmarks" / "results" / "prior.json"
+
+
+def _mats(d):
+    return {n: np.asarray(d["matrices"][n], dtype=float) for n in d["names"]}
+
+
+def _mash_data(Bhat, Shat, V):
+    try:
+        from mashlib.data import mash_set_data
+        return mash_set_data(Bhat, Shat, V=V)
+    except Exception:                                # data module not available
+        return SimpleNamespace(Bhat=Bhat, Shat=Shat, V=V, commonV=True, alpha=0.0)
+
+
+def bench_ed_sim_protocol():
+    from mashlib.ed import cov_ed
+    sp = REF / "sim_protocol"
+    B = np.loadtxt(sp / "input_strong.b.csv", delimiter=",", skiprows=1)
+    S = np.loadtxt(sp / "input_strong.s.csv", delimiter=",", skiprows=1)
+    V = np.asarray(json.loads((sp / "vhat_simple.json").read_text())["V_EE"], dtype=float)
+    comps = _mats(json.loads((sp / "components_EE.json").read_text())["U"])
+    ref = json.loads((sp / "prior_fit_post_cov_ed_EE.json").read_text())
+    data = _mash_data(B, S, V)
+    t0 = time.perf_counter()
+    fit = cov_ed(data, comps, details=True)
+    secs = time.perf_counter() - t0
+    Rpi = np.asarray(ref["ed_pi"]["values"])
+    RU = _mats(ref["prior_U"])
+    frob = max(np.linalg.norm(fit.Ulist[n] - RU[n]) / np.linalg.norm(RU[n]) for n in fit.Ulist)
+    return dict(seconds=secs, R_seconds=ref["timings"]["cov_ed_bovy"]["elapsed_median_s"],
+                av_loglik=fit.av_loglik, R_av_loglik=ref["ed_av_loglik"], niter=fit.niter,
+                rel_err_loglik=abs(fit.av_loglik - ref["ed_av_loglik"]) / abs(ref["ed_av_loglik"]),
+                max_abs_err_pi=float(np.abs(np.asarray(list(fit.pi.values())) - Rpi).max()),
+                max_rel_frob_U=float(frob))
+
+
+def bench_ed_gtex():
+    from mashlib.ed import cov_ed
+    import pandas as pd
+    X = pd.read_csv(REF / "gtex_flash" / "gtex.csv")
+    X = X.select_dtypes("number").to_numpy(dtype=float)
+    data = _mash_data(X, np.ones_like(X), np.eye(X.shape[1]))
+    try:
+        from mashlib.covariances import cov_pca
+        U0 = cov_pca(data, 5)
+    except Exception as e:                            # pragma: no cover
+        return dict(skipped=f"cov_pca unavailable: {e}")
+    t0 = time.perf_counter()
+    fit = cov_ed(data, U0, details=True)
+    secs = time.perf_counter() - t0
+    return dict(seconds=secs, R_seconds=16.0, av_loglik=fit.av_loglik, niter=fit.niter,
+                R_av_loglik=None)
+
+
+def _bench_udr(update):
+    from mashlib.udr import ud_init, ud_fit
+    us = REF / "udr_sim"
+    X = np.loadtxt(us / "X.csv", delimiter=",", skiprows=1)
+    init = json.loads((us / "init.json").read_text())
+    ref = json.loads((us / f"ud_fit_{update}_maxiter500.json").read_text())
+    U = _mats(init["U"])
+    names = init["U"]["names"]
+    fit0 = ud_init(X, V=np.asarray(init["V"]), U_scaled={n: U[n] for n in names[:2]},
+                   U_unconstrained={n: U[n] for n in names[2:]})
+    t0 = time.perf_counter()
+    fit = ud_fit(fit0, control=dict(unconstrained_update=update, maxiter=500,
+                                     scaled_iid="udr"))
+    secs = time.perf_counter() - t0
+    meta = json.loads((us / "meta.json").read_text())["timings"]
+    return dict(seconds=secs, R_seconds=meta[f"ud_fit_{update}_maxiter500"]["elapsed_median_s"],
+                loglik=fit.loglik, R_loglik=ref["loglik"], niter=fit.niter, R_niter=ref["niter"],
+                rel_err_loglik=abs(fit.loglik - ref["loglik"]) / abs(ref["loglik"]))
+
+
+CASES = {
+    "ed_sim_protocol": bench_ed_sim_protocol,
+    "ed_gtex": bench_ed_gtex,
+    "udr_ed_500": lambda: _bench_udr("ed"),
+    "udr_ted_500": lambda: _bench_udr("ted"),
+}
+
+
+def main(argv=None):
+    names = (argv or sys.argv[1:]) or list(CASES)
+    results = json.loads(OUT.read_text()) if OUT.exists() else {}
+    for n in names:
+        print(f"== {n}", flush=True)
+        r = CASES[n]()
+        if "seconds" in r and r.get("R_seconds"):
+            r["speedup_vs_R"] = r["R_seconds"] / r["seconds"]
+        print(json.dumps(r, indent=1), flush=True)
+        results[n] = r
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        from mashlib._atomic import atomic_path
+        with atomic_path(OUT) as p:
+            Path(p).write_text(json.dumps(results, indent=1))
+    except Exception:
+        OUT.write_text(json.dumps(results, indent=1))
+    return results
+
+
+if __name__ == "__main__":
+    main()
