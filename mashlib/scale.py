@@ -42,6 +42,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ._atomic import atomic_path
 from ._errors import MashInputError, MashlibError
 from .scale_kernel import (OUTPUT_NAMES, StreamModel, bytes_per_row, kernel_extras,
                            prepare_model, resolve_kernel, transform_chunk)
@@ -336,14 +337,11 @@ class _MemorySink:
     def __init__(self, J, shapes):
         self.arrays = {k: np.empty((J,) + s) for k, s in shapes.items()}
         self.done = set()
-        self.parts = []
 
-    def write(self, ci, start, stop, res, long_rows=None):
+    def write(self, ci, start, stop, res):
         for k, v in res.items():
             self.arrays[k][start:stop] = v
         self.done.add(ci)
-        if long_rows is not None:
-            self.parts.append((ci, long_rows))
 
     def close(self):
         pass
@@ -359,7 +357,7 @@ class _StoreSink:
         self.long_conditions, self.ids = long_conditions, ids
         self._last_manifest = 0.0
 
-    def write(self, ci, start, stop, res, long_rows=None):
+    def write(self, ci, start, stop, res):
         for k, v in res.items():
             self.files[k].write(start, v)
         for f in self.files.values():
@@ -389,20 +387,24 @@ def _fingerprint(model, V, A, alpha, J, conds, outputs, source: InputSource, opt
     return h.hexdigest()
 
 
-def _open_output_store(out, overwrite, resume, fp, J, chunk_rows, shapes, conds, long_table,
-                       ids, verbose):
-    """Create the output store, or reopen an unfinished one made by the same call."""
+def _resumable(out, fp, overwrite, resume):
+    """The manifest of an unfinished store written by this same call, else None.
+
+    A finished store of the same call is refused with a pointer to :func:`open_store`.
+    """
     out = Path(out)
     man = read_manifest(out) if out.exists() else None
-    if man is not None and not overwrite and resume and man.get("kind") == "posterior":
-        if man.get("fingerprint") == fp and not man.get("complete"):
-            if verbose:
-                print(f"mashlib: resuming {out}: {len(man['done_chunks'])}/{man['n_chunks']} chunks "
-                      "already written", file=sys.stderr)
-            return man
-        if man.get("complete") and man.get("fingerprint") == fp:
-            raise MashInputError(f"out: {out} already holds the finished result of this call; use "
-                                 "open_store() to read it, or overwrite=True to recompute it.")
+    if man is None or overwrite or man.get("kind") != "posterior" or man.get("fingerprint") != fp:
+        return None
+    if man.get("complete"):
+        raise MashInputError(f"out: {out} already holds the finished result of this call; read it "
+                             "with open_store(), or pass overwrite=True to recompute it.")
+    return man if resume else None
+
+
+def _create_output_store(out, overwrite, fp, J, chunk_rows, shapes, conds, long_table, ids):
+    """Create an empty output store (pre-allocated sparse ``.npy`` files and the manifest)."""
+    out = Path(out)
     prepare_store_dir(out, overwrite)
     arrays = {}
     for k, s in shapes.items():
@@ -412,10 +414,12 @@ def _open_output_store(out, overwrite, resume, fp, J, chunk_rows, shapes, conds,
     if ids is not None:
         import shutil
         arrays["row_ids"] = "row_ids.npy"
-        if isinstance(ids, np.memmap) or getattr(ids, "filename", None):
-            shutil.copyfile(ids.filename, out / "row_ids.npy")
-        else:
-            np.save(out / "row_ids.npy", np.asarray(ids))
+        with atomic_path(out / "row_ids.npy") as tmp:
+            if getattr(ids, "filename", None):
+                shutil.copyfile(ids.filename, tmp)
+            else:
+                with open(tmp, "wb") as f:
+                    np.save(f, np.asarray(ids))
     if long_table:
         (out / "long_parts").mkdir()
     man = {"format": FORMAT, "version": 1, "kind": "posterior", "n_rows": J, "conditions": conds,
@@ -537,13 +541,21 @@ def compute_posterior_streaming(model_or_g, Bhat, Shat=None, *, alpha=None, V=No
                "identity_cols": bool(np.array_equal(col_idx, np.arange(source.n_cols))),
                "source": source.spec()}
     common_guess = Shat is None or np.ndim(Shat) == 0 or float(alpha) == 1.0
+    # --- an unfinished store of this very call is resumed with its chunk size -------
+    fp = resumed = None
+    if out is not None:
+        opts = [output_posterior_cov, int(posterior_samples), seed, long_table, float(pi_thresh)]
+        fp = _fingerprint(model, V, A, alpha, J, out_conds, shapes, source, opts)
+        resumed = _resumable(out, fp, overwrite, resume)
+        if resumed is not None:
+            chunk_size = int(resumed["chunk_rows"])
     # --- plan: chunk size from the budget (calibrated) ---------------------------
     est = estimate_memory(model, J, max_memory=max_memory, Q=Q, common=common_guess,
                           posterior_cov=output_posterior_cov, samples=int(posterior_samples),
                           long_table=long_table, in_memory_outputs=out is None)
-    if calibrate and J >= 64 and chunk_size is None:
+    if calibrate and J >= 64 and (chunk_size is None or verbose):
         est = _calibrate(payload, source, est, max_memory, Q, out is None, output_posterior_cov,
-                         int(posterior_samples), long_table)
+                         int(posterior_samples), long_table, timing_only=chunk_size is not None)
     if chunk_size is not None:
         if int(chunk_size) < 1:
             raise MashInputError(f"chunk_size: must be a positive number of rows, got {chunk_size}.")
@@ -552,11 +564,14 @@ def compute_posterior_streaming(model_or_g, Bhat, Shat=None, *, alpha=None, V=No
     # --- output -------------------------------------------------------------------
     man = None
     if out is not None:
-        opts = [output_posterior_cov, int(posterior_samples), seed, long_table, float(pi_thresh)]
-        fp = _fingerprint(model, V, A, alpha, J, out_conds, shapes, source, opts)
-        man = _open_output_store(out, overwrite, resume, fp, J, est.chunk_rows, shapes, out_conds,
-                                 long_table, source.row_ids, verbose)
-        est.chunk_rows, est.n_chunks = int(man["chunk_rows"]), int(man["n_chunks"])
+        if resumed is not None:
+            man = resumed
+            if verbose:
+                print(f"mashlib: resuming {out}: {len(man['done_chunks'])}/{man['n_chunks']} chunks "
+                      "already written", file=sys.stderr)
+        else:
+            man = _create_output_store(out, overwrite, fp, J, est.chunk_rows, shapes, out_conds,
+                                       long_table, source.row_ids)
         sink = _StoreSink(Path(out), man, out_conds, source.row_ids)
     else:
         sink = _MemorySink(J, shapes)
@@ -569,10 +584,7 @@ def compute_posterior_streaming(model_or_g, Bhat, Shat=None, *, alpha=None, V=No
 
     def on_result(ci, res):
         start, stop = ci * cr, min(J, (ci + 1) * cr)
-        long_rows = None
-        if long_table and out is None:
-            long_rows = res
-        sink.write(ci, start, stop, res, long_rows)
+        sink.write(ci, start, stop, res)
         if bar is not None:
             bar.update(stop - start)
 
@@ -633,31 +645,40 @@ def _bar(progress, total, initial):
                 file=sys.stderr)
 
 
-def _calibrate(payload, source, est, max_memory, Q, in_mem, cov, samples, long_table):
-    """Measure bytes/row (tracemalloc peak at two sizes) and rows/s on the first rows."""
+def _calibrate(payload, source, est, max_memory, Q, in_mem, cov, samples, long_table,
+               timing_only=False):
+    """Measure bytes/row (tracemalloc peak at two sizes) and rows/s on the first rows.
+
+    NumPy reports its buffers to ``tracemalloc``, so the traced peak of a chunk is the
+    memory the chunk adds on top of what the process already holds; fitting
+    ``peak(n) = a + b n`` at two sizes gives the per-row slope ``b`` and the per-chunk
+    intercept ``a`` (e.g. the kernel's per-component tables).
+    """
     import tracemalloc
     J = source.n_rows
     n2 = int(min(J, max(16, est.chunk_rows // 8), 2048))
     n1 = max(4, n2 // 4)
-    peaks = []
-    for n in (n1, n2):
-        data = None if source.store is not None else source.read(0, n)
-        tracemalloc.start()
-        run_chunk(payload, 0, n, data)
-        peaks.append(tracemalloc.get_traced_memory()[1])
-        tracemalloc.stop()
-    slope = max((peaks[1] - peaks[0]) / (n2 - n1), 8.0 * Q)
-    icpt = max(peaks[0] - slope * n1, 0.0)
+    if not timing_only:
+        peaks = []
+        for n in (n1, n2):
+            data = None if source.store is not None else source.read(0, n)
+            tracemalloc.start()
+            run_chunk(payload, 0, n, data)
+            peaks.append(tracemalloc.get_traced_memory()[1])
+            tracemalloc.stop()
+            del data
+        slope = max((peaks[1] - peaks[0]) / (n2 - n1), 8.0 * Q)
+        icpt = max(peaks[0] - slope * n1, 0.0)
+        est = estimate_memory(payload["model"], J, max_memory=max_memory, Q=Q, posterior_cov=cov,
+                              samples=samples, long_table=long_table, in_memory_outputs=in_mem,
+                              bytes_per_row_=slope + (400.0 * Q if long_table else 0.0),
+                              per_chunk_bytes=icpt)
+        est.source = "calibrated"
     data = None if source.store is not None else source.read(0, n2)
     t = time.perf_counter()
     run_chunk(payload, 0, n2, data)
-    spr = (time.perf_counter() - t) / n2
-    new = estimate_memory(payload["model"], J, max_memory=max_memory, Q=Q, posterior_cov=cov,
-                          samples=samples, long_table=long_table, in_memory_outputs=in_mem,
-                          bytes_per_row_=slope + (400.0 * Q if long_table else 0.0),
-                          per_chunk_bytes=icpt)
-    new.seconds_per_row, new.source = spr, "calibrated"
-    return new
+    est.seconds_per_row = (time.perf_counter() - t) / n2
+    return est
 
 
 def calc_relative_lik_matrix_dask(data, Ulist, *, client=None, n_workers=None, chunk_rows=10_000):

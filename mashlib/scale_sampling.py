@@ -65,7 +65,7 @@ def sample_posterior_chunk(Bhat, Shat, Shat_alpha, V, U, pi, nsamp: int, rng: np
 
 def _get(obj, names):
     for n in names:
-        if isinstance(obj, dict) and n in obj:
+        if hasattr(obj, "keys") and n in obj.keys():
             return obj[n]
         v = getattr(obj, n, None)
         if v is not None:

@@ -51,7 +51,10 @@ class NpyRows:
         self.path = Path(path)
         with open(self.path, "rb") as f:
             version = np.lib.format.read_magic(f)
-            shape, fortran, dtype = np.lib.format._read_array_header(f, version)
+            if version == (1, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+            else:
+                shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
             self.offset = f.tell()
         if fortran and len(shape) > 1:
             raise MashInputError(f"{self.path}: Fortran-order .npy is not supported for row access; "
@@ -307,7 +310,8 @@ def write_long_part(path: Path, ids, conditions, res: dict) -> None:
         "lfsr": res["lfsr"].ravel(), "lfdr": res["lfdr"].ravel(),
         "negprob": res["NegativeProb"].ravel()})
     with atomic_path(path) as tmp:
-        with gzip.open(tmp, "wb", compresslevel=1, mtime=0) as f:
+        with open(tmp, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=1,
+                                                   mtime=0) as f:
             frame.to_csv(f, header=False, index=False)
 
 
