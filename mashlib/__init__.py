@@ -60,6 +60,12 @@ _EXPORTS: dict[str, str] = {
     "get_significant_results": "summaries",
     "get_n_significant_conditions": "summaries",
     "get_pairwise_sharing": "summaries",
+    "get_pairwise_sharing_from_samples": "scale",
+    # streaming / out-of-core / Dask posterior
+    "compute_posterior_streaming": "scale",
+    "save_npy_store": "scale",
+    "open_store": "scale",
+    "calc_relative_lik_matrix_dask": "scale",
     # residual correlation
     "estimate_null_correlation_simple": "vhat",
     "mash_estimate_corr_em": "vhat",
