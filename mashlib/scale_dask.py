@@ -95,12 +95,9 @@ def run_chunks_dask(payload, source, todo, chunk_rows, J, on_result, *, client=N
             cluster.close()
 
 
-def _lik_task(B, S, Sa, V, alpha, conditions, Ulist):
-    from .data import MashData
+def _lik_task(data_chunk, Ulist):
     from .likelihood import calc_relative_lik_matrix
-    d = MashData(Bhat=B, Shat=S, Shat_alpha=Sa, V=V, commonV=True, alpha=alpha,
-                 conditions=conditions, row_ids=None)
-    return calc_relative_lik_matrix(d, Ulist)
+    return calc_relative_lik_matrix(data_chunk, Ulist)
 
 
 def calc_relative_lik_matrix_dask(data, Ulist, *, client=None, n_workers=None, chunk_rows=10_000):
@@ -109,7 +106,7 @@ def calc_relative_lik_matrix_dask(data, Ulist, *, client=None, n_workers=None, c
     Parameters
     ----------
     data : MashData
-        Data with a common V.
+        The data (a per-row V is subset with the rows).
     Ulist : dict
         Expanded covariance list (as passed to ``calc_relative_lik_matrix``).
     client : distributed.Client, optional
@@ -123,16 +120,13 @@ def calc_relative_lik_matrix_dask(data, Ulist, *, client=None, n_workers=None, c
     ``mashlib.likelihood.calc_relative_lik_matrix``: the row maximum is per row, so
     chunking changes nothing.
     """
-    if not getattr(data, "commonV", True):
-        raise MashInputError("data: calc_relative_lik_matrix_dask needs a common V (R x R).")
     client, cluster = _client(client, n_workers)
     try:
         Uf = client.scatter(Ulist, broadcast=True, hash=False)
         futs = []
         for a in range(0, data.n_effects, chunk_rows):
             b = min(data.n_effects, a + chunk_rows)
-            futs.append(client.submit(_lik_task, data.Bhat[a:b], data.Shat[a:b], data.Shat_alpha[a:b],
-                                      data.V, data.alpha, list(data.conditions), Uf, pure=False))
+            futs.append(client.submit(_lik_task, data.subset(np.arange(a, b)), Uf, pure=False))
         parts = client.gather(futs)
     finally:
         if cluster is not None:

@@ -293,3 +293,19 @@ def test_pairwise_sharing_from_stream_result(case):
     ref = _sharing_loop(res["PosteriorSamples"], res["lfsr"], 0.5, 0.2, lambda x: x)
     np.testing.assert_allclose(S.to_numpy(), ref, atol=1e-14)
     assert ((S.to_numpy() > 0) & (S.to_numpy() <= 1)).all()
+
+
+def test_relative_lik_matrix_dask_equals_inprocess(case):
+    distributed = pytest.importorskip("distributed")
+    from mashlib.likelihood import calc_relative_lik_matrix
+    g = case["g"]
+    data = ml.mash_set_data(case["Bhat"], case["Shat"])
+    xU = ml.expand_cov(g.Ulist, g.grid, True)
+    ref = calc_relative_lik_matrix(data, xU)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                                  dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as client:
+        res = ml.calc_relative_lik_matrix_dask(data, xU, client=client, chunk_rows=128)
+    assert res["loglik_matrix"].shape == (case["J"], len(xU))
+    np.testing.assert_array_equal(res["loglik_matrix"], ref["loglik_matrix"])
+    np.testing.assert_array_equal(res["lfactors"], ref["lfactors"])
