@@ -18,6 +18,7 @@ from .backfit import flash_backfit
 from .fit import FlashFit, ldf
 from .greedy import flash_greedy
 from .init import flash_greedy_init_default, flash_greedy_init_softImpute, nonneg_init
+from .plots import plot_bar, plot_heatmap, plot_intervals, plot_scree
 from .ops import flash, flash_factors_fix, flash_factors_remove, flash_init, flash_nullcheck
 
 __all__ = [
@@ -33,4 +34,8 @@ __all__ = [
     "nonneg_init",
     "FlashFit",
     "ldf",
+    "plot_scree",
+    "plot_bar",
+    "plot_heatmap",
+    "plot_intervals",
 ]

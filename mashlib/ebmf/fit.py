@@ -253,6 +253,20 @@ class FlashFit:
             return 1.0 / np.sqrt(t)
         return None
 
+    @property
+    def L_lfsr(self):
+        """Local false sign rates of the loadings (n x K; NaN where undefined)."""
+        from .sampler import fit_lfsr
+
+        return fit_lfsr(self)[0]
+
+    @property
+    def F_lfsr(self):
+        """Local false sign rates of the factors (p x K; NaN where undefined)."""
+        from .sampler import fit_lfsr
+
+        return fit_lfsr(self)[1]
+
     def fitted(self):
         """Posterior mean of the low-rank part, :math:`\\bar L \\bar F^\\top`."""
         return self.EF[0] @ self.EF[1].T
@@ -283,9 +297,10 @@ class FlashFit:
         """Plot the fit; see :mod:`mashlib.ebmf.plots`."""
         from . import plots
 
-        fn = {"scree": plots.plot_scree, "bar": plots.plot_bar, "heatmap": plots.plot_heatmap}.get(plot_type)
+        fn = {"scree": plots.plot_scree, "bar": plots.plot_bar, "heatmap": plots.plot_heatmap,
+              "intervals": plots.plot_intervals}.get(plot_type)
         if fn is None:
-            raise MashInputError(f"plot_type: {plot_type!r} is not one of 'scree', 'bar', 'heatmap'.")
+            raise MashInputError(f"plot_type: {plot_type!r} is not one of 'scree', 'bar', 'heatmap', 'intervals'.")
         return fn(self, **kwargs)
 
     def __repr__(self):

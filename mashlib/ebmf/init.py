@@ -96,8 +96,23 @@ def _scale_ef(EF):
 
 
 def _leading_svd(X):
-    u, d, vt = np.linalg.svd(X, full_matrices=False)
-    u, d, v = u[:, 0], d[0], vt[0]
+    """Leading singular triplet (u, d, v) of X, v's largest-magnitude entry positive.
+
+    Computed from the eigen-decomposition of the smaller Gram matrix
+    (:math:`X^\top X` or :math:`X X^\top`), then the other vector as
+    :math:`Xv/d` (or :math:`X^\top u/d`): O(np min(n, p)) instead of a full SVD.
+    """
+    n, p = X.shape
+    if p <= n:
+        w, V = np.linalg.eigh(X.T @ X)
+        v = V[:, -1]
+        d = np.sqrt(max(w[-1], 0.0))
+        u = X @ v / d if d > 0 else np.zeros(n)
+    else:
+        w, U = np.linalg.eigh(X @ X.T)
+        u = U[:, -1]
+        d = np.sqrt(max(w[-1], 0.0))
+        v = X.T @ u / d if d > 0 else np.zeros(p)
     if v[np.argmax(np.abs(v))] < 0:
         u, v = -u, -v
     return u, d, v
