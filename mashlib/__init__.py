@@ -84,6 +84,7 @@ _EXPORTS: dict[str, str] = {
     "ebnm_point_laplace": "ebnm",
     "ebnm_point_exponential": "ebnm",
     "ebnm_normal": "ebnm",
+    "ebnm_normal_scale_mixture": "ebnm",
     "EbnmResult": "ebnm",
     "flash": "ebmf",
     # io

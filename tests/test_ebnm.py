@@ -125,6 +125,40 @@ def test_dispatch_matches_family_function(vec):
     assert abs(a.log_likelihood - fits["point_laplace"]["log_likelihood"]) < TOL
 
 
+def test_unit_normal_scale_mixture(units):
+    from mashlib.ebnm import ebnm_normal_scale_mixture
+
+    u, x = units["ebnm_normal_scale_mixture"], units["ebnm_point_normal"]
+    r = ebnm_normal_scale_mixture(x["x"], x["s"])
+    np.testing.assert_allclose(r.fitted_g.sd, u["sd"], rtol=1e-12)  # n = 10: multiplier clamped at 4
+    np.testing.assert_allclose(r.fitted_g.pi, u["pi"], atol=1e-6)
+    assert abs(r.log_likelihood - u["loglik"]) < TOL
+    np.testing.assert_allclose(r.posterior["mean"], u["post_mean"], atol=TOL)
+
+
+def test_vec_normal_scale_mixture(vec):
+    from mashlib.ebnm import ebnm_normal_scale_mixture
+
+    inp, fits = vec
+    ref = fits["normal_scale_mixture"]
+    r = ebnm_normal_scale_mixture(inp["x"].to_numpy(), inp["s"].to_numpy())
+    # the KL-based grid: same K and the same sds up to R's table precision
+    np.testing.assert_allclose(r.fitted_g.sd, ref["fitted_g"]["sd"], rtol=1e-6)
+    np.testing.assert_allclose(r.fitted_g.pi, ref["fitted_g"]["pi"], atol=1e-3)
+    assert abs(r.log_likelihood - ref["log_likelihood"]) < TOL
+    np.testing.assert_allclose(r.posterior["mean"], ref["posterior_mean"], atol=TOL)
+    np.testing.assert_allclose(r.posterior["sd"], ref["posterior_sd"], atol=TOL)
+
+
+def test_smn_grid_table_matches_definition():
+    from mashlib.ebnm_grids import _SMN_KL, _SMN_M, smn_kl, smn_mult
+
+    for j in (0, 20, 99):
+        assert smn_kl(_SMN_M[j]) == pytest.approx(_SMN_KL[j], rel=1e-8)
+    assert smn_mult(1 / 2000) == pytest.approx(1.6166185673736573, rel=2e-7)  # R, ebnm_vec
+    assert smn_mult(0.1) == 4.0 and smn_mult(1e-12) == 1.01
+
+
 # ------------------------------------------------------------------ g_init / fix_g / output
 @pytest.mark.parametrize("fn", list(PARAMETRIC.values()))
 def test_fix_g_reproduces_fit(vec, fn):
