@@ -1,0 +1,151 @@
+"""Benchmark of mashlib.ebmf (issue #3) and cov_flash (issue #4) against R's timings.
+
+Cases: the gtex_flash settings i-x of tests/data/reference/MANIFEST.md (flashier 1.0.60,
+medians of 3 R runs), and cov_flash default / nonneg on the sim_protocol strong set
+(1,500 x 20; R single runs from sim_protocol/meta_setup.json). Each case runs ``--repeat``
+times (default 3) and the median is reported beside R's seconds, with our ELBO, R's ELBO
+and the number of factors. Cases whose ebnm family is not yet in mashlib.ebnm are
+recorded as skipped.
+
+Usage::
+
+    python benchmarks/bench_ebmf.py [--repeat N] [case ...]    # default: all cases
+
+Writes ``benchmarks/results/ebmf.json``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+REF = ROOT / "tests" / "data" / "reference"
+OUT = ROOT / "benchmarks" / "results" / "ebmf.json"
+
+GTEX = {
+    "i": ({}, None),
+    "ii": ({}, "ebnm_normal_scale_mixture"),
+    "iii": ({}, "ebnm_unimodal_symmetric"),
+    "iv": ({"var_type": 2}, None),
+    "v": ({"var_type": (1, 2)}, None),
+    "vi": ({"S": 1, "var_type": 2}, None),
+    "vii": ({"var_type": 2}, ("ebnm_point_normal", "ebnm_point_exponential")),
+    "viii": ({"var_type": 2, "backfit": True}, ("ebnm_point_normal", "ebnm_point_exponential")),
+    "ix": ({"greedy_Kmax": 10}, None),
+    "x": ({"var_type": 1}, "ebnm_point_laplace"),
+}
+
+
+def _ebnm(names):
+    import mashlib.ebnm as e
+
+    if names is None:
+        return None, None
+    if isinstance(names, str):
+        names = (names,)
+    fns = [getattr(e, n, None) for n in names]
+    missing = [n for n, f in zip(names, fns) if f is None]
+    if missing:
+        return None, missing[0]
+    return (fns[0] if len(fns) == 1 else tuple(fns)), None
+
+
+def _timed(fn, repeat):
+    """Run ``fn`` ``repeat`` times; (result, median wall s, wall runs, median CPU s)."""
+    times, cpu, out = [], [], None
+    for _ in range(repeat):
+        t, c = time.perf_counter(), time.process_time()
+        out = fn()
+        times.append(time.perf_counter() - t)
+        cpu.append(time.process_time() - c)
+    return out, float(np.median(times)), times, float(np.median(cpu))
+
+
+def bench_gtex(case, repeat):
+    import pandas as pd
+
+    from mashlib.ebmf import flash
+
+    ref = json.loads((REF / "gtex_flash" / f"flash_{case}.json").read_text())
+    Y = pd.read_csv(REF / "gtex_flash" / "gtex.csv").to_numpy()
+    kw, fam = GTEX[case]
+    kw = dict(kw)
+    kw.setdefault("greedy_Kmax", 5)
+    fn, missing = _ebnm(fam)
+    row = {"call": ref["call"], "R_s": ref["elapsed_s"], "R_elbo": ref["elbo"], "R_K": ref["K"]}
+    if missing:
+        row["skipped"] = f"ebnm family {missing} not yet available"
+        return row
+    if fn is not None:
+        kw["ebnm_fn"] = fn
+    fit, med, runs, cpu = _timed(lambda: flash(Y, verbose=0, **kw), repeat)
+    row.update({"ours_s": med, "runs_s": runs, "ours_cpu_s": cpu, "elbo": fit.elbo, "K": fit.n_factors,
+                "elbo_minus_R": fit.elbo - ref["elbo"], "speedup_vs_R": ref["elapsed_s"] / med,
+                "parity_ok": bool(fit.elbo >= ref["elbo"] - 0.05 and fit.n_factors == ref["K"])})
+    return row
+
+
+def bench_cov_flash(factors, repeat):
+    import pandas as pd
+
+    from mashlib.cov_flash import cov_flash
+    from mashlib.data import mash_set_data
+
+    sp = REF / "sim_protocol"
+    meta = json.loads((sp / "meta_setup.json").read_text())["timings"]["components_EE"]
+    ref = json.loads((sp / "components_EE.json").read_text())["U"]
+    data = mash_set_data(pd.read_csv(sp / "input_strong.b.csv"), pd.read_csv(sp / "input_strong.s.csv"))
+    U, med, runs, cpu = _timed(lambda: cov_flash(data, factors=factors), repeat)
+    names = [n for n in ref["names"] if n.startswith(("tFLASH_" + factors, "FLASH_" + factors))]
+    rel = max(np.linalg.norm(U[n] - np.asarray(ref["matrices"][n])) / np.linalg.norm(ref["matrices"][n])
+              for n in names) if list(U) == names else None
+    r_s = meta[f"cov_flash_{factors}_s"]
+    return {"call": f"cov_flash(strong 1500x20, factors='{factors}')", "R_s": r_s, "ours_s": med, "runs_s": runs, "ours_cpu_s": cpu,
+            "names_match": list(U) == names, "max_rel_frobenius_vs_R": rel, "speedup_vs_R": r_s / med}
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("cases", nargs="*", help="gtex cases i..x, cov_flash_default, cov_flash_nonneg")
+    ap.add_argument("--repeat", type=int, default=3)
+    a = ap.parse_args(argv)
+    cases = a.cases or list(GTEX) + ["cov_flash_default", "cov_flash_nonneg"]
+    # warm up imports (scipy, pandas, ebnm) so they are not timed
+    bench_gtex("iv", 1)
+    results = {}
+    for c in cases:
+        if c in GTEX:
+            results[f"gtex_{c}"] = bench_gtex(c, a.repeat)
+        elif c.startswith("cov_flash_"):
+            results[c] = bench_cov_flash(c.split("_")[-1], a.repeat)
+        else:
+            raise SystemExit(f"unknown case {c!r}")
+        r = results[f"gtex_{c}" if c in GTEX else c]
+        print(f"{c:18s} ours {r.get('ours_s', float('nan')):7.2f} s (cpu {r.get('ours_cpu_s', float('nan')):6.2f})"
+              f"   R {r['R_s']:7.2f} s   "
+              f"{r.get('skipped', '')}{'elbo - R = %.4f K=%s' % (r['elbo_minus_R'], r['K']) if 'elbo' in r else ''}",
+              flush=True)
+    meta = {"python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count(),
+            "loadavg_at_end": os.getloadavg(), "repeat": a.repeat,
+            "note": "wall-clock medians; R timings from the reference MANIFEST (R 4.2.2, 2 cores)"}
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    old = json.loads(OUT.read_text()) if OUT.exists() else {}
+    old.setdefault("cases", {}).update(results)
+    old["meta"] = meta
+    from mashlib._atomic import atomic_path
+
+    with atomic_path(OUT) as tmp:
+        tmp.write_text(json.dumps(old, indent=2))
+    print(f"wrote {OUT}")
+
+
+if __name__ == "__main__":
+    main()
