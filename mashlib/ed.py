@@ -47,6 +47,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Mapping, Optional, Sequence
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 
 from ._errors import MashInputError
@@ -146,10 +149,11 @@ def _factor_psd(V: np.ndarray, name: str) -> np.ndarray:
 
 
 def _prep_ycovar(ycovar, N: int, R: int):
-    """Validate ``ycovar`` and return (kind, Sinv, logdetS, common).
+    """Validate ``ycovar`` and return (kind, Linv, logdetS, common).
 
-    kind is ``"diag"`` (Sinv holds 1/variances, shape (n, R)) or ``"full"`` (Sinv (n, R, R));
-    n is 1 when every row shares the same error covariance (``common``).
+    ``Linv`` whitens the errors, :math:`L_i^{-1} S_i L_i^{-T} = I`: for ``kind == "diag"`` it is
+    the (n, R) array of :math:`1/\\sqrt{S_{i,rr}}`, for ``"full"`` the (n, R, R) inverse
+    Cholesky factors; n is 1 when every row shares the same error covariance (``common``).
     """
     S = np.asarray(ycovar, dtype=float)
     if S.ndim == 1:
@@ -178,7 +182,7 @@ def _prep_ycovar(ycovar, N: int, R: int):
             i, r = bad[0]
             raise MashInputError(f"ycovar: variance {S[i, r]!r} at row {i}, condition {r} is not "
                                  f"positive; reset zero standard errors before ED")
-        return kind, 1.0 / S, np.log(S).sum(axis=1), S.shape[0] == 1
+        return kind, 1.0 / np.sqrt(S), np.log(S).sum(axis=1), S.shape[0] == 1
     S = 0.5 * (S + np.swapaxes(S, 1, 2))
     try:
         L = np.linalg.cholesky(S)
@@ -188,9 +192,16 @@ def _prep_ycovar(ycovar, N: int, R: int):
         raise MashInputError(f"ycovar: the error covariance of row {i} is not positive definite; "
                              f"check Shat and V") from None
     logdet = 2.0 * np.log(np.diagonal(L, axis1=1, axis2=2)).sum(axis=1)
-    Sinv = np.linalg.inv(S)
-    Sinv = 0.5 * (Sinv + np.swapaxes(Sinv, 1, 2))
-    return kind, Sinv, logdet, S.shape[0] == 1
+    return kind, np.linalg.inv(L), logdet, S.shape[0] == 1
+
+
+def _whiten(kind, Linv, X):
+    """:math:`L_i^{-1}x` for rows of X (n, R) or component-stacked X (n, k, R)."""
+    if kind == "diag":
+        return Linv[:, None, :] * X if X.ndim == 3 else Linv * X
+    if X.ndim == 2:
+        return np.einsum("iab,ib->ia", Linv, X) if Linv.shape[0] > 1 else X @ Linv[0].T
+    return (Linv[:, None] @ X[..., None])[..., 0] if Linv.shape[0] > 1 else X @ Linv[0].T
 
 
 def _row_lse(logq: np.ndarray) -> np.ndarray:
@@ -219,59 +230,146 @@ class _Comp:
                 for r, idx in sorted(by_r.items())]
 
 
-def _estep_block(Y, Sinv, logdetS, kind, mean, groups, logamp, K):
-    """E-step quantities for one block of rows.
+def _estep_block(Z, Linv, logdetS, kind, mean, groups, logamp, K):
+    """E-step quantities for one block of rows (Z: whitened data, (nb, R)).
 
-    Returns logq (nb, K) and, per rank group, (idx, u (nb, k, r), Ginv (nb|1, k, r, r)).
+    Returns logq (nb, K) and, per rank group, (idx, r, u (nb, k, r), Ginv (nb|1, k, r, r)).
     """
-    nb, R = Y.shape
+    nb, R = Z.shape
     logq = np.full((nb, K), -np.inf)
     out = []
     for r, idx, W in groups:                     # W: (k, R, r)
         k = idx.size
-        Rm = Y[:, None, :] - mean[None, idx, :]  # (nb, k, R)
-        if kind == "diag":
-            SRm = Sinv[:, None, :] * Rm          # (nb, k, R)
-            quadS = np.einsum("ika,ika->ik", Rm, SRm)
-            if r:
-                WW = np.einsum("kar,kas->akrs", W, W).reshape(R, k * r * r)
-                G = (Sinv @ WW).reshape(Sinv.shape[0], k, r, r)
+        if mean is None:
+            Wm = np.broadcast_to(Z[:, None, :], (nb, k, R))
         else:
-            SRm = np.einsum("iab,ikb->ika", Sinv, Rm) if Sinv.shape[0] > 1 else Rm @ Sinv[0]
-            quadS = np.einsum("ika,ika->ik", Rm, SRm)
-            if r:
-                Wc = np.moveaxis(W, 0, 1).reshape(R, k * r)           # (R, k*r)
-                P = (Sinv @ Wc).reshape(Sinv.shape[0], R, k, r)       # S^-1 W_k
-                G = np.einsum("kar,iaks->ikrs", W, P, optimize=True)
-        ld = logdetS[:, None] + np.zeros((1, k))
+            Wm = Z[:, None, :] - _whiten(kind, Linv, np.broadcast_to(mean[None, idx, :],
+                                                                      (Linv.shape[0], k, R)))
+        quad = np.einsum("ika,ika->ik", Wm, Wm)
+        ld = np.broadcast_to(logdetS[:, None], (nb, k))
+        Ginv = u = None
         if r:
-            h = np.einsum("ika,kar->ikr", SRm, W, optimize=True)    # W^T S^-1 (y - m)
-            IG = G + np.eye(r)
-            IG = 0.5 * (IG + np.swapaxes(IG, -1, -2))
-            if r == 1:
-                Ginv = 1.0 / IG
-                ldG = np.log(IG[..., 0, 0])
-                u = Ginv[..., 0] * h
+            Wc = np.moveaxis(W, 0, 1).reshape(R, k * r)            # (R, k*r)
+            if kind == "diag":
+                E = Linv[:, :, None] * Wc[None]                     # (n, R, k*r)
             else:
-                L = np.linalg.cholesky(IG)
-                ldG = 2.0 * np.log(np.diagonal(L, axis1=-2, axis2=-1)).sum(axis=-1)
+                E = Linv @ Wc
+            E = E.reshape(E.shape[0], R, k, r)
+            if r == 1:
+                E1 = E[..., 0]                                      # (n, R, k)
+                IG = 1.0 + np.einsum("iak,iak->ik", E1, E1)         # (n, k)
+                h = np.einsum("iak,ika->ik", E1, Wm) if E1.shape[0] > 1 else \
+                    np.einsum("ak,ika->ik", E1[0], Wm)
+                Ginv = (1.0 / IG)[..., None, None]
+                u = (h / IG)[..., None]
+                ld = ld + np.log(IG)
+                quad = quad - h * h / IG
+            else:
+                Et = np.ascontiguousarray(E.transpose(0, 2, 3, 1))  # (n, k, r, R)
+                IG = Et @ np.swapaxes(Et, -1, -2)
+                IG += np.eye(r)
+                IG = 0.5 * (IG + np.swapaxes(IG, -1, -2))
+                h = (Et @ Wm[..., None])[..., 0]                    # (nb, k, r)
+                ldG = np.linalg.slogdet(IG)[1]
                 Ginv = np.linalg.inv(IG)
-                Ginv = 0.5 * (Ginv + np.swapaxes(Ginv, -1, -2))
                 u = (Ginv @ h[..., None])[..., 0]
-            ld = ld + ldG
-            quad = quadS - np.einsum("ikr,ikr->ik", h, u)
-        else:
-            Ginv, u = None, None
-            quad = quadS
+                ld = ld + ldG
+                quad = quad - np.einsum("ikr,ikr->ik", h, u)
         logq[:, idx] = logamp[idx][None, :] - R * _HALF_LOG_2PI - 0.5 * ld - 0.5 * quad
         out.append((idx, r, u, Ginv))
     return logq, out
 
 
+def _accumulate(q, parts):
+    """Per rank group: (idx, sum_i q (u u^T + Ginv) (k, r, r), sum_i q u (k, r))."""
+    out = []
+    for idx, r, u, Ginv in parts:
+        if not r:
+            continue
+        qg = q[:, idx]                                             # (nb, k)
+        qu = qg[..., None] * u                                     # (nb, k, r)
+        M = np.swapaxes(qu, 0, 1).transpose(0, 2, 1) @ np.swapaxes(u, 0, 1)   # (k, r, r)
+        if Ginv.shape[0] == 1:
+            M += qg.sum(axis=0)[:, None, None] * Ginv[0]
+        elif r == 1:
+            M += np.einsum("ik,ik->k", qg, Ginv[..., 0, 0])[:, None, None]
+        else:
+            M += np.einsum("ik,ikrs->krs", qg, Ginv)
+        out.append((idx, M, qu.sum(axis=0)))
+    return out
+
+
+def _estep(Z, Linv, logdetS, kind, common, mean, groups, logamp, K, blocks, pool):
+    """Whole E step over row blocks (optionally in threads): (sum lse, q sums, accumulators)."""
+    def run(se):
+        s, e = se
+        Lb = Linv if common else Linv[s:e]
+        lb = np.repeat(logdetS, e - s) if logdetS.shape[0] == 1 else logdetS[s:e]
+        logq, parts = _estep_block(Z[s:e], Lb, lb, kind, mean, groups, logamp, K)
+        lse = _row_lse(logq)
+        with np.errstate(under="ignore", invalid="ignore"):
+            q = np.exp(logq - lse[:, None])
+        q = np.where(np.isfinite(q), q, 0.0)
+        return lse.sum(), q.sum(axis=0), _accumulate(q, parts)
+    res = list(pool.map(run, blocks)) if pool is not None and len(blocks) > 1 else \
+        [run(b) for b in blocks]
+    total = sum(r[0] for r in res)
+    qsum = np.sum([r[1] for r in res], axis=0)
+    acc = res[0][2]
+    for other in res[1:]:
+        acc = [(idx, M + M2, u + u2) for (idx, M, u), (_, M2, u2) in zip(acc, other[2])]
+    return total, qsum, acc
+
+
+def _mstep(comp, acc, qsum, amp, mean, fa, fm, fc, w, R):
+    """M step in place (amp, mean, fix flags, comp.W), exactly proj_EM_step's rules."""
+    allfixed = fa & fm & fc
+    qs = np.where(qsum < _DBL_MIN, 0.0, qsum)
+    upd = ~allfixed & ~fa
+    amp[upd] = qs[upd]
+    dead = upd & (qs == 0.0)
+    fa[dead] = fm[dead] = fc[dead] = True
+    go = ~allfixed & ~dead & (qs > 0)
+    if w > 0:                                        # rank-0 components gain w I
+        for j in np.where(go & ~fc)[0]:
+            if comp.W[j].shape[1] == 0:
+                comp.W[j] = _factor_psd(w * np.eye(R) / (qs[j] + 1.0), f"xcovar[{j}]")
+    for idx, M, us in acc:
+        sel = go[idx]
+        if not sel.any():
+            continue
+        j = idx[sel]
+        q = qs[j]
+        Mj = M[sel] / q[:, None, None]
+        ub = us[sel] / q[:, None]
+        Wg = np.stack([comp.W[t] for t in j])
+        free = ~fm[j]
+        if free.any():
+            mean[j[free]] = mean[j[free]] + (Wg[free] @ ub[free][..., None])[..., 0]
+            Mj[free] -= ub[free][:, :, None] * ub[free][:, None, :]
+        Mj = 0.5 * (Mj + np.swapaxes(Mj, 1, 2))
+        cv = ~fc[j]
+        if not cv.any():
+            continue
+        if w > 0:
+            for t in np.where(cv)[0]:
+                Vn = (q[t] * (Wg[t] @ Mj[t] @ Wg[t].T) + w * np.eye(R)) / (q[t] + 1.0)
+                comp.W[j[t]] = _factor_psd(Vn, f"xcovar[{j[t]}]")
+            continue
+        try:
+            Lm = np.linalg.cholesky(Mj[cv])
+        except np.linalg.LinAlgError:
+            lam, Qm = np.linalg.eigh(Mj[cv])
+            Lm = Qm * np.sqrt(np.clip(lam, 0.0, None))[:, None, :]
+        Wn = Wg[cv] @ Lm
+        for t, jj in enumerate(j[cv]):
+            comp.W[jj] = Wn[t]
+
+
 def extreme_deconvolution(ydata, ycovar, xamp, xmean=None, xcovar=None, fixamp=None,
                           fixmean=None, fixcovar=None, tol: float = 1e-6,
-                          maxiter: float = 1e9, w: float = 0.0,
-                          verbose: bool = False) -> EDResult:
+                          maxiter: float = 1e9, w: float = 0.0, verbose: bool = False,
+                          threads: Optional[int] = None) -> EDResult:
     """Bovy-Hogg-Roweis extreme deconvolution EM, exactly mashr's variant.
 
     Parameters
@@ -298,6 +396,8 @@ def extreme_deconvolution(ydata, ycovar, xamp, xmean=None, xcovar=None, fixamp=N
         Regulariser: :math:`V_j = (\\sum_i q_{ij}(\\cdot) + wI)/(q_j+1)` when ``w > 0``.
     verbose : bool
         Print the average log-likelihood every 10 steps.
+    threads : int, optional
+        Row blocks processed in parallel threads (default min(2, cpu count)).
 
     Returns
     -------
@@ -333,92 +433,36 @@ def extreme_deconvolution(ydata, ycovar, xamp, xmean=None, xcovar=None, fixamp=N
                   _fix_flags(fixcovar, K, "fixcovar"))
     if w < 0:
         raise MashInputError(f"w must be >= 0, got {w}")
-    kind, Sinv, logdetS, common = _prep_ycovar(ycovar, N, R)
+    kind, Linv, logdetS, common = _prep_ycovar(ycovar, N, R)
     comp = _Comp([_factor_psd(v, f"xcovar[{(names[j] if names else j)!r}]")
                   for j, v in enumerate(V0)])
+    Z = _whiten(kind, Linv, Y)                      # L_i^{-1} y_i, computed once
 
-    # rows per block: keep (nb, K, R, r) intermediates under the memory budget
-    per_row = 8.0 * sum(R * max(W.shape[1], 1) + W.shape[1] ** 2 + 2 * R for W in comp.W)
-    nblock = N if common and kind == "diag" else max(1, int(_BLOCK_BYTES // max(per_row, 1.0)))
+    # row blocks: keep the (nb, R, sum r) intermediates under the memory budget, and give
+    # each thread a block (numpy releases the GIL in matmul / LAPACK loops)
+    per_row = 8.0 * sum(3 * R * max(W.shape[1], 1) + 3 * W.shape[1] ** 2 for W in comp.W)
+    nthreads = max(1, int(threads if threads is not None else min(2, os.cpu_count() or 1)))
+    nb = max(1, min(int(_BLOCK_BYTES // max(per_row, 1.0)), -(-N // nthreads)))
+    if N < 200:
+        nb, nthreads = N, 1
+    blocks = [(s, min(N, s + nb)) for s in range(0, N, nb)]
+    pool = ThreadPoolExecutor(nthreads) if nthreads > 1 and len(blocks) > 1 else None
     trace = []
     diff, old, niter, avg = 2.0 * tol, 0.0, 0, 0.0
     while diff > tol and niter < maxiter:
         allfixed = fa & fm & fc
         sumfixed = amp[fa].sum()
-        live = amp > 0
-        groups = comp.groups(live | ~allfixed)
+        groups = comp.groups(~allfixed | (amp > 0))
         with np.errstate(divide="ignore"):
             logamp = np.log(amp)
-        qsum = np.zeros(K)
-        Macc = {j: np.zeros((comp.W[j].shape[1],) * 2) for j in range(K)}
-        usum = {j: np.zeros(comp.W[j].shape[1]) for j in range(K)}
-        total = 0.0
-        for s in range(0, N, nblock):
-            e = min(N, s + nblock)
-            Sb = Sinv if common else Sinv[s:e]
-            lb = logdetS if common else logdetS[s:e]
-            if common and lb.shape[0] == 1:
-                lb = np.repeat(lb, e - s)
-            logq, parts = _estep_block(Y[s:e], Sb, lb, kind, mean, groups, logamp, K)
-            lse = _row_lse(logq)
-            total += lse.sum()
-            with np.errstate(under="ignore", invalid="ignore"):
-                q = np.exp(logq - lse[:, None])
-            q = np.where(np.isfinite(q), q, 0.0)
-            qsum += q.sum(axis=0)
-            for idx, r, u, Ginv in parts:
-                if not r:
-                    continue
-                qg = q[:, idx]
-                acc = np.einsum("ik,ikr,iks->krs", qg, u, u, optimize=True)
-                if Ginv.shape[0] == 1:
-                    acc += qg.sum(axis=0)[:, None, None] * Ginv[0]
-                else:
-                    acc += np.einsum("ik,ikrs->krs", qg, Ginv, optimize=True)
-                us = np.einsum("ik,ikr->kr", qg, u)
-                for t, j in enumerate(idx):
-                    Macc[j] += acc[t]
-                    usum[j] += us[t]
+        total, qsum, acc = _estep(Z, Linv, logdetS, kind, common,
+                                  None if not np.any(mean) else mean, groups, logamp, K,
+                                  blocks, pool)
         avg = total / N
         trace.append(avg)
         if verbose and (niter % 10 == 0):
             print(f"ED iteration {niter + 1}: average log-likelihood {avg:.10g}")
-        # M step
-        for j in range(K):
-            if allfixed[j]:
-                continue
-            qj = qsum[j]
-            if qj < _DBL_MIN:
-                qj = 0.0
-            if not fa[j]:
-                amp[j] = qj
-                if qj == 0.0:
-                    fa[j] = fm[j] = fc[j] = True
-                    continue
-            W = comp.W[j]
-            r = W.shape[1]
-            ubar = usum[j] / qj if r else np.zeros(0)
-            if not fm[j] and r:
-                mean_new = mean[j] + W @ ubar
-            else:
-                mean_new = mean[j]
-            if not fc[j] and (r or w > 0):
-                M = Macc[j] / qj if r else np.zeros((0, 0))
-                if not fm[j] and r:
-                    M = M - np.outer(ubar, ubar)
-                M = 0.5 * (M + M.T)
-                if w > 0:
-                    Vn = (qj * (W @ M @ W.T) + w * np.eye(R)) / (qj + 1.0)
-                    comp.W[j] = _factor_psd(Vn, f"xcovar[{j}]")
-                else:
-                    try:
-                        Lm = np.linalg.cholesky(M)
-                    except np.linalg.LinAlgError:
-                        lam, Qm = np.linalg.eigh(M)
-                        Lm = Qm * np.sqrt(np.clip(lam, 0.0, None))
-                    comp.W[j] = W @ Lm
-            if not fm[j]:
-                mean[j] = mean_new
+        _mstep(comp, acc, qsum, amp, mean, fa, fm, fc, w, R)
         if sumfixed == 0.0:
             amp = amp / N
         else:
@@ -429,6 +473,8 @@ def extreme_deconvolution(ydata, ycovar, xamp, xmean=None, xcovar=None, fixamp=N
             diff = avg - old
         old = avg
         niter += 1
+    if pool is not None:
+        pool.shutdown()
     xcov = np.stack([W @ W.T for W in comp.W])
     xcov = 0.5 * (xcov + np.swapaxes(xcov, 1, 2))
     frozen = (fa & fm & fc) & (amp == 0)
