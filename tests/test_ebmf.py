@@ -334,3 +334,35 @@ def test_datasets():
     np.testing.assert_array_equal(g.to_numpy(), ref.to_numpy())
     c = gtex_colors()
     assert list(c.index) == list(g.columns) and c["Whole_Blood"].startswith("#")
+
+
+def _softimpute_als_rank1(X, rng, thresh=1e-5, maxit=100):
+    """softImpute's rank-1 ALS with lambda = 0 and no missing data (map §2.11), for checking."""
+    u = rng.normal(size=X.shape[0])
+    u /= np.linalg.norm(u)
+    v = np.zeros(X.shape[1])
+    d = 1.0
+    for _ in range(maxit):
+        old = d * np.outer(u, v)
+        b = u @ X
+        d = np.linalg.norm(b)
+        v = b / d
+        a = X @ v
+        d = np.linalg.norm(a)
+        u = a / d
+        new = d * np.outer(u, v)
+        if np.sum((new - old) ** 2) / max(np.sum(old ** 2), 1e-300) < thresh:
+            break
+    return u, d, v
+
+
+def test_softimpute_als_converges_to_svd_init(gtex):
+    """Verification of the SVD shortcut: softImpute's ALS from random starts reaches the same pair."""
+    init = flash_init(gtex.to_numpy(), verbose=0)
+    l, f = flash_greedy_init_softImpute(init)
+    target = np.outer(l, f)
+    for seed in (1, 2, 666):
+        u, d, v = _softimpute_als_rank1(init.R, np.random.default_rng(seed))
+        rel = np.linalg.norm(d * np.outer(u, v) - target) / np.linalg.norm(target)
+        assert rel < 1e-3
+        assert abs(abs(v @ f) / np.linalg.norm(f) - 1) < 1e-6

@@ -157,15 +157,14 @@ def make_varspec(Y: np.ndarray, Z, S, var_type) -> VarSpec:
                 raise MashInputError(f"S: shape {S.shape} differs from the data shape {(n, p)}.")
         else:
             raise MashInputError("S: must be a scalar, a vector or a matrix.")
-        Sv = np.asarray(S)
-        finite = Sv[np.isfinite(Sv)] if Sv.ndim else (np.array([S]) if np.isfinite(S) else np.array([]))
-        bad = (Sv <= 0) if Sv.ndim else np.array(S <= 0)
-        if np.any(bad[~np.isnan(Sv)] if Sv.ndim else bad):
+        Sv = np.atleast_1d(np.asarray(S, dtype=float))
+        observed = np.ones(Sv.shape, bool) if (Sv.ndim != 2 or not miss) else Z.astype(bool)
+        if np.any((Sv <= 0) & observed):
             raise MashInputError("S: standard errors must be strictly positive (found zeros or negatives); "
                                  "remove those cells or set them to NaN in the data.")
-        if Sv.ndim == 2 and np.any(~np.isfinite(Sv) & (Z if miss else np.ones_like(Sv)).astype(bool)):
-            raise MashInputError("S: non-finite standard errors in observed cells; set the data cell to NaN instead.")
-        del finite
+        if np.any(~np.isfinite(Sv) & observed):
+            raise MashInputError("S: standard errors must be finite (found NaN or inf); for a missing cell set "
+                                 "the data to NaN instead.")
     if not est and S is None:
         raise MashInputError("var_type=None requires S (all residual variance is then given by S).")
 
