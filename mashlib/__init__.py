@@ -72,6 +72,9 @@ _EXPORTS: dict[str, str] = {
     # nearPD, CorShrink, prior engines, plots
     "near_pd": "nearpd",
     "vhat_simple_specific": "nearpd",
+    "mixture_prior": "prior",
+    "ed_bovy": "prior",
+    "read_prior": "prior",
     "plot_U": "plots",
     "plot_sharing": "plots",
     "mash_plot_meta": "plots",
