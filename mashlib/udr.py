@@ -32,6 +32,8 @@ Departures from udr, each explicit (never silent):
 * ``control["tol"]`` is unused by udr's stopping rule; it is used here only with
   ``control["use_tol"] = True`` (stop also when max |Δw|, |ΔU|, |ΔV| < tol).
 * udr checks only the last V_i for positive semi-definiteness (loop bug); all are checked.
+* EE data are iid when every Shat row equals the first (udr's test recycles the first row
+  column-major, P19, and sends identical rows with unequal columns down the non-iid path).
 """
 from __future__ import annotations
 
@@ -231,9 +233,9 @@ def _data_XV(dat, V):
         n, m = Bhat.shape
         if commonV:
             shat = Shat[0]
-            # udr compares Shat with shat recycled column-major (P19): reproduce it exactly
-            rec = shat[np.arange(n * m) % m].reshape((n, m), order="F")
-            if np.max(np.abs(rec - Shat)) < 1e-15:
+            # udr recycles shat column-major in this test (P19), so identical rows with
+            # unequal columns are judged non-iid (and TED then fails); compare rows instead
+            if np.max(np.abs(Shat - shat[None, :])) < 1e-15:
                 return Bhat, shat[:, None] * Vd * shat[None, :]
             return Bhat, Shat[:, :, None] * Vd[None] * Shat[:, None, :]
         Vi = np.moveaxis(Vd, 2, 0)

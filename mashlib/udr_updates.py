@@ -100,11 +100,19 @@ def _lbfgsb_scalar(fun, grad, x0, lo, hi):
     return float(res.x[0])
 
 
+def _argmin_poly(f, coefs, lo=1e-8, hi=1e6):
+    """Minimiser of f on [lo, hi] among the real roots of the gradient polynomial and the ends."""
+    r = np.roots(coefs)
+    r = r[np.abs(r.imag) <= 1e-9 * np.maximum(1.0, np.abs(r.real))].real
+    cand = np.r_[lo, hi, r[(r > lo) & (r < hi)]]
+    return float(cand[np.argmin([f(c) for c in cand])])
+
+
 def ted_penalized(X, p, lam, sigma2, penalty_type, alpha=0.5):
     """Penalised TED (udr ``ted_penalized_iw`` / ``ted_penalized_nu``).
 
     With :math:`S = \\sum p_i x_ix_i^T/\\sum p = Q\\,\\mathrm{diag}(d)\\,Q^T`, each eigenvalue
-    :math:`u` of U minimises (L-BFGS-B from 1 on [1e-8, 1e6], as R's ``optim``)
+    :math:`u` of U minimises on [1e-8, 1e6]
 
     .. math::
         \\tfrac12\\big[P\\log(u+1) + Pd/(u+1) + \\lambda(\\log u + \\sigma^2/u)\\big] \\;(iw),\\qquad
@@ -112,22 +120,26 @@ def ted_penalized(X, p, lam, sigma2, penalty_type, alpha=0.5):
         \\;(nu),
 
     :math:`P = \\sum p`; then :math:`\\sigma^2 = m/\\sum 1/u` (iw) or
-    :math:`\\sqrt{\\alpha/(1-\\alpha)\\sum u/\\sum 1/u}` (nu).  Returns (U, sigma2).
+    :math:`\\sqrt{\\alpha/(1-\\alpha)\\sum u/\\sum 1/u}` (nu).  udr runs ``optim(L-BFGS-B)`` from
+    u = 1 (accurate to its ``factr``); here the gradient, times :math:`u^2(u+1)^2`, is a cubic
+    (iw) or quartic (nu) polynomial whose real roots and the interval ends are compared, which
+    gives the exact minimiser.  Returns (U, sigma2).
     """
-    sp = p.sum()
-    S = (X * p[:, None]).T @ X / sp
+    P = p.sum()
+    S = (X * p[:, None]).T @ X / P
     d, Q = eig_desc(S)
     u = np.empty_like(d)
     for i, di in enumerate(d):
         if penalty_type == "iw":
-            f = lambda v: 0.5 * (sp * np.log(v + 1) + sp * di / (v + 1) + lam * (np.log(v) + sigma2 / v))
-            g = lambda v: sp / (v + 1) - sp * di / (v + 1) ** 2 + lam * (1 / v - sigma2 / v ** 2)
+            f = lambda v: 0.5 * (P * np.log(v + 1) + P * di / (v + 1) + lam * (np.log(v) + sigma2 / v))
+            coefs = [P + lam, P - P * di + 2 * lam - lam * sigma2, lam - 2 * lam * sigma2,
+                     -lam * sigma2]
         else:
-            f = lambda v: 0.5 * (sp * np.log(v + 1) + sp * di / (v + 1)
+            a4, c = lam * alpha / sigma2, lam * (1 - alpha) * sigma2
+            f = lambda v: 0.5 * (P * np.log(v + 1) + P * di / (v + 1)
                                  + lam * (alpha / sigma2 * v + (1 - alpha) * sigma2 / v))
-            g = lambda v: (sp / (v + 1) - sp * di / (v + 1) ** 2 + lam * alpha / sigma2
-                           - lam * (1 - alpha) * sigma2 / v ** 2)
-        u[i] = _lbfgsb_scalar(f, g, 1.0, 1e-8, 1e6)
+            coefs = [a4, 2 * a4 + P, a4 + P - P * di - c, -2 * c, -c]
+        u[i] = _argmin_poly(f, coefs)
     U = (Q * u) @ Q.T
     if penalty_type == "iw":
         s2 = len(u) / np.sum(1 / u)
