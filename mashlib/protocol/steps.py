@@ -148,25 +148,20 @@ def compute_vhat_identity(p: dict, out: Path) -> dict:
 
 def compute_vhat_simple(p: dict, out: Path) -> dict:
     """``estimate_null_correlation_simple`` on the null set, ``z_thresh=2`` (map 1.6)."""
-    from ..vhat import estimate_null_correlation_simple
+    from ..vhat import vhat_simple
     inp = load_input(p["data"], require=("null",))
-    data = make_data(inp.null.b, inp.null.s, naming.alpha_of(p["effect_model"]))
-    V = estimate_null_correlation_simple(data)
+    V = vhat_simple(inp.null.b, inp.null.s, alpha=naming.alpha_of(p["effect_model"]))
     return {out: pd.DataFrame(_mat(V), index=inp.conditions, columns=inp.conditions)}
 
 
 def compute_vhat_mle(p: dict, out: Path) -> dict:
     """``mash_estimate_corr_em`` on (a seeded subset of) the random set, given the prior (map 1.7)."""
-    from ..vhat import mash_estimate_corr_em
+    from ..vhat import vhat_mle
     prefix = naming.prefix_of(p["data"], p["output_prefix"])
     U, _ = read_prior_U(naming.prior_file(p["cwd"], prefix, p["effect_model"]))
     inp = load_input(p["data"], require=("random",))
-    n = inp.random.n
-    rng = np.random.default_rng(int(p["seed"]))
-    idx = np.sort(rng.permutation(n)[:min(int(p["n_subset"]), n)])
-    data = make_data(inp.random.b.iloc[idx], inp.random.s.iloc[idx], naming.alpha_of(p["effect_model"]))
-    fit = mash_estimate_corr_em(data, _bare(U), max_iter=int(p["max_iter"]), details=True)
-    V = fit["V"] if isinstance(fit, dict) else getattr(fit, "V", fit)
+    V = vhat_mle(inp.random.b, inp.random.s, _bare(U), alpha=naming.alpha_of(p["effect_model"]),
+                 n_subset=int(p["n_subset"]), max_iter=int(p["max_iter"]), seed=int(p["seed"]))
     return {out: pd.DataFrame(_mat(V), index=inp.conditions, columns=inp.conditions)}
 
 
@@ -215,9 +210,23 @@ def _prior_object(res, U_raw: dict | None = None) -> dict:
     return {"U": U, "w": w.astype(float), "loglik": None if loglik is None else float(loglik)}
 
 
+def _ed_bovy_chain(data, comps: dict) -> dict:
+    """pecotmr's ``.mashEngineCovEd``: ``U = c(comps, cov_ed(data, comps))``, ``w`` from mash."""
+    from ..ed import cov_ed
+    from ..mash import mash
+    from ..summaries import get_estimated_pi
+    U = dict(comps)
+    U.update(cov_ed(data, comps))
+    w = get_estimated_pi(mash(data, U, outputlevel=1))
+    return {"U": U, "w": w, "loglik": None}
+
+
 def compute_ed_bovy(p: dict, out: Path) -> dict:
     """U = c(components, ED_components); w = mash(strong, U) pi with "null" (map 1.12)."""
-    from ..prior import ed_bovy
+    try:
+        from ..prior import ed_bovy
+    except ImportError:  # the engine module not there yet: the same chain inline
+        ed_bovy = _ed_bovy_chain
     _, data, comps = _prior_inputs(p)
     return {out: _prior_object(ed_bovy(data, _bare(comps)), comps)}
 

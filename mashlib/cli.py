@@ -1,0 +1,207 @@
+"""Command line: ``mashlib run NOTEBOOK WORKFLOW [--options]`` and ``mashlib demo``.
+
+``mashlib run X`` replaces ``sos run pipeline/X.ipynb``::
+
+    mashlib run mixture_prior ed_bovy --output-prefix protocol_example \\
+        --data input/mash/protocol_example.mashr_input.rds --cwd output/mixture_prior
+    mashlib run mash_fit mash --output-prefix protocol_example_mash \\
+        --data input/mash/protocol_example.EE.mash.rds \\
+        --vhat-data input/mash/protocol_example.EE.V_simple.rds \\
+        --prior-data output/mixture_prior/protocol_example.EE.prior.rds \\
+        --effect-model EE --compute-posterior --cwd output/mash_fit
+    mashlib run mixture_prior plot_U --output-prefix protocol_example_plots \\
+        --data output/mixture_prior/protocol_example.EE.prior.rds --cwd output/mixture_prior
+
+Options map ``--kebab-case`` to notebook parameters (``--output-prefix`` ->
+``output_prefix``); booleans take ``--flag``/``--no-flag`` (or ``--flag true``); list
+parameters take several values (``--mixture-components pca canonical``) or a comma
+list.  The notebook runs under papermill and its executed copy is kept next to the
+outputs (``{cwd}/{prefix}.{workflow}.ipynb``); ``--no-notebook`` runs the same
+workflow in-process.  Errors in the input are reported in one line, exit status 2,
+and leave no output file behind.
+"""
+from __future__ import annotations
+
+import difflib
+import os
+import sys
+import time
+from pathlib import Path
+
+from ._errors import MashInputError
+
+__all__ = ["main", "parse_run_args", "run_help"]
+
+_CLI_ONLY = {"no_notebook": "run in-process instead of through papermill (no executed notebook kept)"}
+
+
+def _notebook_name(token: str) -> str:
+    from .protocol.params import PARAMS
+    stem = Path(token).stem if token.endswith(".ipynb") else token
+    if stem not in PARAMS:
+        close = difflib.get_close_matches(stem, list(PARAMS), n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise MashInputError(f"unknown notebook {token!r}{hint}; valid: {', '.join(PARAMS)}")
+    return stem
+
+
+def parse_run_args(notebook: str, argv: list[str]) -> tuple[str | None, dict, bool, bool]:
+    """Parse ``WORKFLOW --opt value ...`` -> (workflow, params, show_help, no_notebook).
+
+    Raises
+    ------
+    MashInputError
+        An unknown option (with the closest valid one), a missing value, or a second
+        workflow name.
+    """
+    from .protocol.params import PARAMS
+    specs = {p.name: p for p in PARAMS[notebook]}
+    valid_opts = [n.replace("_", "-") for n in specs] + ["no-notebook"]
+    workflow, params, show_help, no_nb = None, {}, False, False
+    i = 0
+    while i < len(argv):
+        tok = argv[i]
+        i += 1
+        if tok in ("-h", "--help"):
+            show_help = True
+            continue
+        if not tok.startswith("--"):
+            if workflow is None:
+                workflow = tok
+                continue
+            raise MashInputError(f"unexpected argument {tok!r} (the workflow is already {workflow!r}); "
+                                 "options start with --")
+        key, eq, inline = tok[2:].partition("=")
+        name = key.replace("-", "_")
+        if name == "no_notebook":
+            no_nb = True
+            continue
+        negated = name.startswith("no_") and name[3:] in specs and isinstance(specs[name[3:]].default, bool)
+        if negated:
+            params[name[3:]] = False
+            continue
+        if name not in specs:
+            close = difflib.get_close_matches(key, valid_opts, n=1, cutoff=0.5)
+            hint = f"; did you mean --{close[0]}?" if close else ""
+            raise MashInputError(f"unknown option --{key} for {notebook}{hint} "
+                                 f"(see mashlib run {notebook} -h)")
+        default = specs[name].default
+        if isinstance(default, bool):
+            if eq:
+                params[name] = inline
+            elif i < len(argv) and argv[i].lower() in ("true", "false"):
+                params[name] = argv[i]
+                i += 1
+            else:
+                params[name] = True
+            continue
+        if eq:
+            values = [inline]
+        else:
+            values = []
+            while i < len(argv) and not argv[i].startswith("--") and (isinstance(default, list) or not values):
+                values.append(argv[i])
+                i += 1
+        if not values:
+            raise MashInputError(f"option --{key} needs a value")
+        params[name] = values if isinstance(default, list) else values[0]
+    return workflow, params, show_help, no_nb
+
+
+def run_help(notebook: str) -> str:
+    """Usage text: workflows and every parameter with default and help, from the notebook."""
+    from .protocol.notebook import notebook_path, read_parameters_cell
+    from .protocol.params import WORKFLOWS
+    lines = [f"usage: mashlib run {notebook} WORKFLOW [options]", "", "Workflows:"]
+    width = max(len(w) for w in WORKFLOWS[notebook])
+    lines += [f"  {w:<{width}}  {d}" for w, d in WORKFLOWS[notebook].items()]
+    lines += ["", "Parameters (from the notebook's parameters cell):"]
+    for name, default, help_text in read_parameters_cell(notebook_path(notebook)):
+        if name in ("workflow", "interactive"):
+            continue
+        flag = "--" + name.replace("_", "-")
+        if isinstance(default, bool):
+            flag = f"{flag}/--no-{name.replace('_', '-')}"
+        lines.append(f"  {flag}  (default: {default!r})")
+        if help_text:
+            lines.append(f"      {help_text}")
+    for name, text in _CLI_ONLY.items():
+        lines.append(f"  --{name.replace('_', '-')}\n      {text}")
+    return "\n".join(lines)
+
+
+def _run(argv: list[str]) -> int:
+    from . import protocol
+    from .protocol import naming
+    from .protocol.notebook import execute_notebook
+    from .protocol.params import PARAMS, WORKFLOWS
+    if not argv or argv[0] in ("-h", "--help"):
+        print("usage: mashlib run NOTEBOOK WORKFLOW [options]\n\nnotebooks: "
+              + ", ".join(f"{nb} ({', '.join(WORKFLOWS[nb])})" for nb in PARAMS)
+              + "\n\nmashlib run NOTEBOOK -h lists a notebook's workflows and parameters")
+        return 0
+    notebook = _notebook_name(argv[0])
+    workflow, params, show_help, no_nb = parse_run_args(notebook, argv[1:])
+    if show_help:
+        print(run_help(notebook))
+        return 0
+    p = protocol.check_inputs(notebook, workflow, params)
+    t0 = time.perf_counter()
+    if no_nb:
+        protocol.run_workflow(notebook, workflow, **p)
+    else:
+        out = naming.notebook_copy(p["cwd"], p["output_prefix"], workflow)
+        Path(p["cwd"]).mkdir(parents=True, exist_ok=True)
+        execute_notebook(notebook, dict(p, workflow=workflow, interactive=False), out)
+        print(f"executed notebook: {out}")
+    print(f"{notebook} {workflow}: done in {time.perf_counter() - t0:.1f} s")
+    return 0
+
+
+def _demo(argv: list[str]) -> int:
+    import argparse
+    from .protocol.notebook import execute_notebook, repo_root
+    ap = argparse.ArgumentParser(prog="mashlib demo",
+                                 description="Run the MASH protocol driver notebook on the shipped example.")
+    ap.add_argument("--output", default=str(repo_root() / "output"), help="output root (default: <repo>/output)")
+    ap.add_argument("--input", default=str(repo_root() / "input" / "mash"), help="folder of protocol_example.* inputs")
+    a = ap.parse_args(argv)
+    t0 = time.perf_counter()
+    out = Path(a.output) / "mash_protocol.ipynb"
+    Path(a.output).mkdir(parents=True, exist_ok=True)
+    execute_notebook("mash_protocol", {"input_dir": a.input, "output_dir": a.output, "interactive": False}, out)
+    pdf = Path(a.output) / "mixture_prior" / "protocol_example.EE.prior.pdf"
+    post = Path(a.output) / "mash_fit" / "protocol_example_mash.EE.posterior.rds"
+    print(f"executed notebook: {out}\nprior heatmaps:    {pdf}\nposterior:         {post}\n"
+          f"done in {time.perf_counter() - t0:.1f} s")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``mashlib`` command (and ``python -m mashlib``)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    usage = ("usage: mashlib run NOTEBOOK WORKFLOW [options]   (mashlib run NOTEBOOK -h for help)\n"
+             "       mashlib demo [--output DIR]\n"
+             "       mashlib simulate protocol-example --out input/mash")
+    if not argv or argv[0] in ("-h", "--help"):
+        print(usage)
+        return 0
+    cmd, rest = argv[0], argv[1:]
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    try:
+        if cmd == "run":
+            return _run(rest)
+        if cmd == "demo":
+            return _demo(rest)
+        if cmd == "simulate":
+            from .simulate import main as sim_main
+            return sim_main(rest)
+        close = difflib.get_close_matches(cmd, ["run", "demo", "simulate"], n=1)
+        raise MashInputError(f"unknown command {cmd!r}" + (f"; did you mean {close[0]}?" if close else "")
+                             + "; commands: run, demo, simulate (mashlib -h)")
+    except MashInputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:  # pragma: no cover
+        print("interrupted", file=sys.stderr)
+        return 130
