@@ -69,6 +69,17 @@ def test_chunked_ez_with_A_and_cov(case):
     assert res["PosteriorCov"].shape == (case["J"], 2, 2)
 
 
+@pytest.mark.parametrize("fast_ez", [True, False])
+def test_chunked_ez_rescaled_path(case, fast_ez):
+    """EZ: fast path (common-cov kernel then x Shat_alpha) vs the engine's per-row path."""
+    ref = engine_posterior(case["g"], case["Bhat"], case["Shat"], alpha=1.0)
+    res = compute_posterior_streaming(case["g"], case["Bhat"], case["Shat"], alpha=1.0,
+                                      chunk_size=100, fast_ez=fast_ez, progress=False)
+    d = maxdiff(ref, res)
+    assert d == 0.0 if not fast_ez else d <= 1e-13
+    assert np.abs(ref["PosteriorMean"]).max() > 1
+
+
 def test_fallback_kernel_agrees_with_engine(case):
     """Independent Cholesky kernel vs the engine's spectral kernel (cross-check)."""
     ref = engine_posterior(case["g"], case["Bhat"], case["Shat"])
