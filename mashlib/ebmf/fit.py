@@ -107,16 +107,7 @@ class FlashFit:
 
     def recompute(self):
         """Recompute residuals, variance part and precision from scratch."""
-        L, F = self.EF
-        L2, F2 = self.EF2
-        fitted = L @ F.T
-        var = L2 @ F2.T - (L * L) @ (F * F).T
-        if self.Z is None:
-            self.R = self.Y - fitted
-            self.V = var
-        else:
-            self.R = self.Z * (self.Y - fitted)
-            self.V = self.Z * var
+        self._rebuild_residuals()
         self.tau = estimate_tau(self.spec, self.Z, self.R, self.V, self.tau)
         self.obj = float(self.KL.sum()) + self.tau.lik
 
@@ -168,7 +159,20 @@ class FlashFit:
         self.fns.append(fac.fns)
         self.is_zero = np.append(self.is_zero, False)
         self.is_valid = np.append(self.is_valid, fac.is_valid)
-        self.R, self.V, self.tau, self.obj = Rn, Vn, fac.tau, fac.obj
+        self.tau, self.obj = fac.tau, fac.obj
+        # residuals were updated incrementally while the factor was fitted; rebuild them
+        # from scratch so rounding cannot accumulate over many factors (flashier #104)
+        self._rebuild_residuals()
+
+    def _rebuild_residuals(self):
+        """Recompute R = Z(Y - LF') and the variance part V from the moments."""
+        L, F = self.EF
+        fitted = L @ F.T
+        var = self.EF2[0] @ self.EF2[1].T - (L * L) @ (F * F).T
+        if self.Z is None:
+            self.R, self.V = self.Y - fitted, var
+        else:
+            self.R, self.V = self.Z * (self.Y - fitted), self.Z * var
 
     def insert_factor(self, fac: Factor, Rn=None, Vn=None, update_tau=True):
         """Write factor ``fac.k`` back (flashier's ``insert.factor``)."""

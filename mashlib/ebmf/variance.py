@@ -292,8 +292,8 @@ def _kron_tau(spec, Z, R, V, prev):
     tol = np.sqrt(EPS)
     for _ in range(100):
         old = [tau[0], tau[1]]
-        tau[0] = k1 / (M @ tau[1])
-        tau[1] = k2 / (M.T @ tau[0])
+        tau[0] = k1 / np.maximum(M @ tau[1], EPS)
+        tau[1] = k2 / np.maximum(M.T @ tau[0], EPS)
         chg = max(np.max(np.abs(_l2n(tau[0]) - _l2n(old[0]))), np.max(np.abs(_l2n(tau[1]) - _l2n(old[1]))))
         if chg / max(tau[0].max(), tau[1].max()) <= tol:
             break
