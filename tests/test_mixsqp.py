@@ -1,0 +1,143 @@
+"""mix-SQP and ashr's mixture optimisers against R (golden/unit_values.json) and mixsqp's tests."""
+import json
+import pathlib
+import warnings
+
+import numpy as np
+import pytest
+
+from mashlib._errors import MashConvergenceWarning, MashInputError
+from mashlib.mixopt import mix_em, mix_sqp, penloglik
+from mashlib.mixsqp import STATUS_CONVERGED, STATUS_DIDNOTCONVERGE, mixobjective, mixsqp
+
+REF = pathlib.Path(__file__).parent / "data" / "reference" / "golden" / "unit_values.json"
+E = 1e-8
+L3 = np.array([[1, 1, E], [1, 2, 1], [0.5, 0.1, 1], [0.2, 0.9, 0.4]])
+
+
+@pytest.fixture(scope="module")
+def gold():
+    return json.loads(REF.read_text())
+
+
+def _simulate(n=400, m=20, seed=1):
+    rng = np.random.default_rng(seed)
+    sd = np.concatenate([[0.0], np.exp(np.linspace(np.log(0.1), np.log(8), m - 1))])
+    b = np.where(rng.random(n) < 0.7, 0.0, rng.normal(0, 3, n)) + rng.normal(size=n)
+    v = 1 + sd**2
+    return -0.5 * np.log(2 * np.pi * v)[None, :] - 0.5 * b[:, None] ** 2 / v[None, :]
+
+
+def test_mixsqp_2x2(gold):
+    r = mixsqp(np.array([[1, E], [E, 1]]))
+    np.testing.assert_allclose(r.x, gold["mixsqp_2x2"], atol=1e-8)
+    assert r.converged and r.status == STATUS_CONVERGED
+
+
+def test_mixsqp_4x3(gold):
+    g = gold["mixsqp_4x3"]
+    r = mixsqp(np.array(g["L"]))
+    np.testing.assert_allclose(r.x, g["x"], atol=1e-8)
+    assert r.x.sum() == pytest.approx(1.0)
+
+
+def test_ashr_mixsqp_nullbiased(gold):
+    p, conv = mix_sqp(L3, np.array([10.0, 1, 1]), pi_init=np.full(3, 1 / 3))
+    np.testing.assert_allclose(p, gold["ashr_mixSQP_nullbiased"], atol=1e-8)
+    assert conv
+
+
+def test_ashr_mixem_nullbiased(gold):
+    res = mix_em(L3, np.array([10.0, 1, 1]), pi_init=np.full(3, 1 / 3))
+    p, conv = res
+    # R's pi: 0.999999998, 2.7e-10, 1.7e-9; the project tolerance on pi is 1e-4 absolute;
+    # we agree to ~3e-9 (SQUAREM stopping point).
+    np.testing.assert_allclose(p, gold["ashr_mixEM_nullbiased"], atol=1e-8)
+    assert conv and res.B == pytest.approx(-penloglik(p, L3, np.array([10.0, 1, 1])))
+
+
+def test_zero_stays_exactly_zero():
+    # mixsqp test: x0 with x[3] = 0 (or not) and eps = 0 -> converged, x[3] == 0 exactly
+    L = np.array([[1, 1, E], [1, 1, 1]])
+    for x0 in ([1, 1, 0], [0, 1, 1]):
+        r = mixsqp(L, x0=x0, control={"eps": 0})
+        assert r.converged and r.x[2] == 0.0
+
+
+def test_zero_column_and_bad_x0():
+    L = np.array([[1, 1, 0], [1, 1, 1]])
+    assert mixsqp(L).converged
+    with pytest.raises(MashInputError, match="x0"):
+        mixsqp(L, x0=[0, 0, 1])
+    with pytest.warns(UserWarning, match="all zeros"):
+        r = mixsqp(np.array([[1.0, 0, 2], [1, 0, 1]]))
+    assert r.x[1] == 0.0 and r.x.sum() == pytest.approx(1.0)
+    with pytest.warns(UserWarning, match="only one column"):
+        r = mixsqp(np.array([[0.0, 2], [0, 1]]))
+    np.testing.assert_array_equal(r.x, [0, 1])
+
+
+def test_bad_inputs():
+    with pytest.raises(MashInputError, match="'L'"):
+        mixsqp(np.array([[1.0, -1.0]]))
+    with pytest.raises(MashInputError, match="'L'"):
+        mixsqp(np.array([[1.0, np.nan]]))
+    with pytest.raises(MashInputError, match="'w'"):
+        mixsqp(L3, w=[1, 1])
+    with pytest.raises(MashInputError, match="unknown key"):
+        mixsqp(L3, control={"foo": 1})
+    with pytest.raises(MashInputError, match="zero_threshold_solution"):
+        mixsqp(L3, control={"zero.threshold.solution": 0.5})
+
+
+def test_poor_initial_estimate_same_objective():
+    L = np.exp(_simulate())
+    r1 = mixsqp(L)
+    x0 = np.full(L.shape[1], 1e-6)
+    x0[-1] = 1.0
+    r2 = mixsqp(L, x0=x0)
+    assert r1.value == pytest.approx(r2.value, abs=1e-8)
+
+
+def test_log_equivalent_and_dotted_control():
+    ll = _simulate()
+    r1 = mixsqp(np.exp(ll))
+    r2 = mixsqp(ll, log=True, control={"convtol.sqp": 1e-8, "numiter.em": 10})
+    np.testing.assert_allclose(r1.x, r2.x, atol=1e-8)
+    # optimality: dual residual at the optimum (KKT: g_k + 1 >= 0, = 0 on the support)
+    g = r1.grad
+    assert np.all(g + 1 >= -1e-6)
+    assert np.all(np.abs(g[r1.x > 1e-6] + 1) < 1e-6)
+
+
+def test_maxiter_warning():
+    ll = _simulate()
+    with pytest.warns(MashConvergenceWarning):
+        r = mixsqp(ll, log=True, control={"numiter_em": 0, "maxiter_sqp": 2})
+    assert r.status == STATUS_DIDNOTCONVERGE and not r.converged and r.niter == 2
+
+
+def test_weights_equal_replicated_rows():
+    L = np.exp(_simulate(n=50))
+    w = np.arange(1, 51) % 3 + 1.0
+    r1 = mixsqp(L, w=w)
+    r2 = mixsqp(np.repeat(L, w.astype(int), axis=0))
+    np.testing.assert_allclose(r1.x, r2.x, atol=1e-6)
+
+
+def test_mix_sqp_matches_mix_em():
+    L = np.exp(_simulate())
+    prior = np.ones(L.shape[1])
+    prior[0] = 10.0
+    p1, c1 = mix_sqp(L, prior)
+    p2, c2 = mix_em(L, prior)
+    assert c1 and c2
+    # same penalised optimum
+    assert penloglik(p1, L, prior) == pytest.approx(penloglik(p2, L, prior), abs=1e-4)
+    np.testing.assert_allclose(p1, p2, atol=1e-3)
+
+
+def test_mixobjective():
+    x = np.array([0.2, 0.5, 0.3])
+    w = np.full(4, 0.25)
+    assert mixobjective(L3, x, w) == pytest.approx(-np.mean(np.log(L3 @ x)))
