@@ -270,6 +270,27 @@ def test_kronecker_tau_mean():
     M = 10 + 0.1 * rng.normal(size=(100, 100))
     f = flash(M, var_type=(1, 2), greedy_Kmax=1, verbose=0)
     assert np.mean(np.outer(*f.tau.tau)) == pytest.approx(100, rel=0.1)
+    # noisy Kronecker (S matrix + Kronecker variance) ~ plain Kronecker when S is tiny
+    g = flash(M, S=np.full(M.shape, 1e-3), var_type=(1, 2), greedy_Kmax=1, verbose=0)
+    assert g.spec.kind == "noisy_kron"
+    assert g.elbo == pytest.approx(f.elbo, abs=0.01)
+    np.testing.assert_allclose(np.mean(g.tau.full), np.mean(np.outer(*f.tau.tau)), rtol=1e-3)
+
+
+def test_vector_S_dim():
+    """A column-wise S with by-column variance is a floor (simple); by row it is 'noisy'.
+
+    Both give the same fit when the floor does not bind; a square matrix needs S_dim.
+    """
+    rng = np.random.default_rng(1)
+    M = 10 + 0.1 * rng.normal(size=(100, 100))
+    S = np.full(100, 0.05)
+    a = flash_greedy(flash_init(M, S=S, S_dim=2, var_type=2, verbose=0), Kmax=1, verbose=0)
+    b = flash_greedy(flash_init(M, S=S, S_dim=1, var_type=2, verbose=0), Kmax=1, verbose=0)
+    assert (a.spec.kind, b.spec.kind) == ("simple", "noisy")
+    assert b.elbo == pytest.approx(a.elbo, abs=1e-6)
+    with pytest.raises(MashInputError, match="S_dim"):
+        flash_init(M, S=S, var_type=2, verbose=0)
 
 
 def test_precision_stays_positive_near_exact_fit():

@@ -31,7 +31,7 @@ def _as_matrix(data):
     return Y, rows, cols
 
 
-def flash_init(data, S=None, var_type=0, verbose=1):
+def flash_init(data, S=None, var_type=0, S_dim=None, verbose=1):
     r"""Set up a flash fit with no factors.
 
     Parameters
@@ -44,6 +44,9 @@ def flash_init(data, S=None, var_type=0, verbose=1):
         otherwise the extra variance is estimated per slice ("noisy").
     var_type : {0, 1, 2, (1, 2), None}
         Constant, by-row, by-column or Kronecker precision; None: S only.
+    S_dim : {None, 1, 2}
+        Mode along which a vector S varies (inferred from its length unless the
+        data are square).
     verbose : int
 
     Returns
@@ -73,7 +76,7 @@ def flash_init(data, S=None, var_type=0, verbose=1):
                 what = "row" if m == 1 else "column"
                 raise MashInputError(f"data: {what}(s) {zero[:10].tolist()} (0-based) are all zero, so their "
                                      f"residual variance (var_type={var_type}) cannot be estimated; drop them.")
-    spec = make_varspec(Y, Z, S, var_type)
+    spec = make_varspec(Y, Z, S, var_type, S_dim)
     return FlashFit(Y, Z, spec, rows, cols, verbose=verbose)
 
 

@@ -126,7 +126,7 @@ def normalise_var_type(var_type):
                          "2 (by column), (1, 2) (Kronecker) or None (S only).")
 
 
-def make_varspec(Y: np.ndarray, Z, S, var_type) -> VarSpec:
+def make_varspec(Y: np.ndarray, Z, S, var_type, S_dim=None) -> VarSpec:
     """Build the :class:`VarSpec` from the data, the known SEs ``S`` and ``var_type``.
 
     S may be a scalar, a vector whose length matches one dimension, or an n x p
@@ -137,6 +137,9 @@ def make_varspec(Y: np.ndarray, Z, S, var_type) -> VarSpec:
     n, p = Y.shape
     est = normalise_var_type(var_type)
     miss = Z is not None
+    if S_dim is not None and S_dim not in (1, 2):
+        raise MashInputError(f"S_dim: {S_dim!r} must be 1 (S varies by row) or 2 (by column).")
+    given_dim = S_dim
     S_dim = None
     if S is not None:
         S = np.asarray(S, dtype=float)
@@ -144,9 +147,14 @@ def make_varspec(Y: np.ndarray, Z, S, var_type) -> VarSpec:
             S = float(S.ravel()[0])
             S_dim = 0
         elif S.ndim == 1:
-            if n == p and S.size == n:
-                raise MashInputError("S: a vector S is ambiguous for a square data matrix; pass an n x p matrix.")
-            if S.size == n:
+            if given_dim is not None:
+                if S.size != (n, p)[given_dim - 1]:
+                    raise MashInputError(f"S: length {S.size} does not match dimension S_dim={given_dim} "
+                                         f"of the {n} x {p} data.")
+                S_dim = given_dim
+            elif n == p and S.size == n:
+                raise MashInputError("S: a vector S is ambiguous for a square data matrix; pass S_dim=1 or 2.")
+            elif S.size == n:
                 S_dim = 1
             elif S.size == p:
                 S_dim = 2
