@@ -162,10 +162,11 @@ def _logdens(X, U, V):
     out = np.empty((n, k))
     if V.ndim == 2:
         L = np.linalg.cholesky(U + V[None])                       # (k, m, m)
+        Linv = np.linalg.inv(L)
+        ld = np.log(np.diagonal(L, axis1=1, axis2=2)).sum(axis=1)
         for j in range(k):                                        # k small; rows batched
-            z = np.linalg.solve(L[j], X.T)
-            out[:, j] = (-0.5 * (z * z).sum(axis=0) - np.log(np.diag(L[j])).sum()
-                         - 0.5 * m * _LOG2PI)
+            z = X @ Linv[j].T
+            out[:, j] = -0.5 * np.einsum("ia,ia->i", z, z) - ld[j] - 0.5 * m * _LOG2PI
         return out
     step = max(1, int(4e7 // (8 * m * m * k)))
     for s in range(0, n, step):

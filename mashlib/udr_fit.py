@@ -254,16 +254,21 @@ def ud_fit(fit: UdFit, X=None, control: Optional[dict] = None, verbose: bool = F
               f"({ctl['penalty_type']}); max {ctl['maxiter']} updates, tol_lik={ctl['tol_lik']}")
     rows = []
     it = 0
+    P_next = None
     for it in range(1, ctl["maxiter"] + 1):
         t1 = time.perf_counter()
         V0, U0, w0 = fit.V, _mats(fit.U), fit.w
-        _, P = _loglik_and_P(fit.X, fit.w, fit.U, fit.V)               # E step
+        if P_next is None:                                               # E step
+            _, P_next = _loglik_and_P(fit.X, fit.w, fit.U, fit.V)
+        P = P_next
         if fit.iid and ctl["resid_update"] == "em":
             fit.V = _update_resid(fit.X, fit.U, fit.V, P)
         fit.U, fit.logplt = _prior_updates(fit, P, ctl, upd)
         if ctl["weights_update"] == "em":
             fit.w = P.sum(axis=0) / P.shape[0]
-        loglik, fit.P = _loglik_and_P(fit.X, fit.w, fit.U, fit.V)
+        # the responsibilities at the new parameters are the next iteration's E step
+        loglik, P_next = _loglik_and_P(fit.X, fit.w, fit.U, fit.V)
+        fit.P = P
         pen = loglik + fit.logplt
         dw = float(np.max(np.abs(fit.w - w0)))
         dU = float(np.max(np.abs(_mats(fit.U) - U0)))
