@@ -38,6 +38,8 @@ _EXPORTS: dict[str, str] = {
     "cov_flash": "cov_flash",
     "cov_ed": "ed",
     "extreme_deconvolution": "ed",
+    "ud_init": "udr",
+    "ud_fit": "udr",
     # likelihood, fitting, posterior
     "calc_lik_matrix": "likelihood",
     "calc_relative_lik_matrix": "likelihood",
