@@ -74,6 +74,9 @@ _EXPORTS: dict[str, str] = {
     # nearPD, CorShrink, prior engines, plots
     "near_pd": "nearpd",
     "vhat_simple_specific": "nearpd",
+    "corshrink_data": "corshrink",
+    "corshrink_matrix": "corshrink",
+    "vhat_corshrink": "corshrink",
     "mixture_prior": "prior",
     "ed_bovy": "prior",
     "read_prior": "prior",
