@@ -170,6 +170,15 @@ def test_composable_matches_flash(gtex):
     np.testing.assert_allclose(e.F_pm[:, 0], c.F_pm[:, 0])
 
 
+def test_greedy_extrapolation(gtex):
+    """flash_greedy(extrapolate=True) reaches the same fits (gtex cases i and iv) as R's plain greedy."""
+    Y = gtex.to_numpy()
+    for case, vt in (("i", 0), ("iv", 2)):
+        f = flash_greedy(flash_init(Y, var_type=vt, verbose=0), Kmax=5, extrapolate=True, verbose=0)
+        r = _ref(case)
+        assert f.n_factors == r["K"] and f.elbo >= r["elbo"] - 0.05
+
+
 def test_factors_fix(gtex):
     Y = gtex.to_numpy()
     f = flash(Y, greedy_Kmax=2, verbose=0, nullcheck=False)

@@ -16,6 +16,7 @@ from .._errors import MashInputError
 from .fit import Factor, FlashFit
 from .init import flash_greedy_init_default
 from .update import ebnm_sign, update_factor
+from .variance import tau_with
 
 
 def default_ebnm():
@@ -61,6 +62,32 @@ def vprint(level, *args):
         print(*args, flush=True)
 
 
+def _step(fit, fac, Rk, Vk, fns, warmstart):
+    """One sweep over both modes with the factor's own precision, then tau and ELBO."""
+    update_factor(fac, fac.tau.full, Rk, fns, warmstart=warmstart)
+    fit.factor_tau_obj(fac, Rk, Vk)
+    fac.is_valid = True
+    return fac
+
+
+def _extrapolate_factor(fit, fac, old, beta):
+    """Proposal fac + beta (fac - old) for moments and precision (flashier's ``extrapolate.f``)."""
+    prop = fac.copy()
+    for n in (0, 1):
+        if not fac.is_zero:
+            prop.EF[n] = fac.EF[n] + beta * (fac.EF[n] - old.EF[n])
+            prop.EF2[n] = fac.EF2[n] + beta * (fac.EF2[n] - old.EF2[n])
+        prop.EF2[n] = np.maximum(prop.EF2[n], prop.EF[n] ** 2 + 1e-10)
+    t, to = fac.tau.tau, old.tau.tau
+    if isinstance(t, list):
+        tau = [np.maximum(a + beta * (a - b), 1e-10) for a, b in zip(t, to)]
+    else:
+        tau = np.maximum(np.asarray(t) + beta * (np.asarray(t) - np.asarray(to)), 1e-10)
+        tau = float(tau) if np.ndim(tau) == 0 else tau
+    prop.tau = tau_with(fit.spec, fit.Z, fac.tau, tau)
+    return prop
+
+
 def flash_greedy(fit, Kmax=1, ebnm_fn=None, init_fn=None, extrapolate=False, warmstart=False,
                  maxiter=500, tol=None, verbose=None):
     """Add up to ``Kmax`` factors greedily.
@@ -78,7 +105,8 @@ def flash_greedy(fit, Kmax=1, ebnm_fn=None, init_fn=None, extrapolate=False, war
         ``init_fn(fit) -> [l, f]``; default :func:`.init.flash_greedy_init_default`
         with the detected sign constraints.
     extrapolate : bool
-        Greedy extrapolation is not implemented (flashier's default is False).
+        Accelerate each factor's iterations by extrapolation, as
+        :func:`~mashlib.ebmf.flash_backfit` does (flashier's default: False).
     warmstart : bool
         Start each EBNM solve at the previous prior.
     maxiter : int
@@ -95,9 +123,6 @@ def flash_greedy(fit, Kmax=1, ebnm_fn=None, init_fn=None, extrapolate=False, war
     check_fit(fit)
     Kmax = _int_arg("Kmax", Kmax)
     maxiter = _int_arg("maxiter", maxiter)
-    if extrapolate:
-        raise MashInputError("extrapolate: greedy extrapolation is not implemented; use extrapolate=False "
-                             "(flashier's default) and flash_backfit(extrapolate=True).")
     tol = fit.conv_tol if tol is None else float(tol)
     lvl = fit.verbose if verbose is None else int(verbose)
     fns, signs = handle_ebnm_fn(ebnm_fn)
@@ -115,16 +140,24 @@ def flash_greedy(fit, Kmax=1, ebnm_fn=None, init_fn=None, extrapolate=False, war
         Rk, Vk = fit.R, fit.V
         fit.factor_tau_obj(fac, Rk, Vk)
         it, crit = 0, np.inf
+        old = fac
+        beta = 0.5 / 1.2
         while crit > tol and it < maxiter:
             it += 1
-            old = fac
             if fac.is_zero:
                 crit = 0.0
                 break
-            fac = fac.copy()
-            update_factor(fac, fac.tau.full, Rk, fns, warmstart=warmstart)
-            fit.factor_tau_obj(fac, Rk, Vk)
-            fac.is_valid = True
+            if extrapolate:
+                prop = _step(fit, _extrapolate_factor(fit, fac, old, beta), Rk, Vk, fns, warmstart)
+            old = fac
+            if not extrapolate:
+                fac = _step(fit, fac.copy(), Rk, Vk, fns, warmstart)
+            elif prop.obj - fac.obj < tol:
+                fac = _step(fit, fac.copy(), Rk, Vk, fns, warmstart)
+                beta *= 0.5
+            else:
+                fac = prop
+                beta = min(beta * 1.2, 2.0)
             diff = fac.obj - old.obj
             if old.is_valid and diff < 0:
                 fac = old
