@@ -396,3 +396,11 @@ def test_softimpute_als_converges_to_svd_init(gtex):
         rel = np.linalg.norm(d * np.outer(u, v) - target) / np.linalg.norm(target)
         assert rel < 1e-3
         assert abs(abs(v @ f) / np.linalg.norm(f) - 1) < 1e-6
+
+
+def test_verbose_announcements(gtex, capsys):
+    """flash(gtex, greedy_Kmax = 2) prints flashier's level-1 messages (vignette, first chunk)."""
+    flash(gtex, greedy_Kmax=2, verbose=1)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == ["Adding factor 1 to flash object...", "Adding factor 2 to flash object...",
+                     "Wrapping up...", "Done.", "Nullchecking 2 factors...", "Done."]
