@@ -180,3 +180,29 @@ def test_plot_sharing_and_meta(tmp_path):
     assert (tmp_path / "meta.pdf").exists() and (tmp_path / "meta.png").exists()
     with pytest.raises(MashInputError, match="row"):
         mash_plot_meta({"PosteriorMean": pm, "PosteriorSD": psd}, 5)
+
+
+def test_sharing_and_meta_from_a_mash_fit():
+    from mashlib.covariances import cov_canonical
+    from mashlib.data import mash_set_data
+    from mashlib.mash import mash
+    from mashlib.summaries import get_pairwise_sharing, get_pm, get_psd
+
+    with open(REF / "golden" / "fixture_mashr_input.json") as fh:
+        f = json.load(fh)
+    b = pd.DataFrame(f["strong.b"]["values"], columns=f["strong.b"]["colnames"],
+                     index=[f"mash::mash::var{i + 1}" for i in range(17)])
+    s = pd.DataFrame(f["strong.s"]["values"], columns=f["strong.s"]["colnames"], index=b.index)
+    md = mash_set_data(b, s, alpha=0, zero_Bhat_Shat_reset=1000)
+    m = mash(md, cov_canonical(md))
+    fig = plot_sharing(m)
+    vals = np.ma.getdata(fig.axes[0].collections[0].get_array()).reshape(8, 8)
+    np.testing.assert_allclose(vals[::-1], get_pairwise_sharing(m).to_numpy())
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == CONDS
+    fig = mash_plot_meta(m, "mash::mash::var3")
+    ax = fig.axes[0]
+    assert ax.get_title() == "mash::mash::var3"
+    pm, psd = get_pm(m).iloc[2].to_numpy(), get_psd(m).iloc[2].to_numpy()
+    segs = ax.collections[0].get_segments()
+    np.testing.assert_allclose([sg[0][0] for sg in segs], pm - 1.96 * psd)
+    np.testing.assert_allclose([sg[1][0] for sg in segs], pm + 1.96 * psd)
