@@ -114,3 +114,19 @@ def test_nearpd_bad_input():
         vhat_simple_specific(np.ones((1, 3)))
     with pytest.raises(MashInputError, match="NA"):
         vhat_simple_specific(np.array([[1.0, np.nan], [0.0, 1.0], [2.0, 1.0]]))
+
+
+def test_ensure_symmetry_follows_isSymmetric():
+    from mashlib.nearpd import _is_symmetric
+
+    x = np.array([[1.0, 0.5], [0.5, 1.0]])
+    assert _is_symmetric(x)
+    y = x.copy()
+    y[0, 1] += 1e-15          # within all.equal's 100 eps relative tolerance
+    assert _is_symmetric(y)
+    y[0, 1] = 0.6
+    assert not _is_symmetric(y)
+    # an asymmetric input is symmetrised first: (x + x') / 2
+    r = near_pd(y, corr=True)
+    r2 = near_pd((y + y.T) / 2, corr=True)
+    np.testing.assert_allclose(r.mat, r2.mat, atol=1e-15)
