@@ -159,6 +159,7 @@ def get_pairwise_sharing(m, factor: float = 0.5, lfsr_thresh: float = 0.05,
         pm = np.asarray(FUN(pm), float)
     R = pm.shape[1]
     sig = lfsr < lfsr_thresh
+    hi = np.inf if factor == 0 else 1.0 / factor
     S = np.full((R, R), np.nan)
     for i in range(R):          # loop over condition pairs (R^2 / 2), vectorised over effects
         for j in range(i, R):
@@ -169,6 +170,6 @@ def get_pairwise_sharing(m, factor: float = 0.5, lfsr_thresh: float = 0.05,
                 ratio = pm[a, i] / pm[a, j]
             if np.isnan(ratio).any():
                 continue
-            S[i, j] = S[j, i] = np.mean((ratio > factor) & (ratio < 1 / factor))
+            S[i, j] = S[j, i] = np.mean((ratio > factor) & (ratio < hi))
     names = [str(c) for c in pmdf.columns] if isinstance(pmdf, pd.DataFrame) else None
     return pd.DataFrame(S, index=names, columns=names)
