@@ -189,6 +189,9 @@ def test_factors_fix(gtex):
     part = flash_factors_fix(f, [1], which_dim="loadings", fixed_idx=np.arange(10))
     h = flash_backfit(part, verbose=0, maxiter=20)
     np.testing.assert_array_equal(h.L_pm[:10, 1], f.L_pm[:10, 1])
+    draws = h.sampler(3, rng=0)
+    np.testing.assert_array_equal(draws[2]["L"][:10, 1], f.L_pm[:10, 1])
+    assert np.all(np.isfinite(draws[0]["F"]))
 
 
 def test_nullcheck_removes_useless_factor():

@@ -39,7 +39,19 @@ def posterior_samplers(fit, output=("fitted_g", "posterior_sampler")):
             else:
                 x, s = _problem(fit, k, n)
                 res = fit.fns[k][n](x, s, g_init=fit.g[k][n], fix_g=True, output=output)
-                out[n].append(lambda ns, rng, r=res: r.posterior_sampler(ns, seed=rng))
+                fx = fit.fix.get(k)
+                if fx is not None and fx[0] == n and len(fx[1]):
+                    # partially fixed: the fixed entries are constants (flashier passes s = 0)
+                    idx, vals = np.asarray(fx[1]), fit.EF[n][np.asarray(fx[1]), k].copy()
+
+                    def draw(ns, rng, r=res, idx=idx, vals=vals):
+                        d = r.posterior_sampler(ns, seed=rng)
+                        d[:, idx] = vals
+                        return d
+
+                    out[n].append(draw)
+                else:
+                    out[n].append(lambda ns, rng, r=res: r.posterior_sampler(ns, seed=rng))
     return out
 
 
