@@ -35,6 +35,8 @@ _EXPORTS: dict[str, str] = {
     "cov_from_factors": "covariances",
     "normalize_Ulist": "covariances",
     "expand_cov": "covariances",
+    "scale_cov": "covariances",
+    "check_covmat": "covariances",
     "cov_flash": "cov_flash",
     "cov_ed": "ed",
     "extreme_deconvolution": "ed",
@@ -48,6 +50,8 @@ _EXPORTS: dict[str, str] = {
     "FittedG": "mash",
     "MashResult": "mash",
     "mash_compute_posterior_matrices": "mash",
+    "posterior_chunk": "posterior",
+    "compute_posterior_matrices": "posterior",
     "mash_compute_loglik": "mash",
     "mash_compute_vloglik": "mash",
     # summaries
@@ -71,6 +75,9 @@ _EXPORTS: dict[str, str] = {
     # residual correlation
     "estimate_null_correlation_simple": "vhat",
     "mash_estimate_corr_em": "vhat",
+    "vhat_identity": "vhat",
+    "vhat_simple": "vhat",
+    "vhat_mle": "vhat",
     # nearPD, CorShrink, prior engines, plots
     "near_pd": "nearpd",
     "vhat_simple_specific": "nearpd",
