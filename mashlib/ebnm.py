@@ -17,11 +17,11 @@ point_laplace             :math:`\pi_0\delta_\mu + (1-\pi_0)\mathrm{Laplace}`   
 point_exponential         :math:`\pi_0\delta_\mu + (1-\pi_0)\mathrm{Exp}`        ebnm_parametric
 normal                    :math:`N(\mu,\sigma^2)`                                ebnm_parametric
 normal_scale_mixture      :math:`\sum_k\pi_k N(\mu,\sigma_k^2)` (fixed grid)     ebnm_nonparametric
-unimodal                  unimodal about the mode (half-uniform mixture)        ebnm_nonparametric
-unimodal_symmetric        symmetric unimodal (uniform mixture)                  ebnm_nonparametric
-unimodal_nonnegative      unimodal, support :math:`[\mu,\infty)`                 ebnm_nonparametric
-unimodal_nonpositive      unimodal, support :math:`(-\infty,\mu]`                ebnm_nonparametric
-ash                       ashr's ``ash`` with ebnm's grid                        ebnm_nonparametric
+unimodal                  unimodal about the mode (half-uniform mixture)        ebnm_unimodal
+unimodal_symmetric        symmetric unimodal (uniform mixture)                  ebnm_unimodal
+unimodal_nonnegative      unimodal, support :math:`[\mu,\infty)`                 ebnm_unimodal
+unimodal_nonpositive      unimodal, support :math:`(-\infty,\mu]`                ebnm_unimodal
+ash                       ashr's ``ash`` with ebnm's grid                        ebnm_unimodal
 ========================  =================================================  ====================
 
 Every function returns an :class:`~mashlib.ebnm_core.EbnmResult`.
@@ -82,12 +82,16 @@ PRIOR_FAMILIES = (
 
 
 def __getattr__(name):
-    # the nonparametric families live in their own module (imported on first use)
-    if name in {"ebnm_normal_scale_mixture", "ebnm_unimodal", "ebnm_unimodal_symmetric",
-                "ebnm_unimodal_nonnegative", "ebnm_unimodal_nonpositive", "ebnm_ash"}:
-        from . import ebnm_nonparametric
+    # the nonparametric families live in their own modules (imported on first use)
+    if name == "ebnm_normal_scale_mixture":
+        from .ebnm_nonparametric import ebnm_normal_scale_mixture
 
-        return getattr(ebnm_nonparametric, name)
+        return ebnm_normal_scale_mixture
+    if name in {"ebnm_unimodal", "ebnm_unimodal_symmetric", "ebnm_unimodal_nonnegative",
+                "ebnm_unimodal_nonpositive", "ebnm_ash"}:
+        from . import ebnm_unimodal
+
+        return getattr(ebnm_unimodal, name)
     raise AttributeError(f"module 'mashlib.ebnm' has no attribute {name!r}")
 
 

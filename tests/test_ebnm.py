@@ -159,6 +159,59 @@ def test_smn_grid_table_matches_definition():
     assert smn_mult(0.1) == 4.0 and smn_mult(1e-12) == 1.01
 
 
+@pytest.mark.parametrize("family", ["unimodal_symmetric", "unimodal_nonnegative", "ash"])
+def test_vec_unimodal(vec, family):
+    import mashlib.ebnm as E
+
+    inp, fits = vec
+    ref = fits[family]
+    g = ref["fitted_g"]
+    r = getattr(E, f"ebnm_{family}")(inp[ref["data"]].to_numpy(), inp["s"].to_numpy(), output=OUTPUT_ALL)
+    # ebnm's uniform KL grid (recomputed greedy sequences, interpolated between KL levels as ebnm)
+    assert r.fitted_g.b.size == len(g["b"])
+    np.testing.assert_allclose(r.fitted_g.b, g["b"], rtol=1e-5)
+    np.testing.assert_allclose(r.fitted_g.a, g["a"], rtol=1e-5)
+    np.testing.assert_allclose(r.fitted_g.pi, g["pi"], atol=1e-4)
+    assert abs(r.log_likelihood - ref["log_likelihood"]) < TOL
+    np.testing.assert_allclose(r.posterior["mean"], ref["posterior_mean"], atol=TOL)
+    np.testing.assert_allclose(r.posterior["sd"], ref["posterior_sd"], atol=TOL)
+    assert np.all((r.posterior["lfsr"] >= 0) & (r.posterior["lfsr"] <= 1))
+
+
+def test_unimix_engine_with_r_grid_is_exact(vec):
+    # with R's own grid the ash part (nullbiased prior, mixSQP, posteriors) matches to 1e-9
+    from mashlib.ebnm import UniMix, ebnm_unimodal_symmetric
+
+    inp, fits = vec
+    ref = fits["unimodal_symmetric"]
+    g = ref["fitted_g"]
+    r = ebnm_unimodal_symmetric(inp["x"].to_numpy(), inp["s"].to_numpy(), scale=np.array(g["b"]))
+    assert abs(r.log_likelihood - ref["log_likelihood"]) < 1e-8
+    np.testing.assert_allclose(r.fitted_g.pi, g["pi"], atol=1e-8)
+    np.testing.assert_allclose(r.posterior["mean"], ref["posterior_mean"], atol=1e-9)
+    np.testing.assert_allclose(r.posterior["sd"], ref["posterior_sd"], atol=1e-9)
+    r2 = ebnm_unimodal_symmetric(inp["x"].to_numpy(), inp["s"].to_numpy(), g_init=r.fitted_g, fix_g=True)
+    assert r2.log_likelihood == pytest.approx(r.log_likelihood, abs=1e-10)
+    assert isinstance(r2.fitted_g, UniMix)
+
+
+def test_unimodal_and_nonpositive_shapes(vec):
+    from mashlib.ebnm import ebnm_unimodal, ebnm_unimodal_nonnegative, ebnm_unimodal_nonpositive
+
+    inp, _ = vec
+    x, s = inp["x_abs"].to_numpy()[:500], inp["s"].to_numpy()[:500]
+    rp = ebnm_unimodal_nonnegative(x, s, output=OUTPUT_ALL)
+    rn = ebnm_unimodal_nonpositive(-x, s, output=OUTPUT_ALL)
+    # mirror images
+    assert rn.log_likelihood == pytest.approx(rp.log_likelihood, abs=1e-8)
+    np.testing.assert_allclose(rn.posterior["mean"], -rp.posterior["mean"], atol=1e-8)
+    assert np.all(rp.posterior["mean"] >= 0)
+    ru = ebnm_unimodal(x, s)
+    # the unimodal family contains the non-negative one
+    assert ru.log_likelihood >= rp.log_likelihood - 1e-6
+    assert ru.fitted_g.a.size == 2 * rp.fitted_g.a.size - 1
+
+
 # ------------------------------------------------------------------ g_init / fix_g / output
 @pytest.mark.parametrize("fn", list(PARAMETRIC.values()))
 def test_fix_g_reproduces_fit(vec, fn):
