@@ -210,23 +210,9 @@ def _prior_object(res, U_raw: dict | None = None) -> dict:
     return {"U": U, "w": w.astype(float), "loglik": None if loglik is None else float(loglik)}
 
 
-def _ed_bovy_chain(data, comps: dict) -> dict:
-    """pecotmr's ``.mashEngineCovEd``: ``U = c(comps, cov_ed(data, comps))``, ``w`` from mash."""
-    from ..ed import cov_ed
-    from ..mash import mash
-    from ..summaries import get_estimated_pi
-    U = dict(comps)
-    U.update(cov_ed(data, comps))
-    w = get_estimated_pi(mash(data, U, outputlevel=1))
-    return {"U": U, "w": w, "loglik": None}
-
-
 def compute_ed_bovy(p: dict, out: Path) -> dict:
     """U = c(components, ED_components); w = mash(strong, U) pi with "null" (map 1.12)."""
-    try:
-        from ..prior import ed_bovy
-    except ImportError:  # the engine module not there yet: the same chain inline
-        ed_bovy = _ed_bovy_chain
+    from ..prior import ed_bovy
     _, data, comps = _prior_inputs(p)
     return {out: _prior_object(ed_bovy(data, _bare(comps)), comps)}
 
@@ -235,7 +221,7 @@ def _ud(p: dict, out: Path, engine: str) -> dict:
     from .. import prior as prior_mod
     _, data, comps = _prior_inputs(p)  # validated but ignored, as pecotmr version A (map 1.10)
     fn = getattr(prior_mod, engine)
-    return {out: _prior_object(fn(data, seed=int(p["seed"])))}
+    return {out: _prior_object(fn(data, _bare(comps), seed=int(p["seed"])))}
 
 
 def compute_ud(p: dict, out: Path) -> dict:
@@ -244,10 +230,7 @@ def compute_ud(p: dict, out: Path) -> dict:
 
 
 def compute_ud_unconstrained(p: dict, out: Path) -> dict:
-    """As ``ud`` with TED updates; EE data is not i.i.d., so EE is refused (map 1.11)."""
-    if naming.effect_model(p["effect_model"]) == "EE":
-        raise MashInputError("ud_unconstrained (TED updates) needs i.i.d. data: run it with "
-                             "--effect-model EZ, or use ud / ed_bovy with EE")
+    """As ``ud`` with TED updates; the engine refuses non-i.i.d. (EE) data clearly (map 1.11)."""
     return _ud(p, out, "ud_unconstrained")
 
 
