@@ -167,10 +167,15 @@ def squarem(par, fixptfn, objfn, control=None):
         if np.sqrt(float(q2 @ q2)) < tol:
             break
         v = q2 - q1
-        sv2 = float(v @ v)
-        srv = float(q1 @ v)
+        sv2 = np.float64(v @ v)
+        srv = np.float64(q1 @ v)
         with np.errstate(divide="ignore", invalid="ignore"):
-            alpha = {1: -srv / sv2, 2: -sr2 / srv}.get(method, np.sqrt(sr2 / sv2))
+            if method == 1:
+                alpha = -srv / sv2
+            elif method == 2:
+                alpha = -np.float64(sr2) / srv
+            else:
+                alpha = np.sqrt(np.float64(sr2) / sv2)
         alpha = max(step_min, min(step_max, alpha))
         pnew = p + 2 * alpha * q1 + alpha ** 2 * v
         if abs(alpha - 1) > 0.01:
