@@ -141,6 +141,8 @@ def test_outputs_and_ldf(gtex):
     assert lf.shape == (44, 3) and np.all((lf >= 0) & (lf <= 1))
     with pytest.raises(MashInputError):
         ldf(fit, "x")
+    text = str(fit)
+    assert text.startswith("Flash object with 3 factors.") and f"Variational lower bound: {fit.elbo:0.3f}" in text
 
 
 def test_sampler_vignette_intervals(gtex):

@@ -307,6 +307,26 @@ class FlashFit:
             raise MashInputError(f"plot_type: {plot_type!r} is not one of 'scree', 'bar', 'heatmap', 'intervals'.")
         return fn(self, **kwargs)
 
+    def __str__(self):
+        """Summary as flashier's ``print.flash``."""
+        K = self.n_factors
+        if K == 0:
+            lines = ["Flash object with zero factors."]
+        elif K == 1:
+            lines = ["Flash object with one factor.", f"  Proportion of variance explained: {self.pve[0]:0.3f}"]
+        else:
+            pve = self.pve
+            lines = [f"Flash object with {K} factors."]
+            if np.all(pve < 0.001):
+                lines.append("  All factors have PVE < 0.001.")
+            else:
+                lines.append("  Proportion of variance explained" + ("*" if np.any(pve < 0.001) else "") + ":")
+                lines += [f"    Factor {k + 1}: {v:0.3f}" for k, v in enumerate(pve) if v > 0.001]
+                if np.any(pve < 0.001):
+                    lines.append("    *Factors with PVE < 0.001 are omitted from this summary.")
+        lines.append(f"  Variational lower bound: {self.elbo:0.3f}")
+        return "\n".join(lines)
+
     def __repr__(self):
         return f"<FlashFit {self.dims[0]}x{self.dims[1]}: {self.n_factors} factors, ELBO {self.elbo:.3f}>"
 
