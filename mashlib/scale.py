@@ -33,7 +33,6 @@ import hashlib
 import json
 import math
 import os
-import re
 import sys
 import time
 from dataclasses import dataclass, field
@@ -44,8 +43,11 @@ import numpy as np
 
 from ._atomic import atomic_path
 from ._errors import MashInputError, MashlibError
-from .scale_kernel import (OUTPUT_NAMES, StreamModel, bytes_per_row, kernel_extras,
-                           prepare_model, resolve_kernel, transform_chunk)
+from .scale_kernel import (OUTPUT_NAMES, StreamModel, kernel_extras, prepare_model,
+                           resolve_kernel, transform_chunk)
+from .scale_kernel import blas_threads as _blas_threads
+from .scale_plan import MemoryEstimate, estimate_memory, parse_memory
+from .scale_plan import calibrate as _calibrate
 from .scale_sampling import get_pairwise_sharing_from_samples, sample_posterior_chunk
 from .scale_store import (FORMAT, InputSource, NpyRows, assemble_long_table, open_store,
                           prepare_store_dir, read_manifest, read_rows, save_npy_store,
@@ -58,135 +60,6 @@ __all__ = ["compute_posterior_streaming", "save_npy_store", "open_store", "estim
 
 class ChunkFailedError(MashlibError, RuntimeError):
     """A chunk kept failing after its retries; the message names its row range."""
-
-
-# ----------------------------------------------------------------------------- memory
-_UNITS = {"": 1, "B": 1, "K": 1e3, "KB": 1e3, "M": 1e6, "MB": 1e6, "G": 1e9, "GB": 1e9,
-          "T": 1e12, "TB": 1e12, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
-
-
-def parse_memory(x) -> int:
-    """Bytes from ``"2GB"``, ``"512MiB"``, ``"1.5 G"`` or a number of bytes."""
-    if isinstance(x, (int, float, np.integer, np.floating)) and x > 0:
-        return int(x)
-    m = re.fullmatch(r"\s*([0-9.]+)\s*([A-Za-z]*)\s*", str(x))
-    if not m or m.group(2).upper() not in _UNITS or float(m.group(1)) <= 0:
-        raise MashInputError(f"max_memory: cannot read {x!r}; give bytes or a string such as "
-                             "'2GB', '500MB' or '1.5GiB'.")
-    return int(float(m.group(1)) * _UNITS[m.group(2).upper()])
-
-
-def current_rss() -> int:
-    """Resident set size of this process in bytes (Linux ``/proc``; else ru_maxrss)."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    import resource
-    r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return int(r if sys.platform == "darwin" else r * 1024)
-
-
-def _fmt_bytes(b: float) -> str:
-    return f"{b / 1e9:.2f} GB" if b >= 1e9 else f"{b / 1e6:.0f} MB"
-
-
-def _fmt_time(s: float) -> str:
-    if s < 90:
-        return f"{s:.0f} s"
-    if s < 5400:
-        return f"{s / 60:.1f} min"
-    return f"{s / 3600:.1f} h"
-
-
-@dataclass
-class MemoryEstimate:
-    """The plan for a streaming run: chunk size and the predicted peak memory and time.
-
-    ``peak_bytes = baseline_bytes + fixed_bytes + per_chunk_bytes + chunk_rows * bytes_per_row``.
-    """
-
-    chunk_rows: int
-    n_chunks: int
-    n_rows: int
-    bytes_per_row: float
-    per_chunk_bytes: float
-    fixed_bytes: float
-    baseline_bytes: float
-    budget_bytes: int
-    seconds_per_row: float | None = None
-    source: str = "analytic"
-
-    @property
-    def peak_bytes(self) -> float:
-        return (self.baseline_bytes + self.fixed_bytes + self.per_chunk_bytes
-                + self.chunk_rows * self.bytes_per_row)
-
-    @property
-    def seconds(self) -> float | None:
-        return None if self.seconds_per_row is None else self.seconds_per_row * self.n_rows
-
-    def __str__(self) -> str:
-        t = "" if self.seconds is None else (
-            f"; estimated time {_fmt_time(self.seconds)} "
-            f"({1 / max(self.seconds_per_row, 1e-12):,.0f} rows/s on this machine)")
-        return (f"{self.n_rows:,} rows in {self.n_chunks} chunk(s) of {self.chunk_rows:,}; estimated "
-                f"peak memory {_fmt_bytes(self.peak_bytes)} (budget {_fmt_bytes(self.budget_bytes)}, "
-                f"{self.source}){t}")
-
-
-def estimate_memory(model: StreamModel, n_rows: int, *, max_memory="2GB", Q=None, common=False,
-                    posterior_cov=False, samples=0, long_table=False, in_memory_outputs=True,
-                    baseline_bytes=None, bytes_per_row_=None, per_chunk_bytes=0.0) -> MemoryEstimate:
-    """Chunk size that keeps the peak resident memory under ``max_memory``.
-
-    Parameters
-    ----------
-    model : StreamModel
-        Gives K (kept components) and R.
-    n_rows : int
-        J, rows to process.
-    max_memory : str or int
-        Budget for the whole process (or per Dask worker).
-    Q, common, posterior_cov, samples, long_table
-        Output width and options that change the per-row cost (:func:`bytes_per_row`).
-    in_memory_outputs : bool
-        Outputs held in memory (``out=None``) cost ``J * Q * 8`` bytes per output up front.
-    baseline_bytes : float, optional
-        Memory already in use (default: this process's current RSS).
-    bytes_per_row_, per_chunk_bytes : float, optional
-        Measured per-row slope and per-chunk intercept (from calibration).
-
-    Returns
-    -------
-    MemoryEstimate
-
-    Raises
-    ------
-    MashInputError
-        When even a one-row chunk does not fit in the budget.
-    """
-    budget = parse_memory(max_memory)
-    K, R = model.n_components, model.n_conditions
-    Q = R if Q is None else Q
-    per_row = bytes_per_row_ if bytes_per_row_ is not None else bytes_per_row(
-        K, R, Q, common=common, posterior_cov=posterior_cov, samples=samples, long_table=long_table)
-    base = current_rss() if baseline_bytes is None else baseline_bytes
-    fixed = 8.0 * 4 * K * R * R                                  # model copies and per-comp factors
-    if in_memory_outputs:
-        fixed += 8.0 * n_rows * Q * (len(OUTPUT_NAMES) + (Q if posterior_cov else 0) + samples)
-    room = budget - base - fixed - per_chunk_bytes
-    if room < per_row:
-        raise MashInputError(
-            f"max_memory={max_memory!r}: too small; {_fmt_bytes(base)} is already in use, the model "
-            f"and outputs need {_fmt_bytes(fixed)} and one row {_fmt_bytes(per_row)}. Raise max_memory"
-            + (", or write the outputs to disk with out=..." if in_memory_outputs else "."))
-    rows = int(max(1, min(n_rows, room // per_row)))
-    return MemoryEstimate(rows, max(1, math.ceil(n_rows / rows)), n_rows, float(per_row),
-                          float(per_chunk_bytes), fixed, float(base), budget)
 
 
 # ----------------------------------------------------------------------------- results
@@ -452,7 +325,8 @@ def compute_posterior_streaming(model_or_g, Bhat, Shat=None, *, alpha=None, V=No
                                 long_table: bool = False, exclude_conditions: Sequence[str] | None = None,
                                 conditions: Sequence[str] | None = None, posterior_samples: int = 0,
                                 seed: int = 123, retries: int = 2, calibrate: bool = True,
-                                fast_ez: bool = True, kernel=None) -> StreamResult:
+                                fast_ez: bool = True, blas_threads: int | None = 1,
+                                kernel=None) -> StreamResult:
     """Posterior matrices of a fitted mash model for many new effects, streamed in row chunks.
 
     The streaming counterpart of ``mash_compute_posterior_matrices(g, data)``: same
@@ -511,6 +385,10 @@ def compute_posterior_streaming(model_or_g, Bhat, Shat=None, *, alpha=None, V=No
         PosteriorCov) by ``Shat_alpha`` afterwards; lfsr, lfdr and NegativeProb are invariant
         to this positive scale. Same math, about 8x faster; agrees with the per-row path to
         rounding (~1e-16 relative). ``False`` reproduces the engine's arithmetic bit for bit.
+    blas_threads : int or None
+        BLAS threads while chunks run (default 1, restored afterwards; Dask workers too):
+        the kernels batch small matrices, for which one BLAS thread is fastest. Scale out
+        with ``engine="dask"`` instead. None leaves the BLAS setting alone.
     kernel : callable, optional
         Per-chunk posterior kernel (default: the engine's ``posterior_chunk``).
 
@@ -553,6 +431,7 @@ def compute_posterior_streaming(model_or_g, Bhat, Shat=None, *, alpha=None, V=No
     kern = resolve_kernel(kernel)
     payload = {"model": model, "V": V, "alpha": float(alpha), "A": A, "kernel": kern,
                "kernel_extras": kernel_extras(kern, model.U), "fast_ez": bool(fast_ez),
+               "blas_threads": blas_threads,
                "posterior_cov": bool(output_posterior_cov), "samples": int(posterior_samples),
                "seed": seed, "outputs": list(shapes), "col_idx": col_idx,
                "identity_cols": bool(np.array_equal(col_idx, np.arange(source.n_cols))),
@@ -568,12 +447,18 @@ def compute_posterior_streaming(model_or_g, Bhat, Shat=None, *, alpha=None, V=No
         if resumed is not None:
             chunk_size = int(resumed["chunk_rows"])
     # --- plan: chunk size from the budget (calibrated) ---------------------------
+    min_chunks = 1
+    if engine == "dask":
+        min_chunks = 4 * (n_workers or _n_dask_workers(client))
     est = estimate_memory(model, J, max_memory=max_memory, Q=Q, common=common_guess,
                           posterior_cov=output_posterior_cov, samples=int(posterior_samples),
-                          long_table=long_table, in_memory_outputs=out is None)
+                          long_table=long_table, in_memory_outputs=out is None,
+                          min_chunks=min_chunks)
     if calibrate and J >= 64 and (chunk_size is None or verbose):
-        est = _calibrate(payload, source, est, max_memory, Q, out is None, output_posterior_cov,
-                         int(posterior_samples), long_table, timing_only=chunk_size is not None)
+        with _blas_threads(blas_threads):
+            est = _calibrate(dict(payload, run_chunk=run_chunk), source, est, max_memory, Q, out is None, output_posterior_cov,
+                             int(posterior_samples), long_table, timing_only=chunk_size is not None,
+                             min_chunks=min_chunks)
     if chunk_size is not None:
         if int(chunk_size) < 1:
             raise MashInputError(f"chunk_size: must be a positive number of rows, got {chunk_size}.")
@@ -607,17 +492,18 @@ def compute_posterior_streaming(model_or_g, Bhat, Shat=None, *, alpha=None, V=No
             bar.update(stop - start)
 
     try:
-        if engine == "dask":
-            from .scale_dask import run_chunks_dask
-            run_chunks_dask(payload, source, todo, cr, J, on_result, client=client,
-                            n_workers=n_workers, retries=retries)
-        else:
-            for ci in todo:
-                start, stop = ci * cr, min(J, (ci + 1) * cr)
-                data = None if source.store is not None else source.read(start, stop)
-                res = _retrying(lambda: run_chunk(payload, start, stop, data), start, stop,
-                                retries, ci, n_chunks)
-                on_result(ci, res)
+        with _blas_threads(blas_threads):
+            if engine == "dask":
+                from .scale_dask import run_chunks_dask
+                run_chunks_dask(payload, source, todo, cr, J, on_result, client=client,
+                                n_workers=n_workers, retries=retries)
+            else:
+                for ci in todo:
+                    start, stop = ci * cr, min(J, (ci + 1) * cr)
+                    data = None if source.store is not None else source.read(start, stop)
+                    res = _retrying(lambda: run_chunk(payload, start, stop, data), start, stop,
+                                    retries, ci, n_chunks)
+                    on_result(ci, res)
     finally:
         if bar is not None:
             bar.close()
@@ -655,48 +541,21 @@ def _long_frame(arrays, ids, conds):
                          "negprob": arrays["NegativeProb"].ravel()})
 
 
+def _n_dask_workers(client) -> int:
+    if client is None:
+        return max(1, os.cpu_count() or 1)
+    try:
+        return max(1, len(client.scheduler_info().get("workers", {})))
+    except Exception:                                   # noqa: BLE001 - only a sizing hint
+        return 1
+
+
 def _bar(progress, total, initial):
     if not progress:
         return None
     from tqdm.auto import tqdm
     return tqdm(total=total, initial=initial, unit="rows", unit_scale=True, desc="mash posterior",
                 file=sys.stderr)
-
-
-def _calibrate(payload, source, est, max_memory, Q, in_mem, cov, samples, long_table,
-               timing_only=False):
-    """Measure bytes/row (tracemalloc peak at two sizes) and rows/s on the first rows.
-
-    NumPy reports its buffers to ``tracemalloc``, so the traced peak of a chunk is the
-    memory the chunk adds on top of what the process already holds; fitting
-    ``peak(n) = a + b n`` at two sizes gives the per-row slope ``b`` and the per-chunk
-    intercept ``a`` (e.g. the kernel's per-component tables).
-    """
-    import tracemalloc
-    J = source.n_rows
-    n2 = int(min(J, max(16, est.chunk_rows // 8), 2048))
-    n1 = max(4, n2 // 4)
-    if not timing_only:
-        peaks = []
-        for n in (n1, n2):
-            data = None if source.store is not None else source.read(0, n)
-            tracemalloc.start()
-            run_chunk(payload, 0, n, data)
-            peaks.append(tracemalloc.get_traced_memory()[1])
-            tracemalloc.stop()
-            del data
-        slope = max((peaks[1] - peaks[0]) / (n2 - n1), 8.0 * Q)
-        icpt = max(peaks[0] - slope * n1, 0.0)
-        est = estimate_memory(payload["model"], J, max_memory=max_memory, Q=Q, posterior_cov=cov,
-                              samples=samples, long_table=long_table, in_memory_outputs=in_mem,
-                              bytes_per_row_=slope + (400.0 * Q if long_table else 0.0),
-                              per_chunk_bytes=icpt)
-        est.source = "calibrated"
-    data = None if source.store is not None else source.read(0, n2)
-    t = time.perf_counter()
-    run_chunk(payload, 0, n2, data)
-    est.seconds_per_row = (time.perf_counter() - t) / n2
-    return est
 
 
 def calc_relative_lik_matrix_dask(data, Ulist, *, client=None, n_workers=None, chunk_rows=10_000):

@@ -42,7 +42,9 @@ def _client(client, n_workers):
 
 def _chunk_task(payload, start, stop, data):
     from .scale import run_chunk
-    return run_chunk(payload, start, stop, data)
+    from .scale_kernel import blas_threads
+    with blas_threads(payload.get("blas_threads")):
+        return run_chunk(payload, start, stop, data)
 
 
 def run_chunks_dask(payload, source, todo, chunk_rows, J, on_result, *, client=None,
