@@ -17,16 +17,19 @@ point_laplace             :math:`\pi_0\delta_\mu + (1-\pi_0)\mathrm{Laplace}`   
 point_exponential         :math:`\pi_0\delta_\mu + (1-\pi_0)\mathrm{Exp}`        ebnm_parametric
 normal                    :math:`N(\mu,\sigma^2)`                                ebnm_parametric
 normal_scale_mixture      :math:`\sum_k\pi_k N(\mu,\sigma_k^2)` (fixed grid)     ebnm_nonparametric
-unimodal                  unimodal about the mode (half-uniform mixture)        ebnm_unimodal
-unimodal_symmetric        symmetric unimodal (uniform mixture)                  ebnm_unimodal
-unimodal_nonnegative      unimodal, support :math:`[\mu,\infty)`                 ebnm_unimodal
-unimodal_nonpositive      unimodal, support :math:`(-\infty,\mu]`                ebnm_unimodal
-ash                       ashr's ``ash`` with ebnm's grid                        ebnm_unimodal
+unimodal                  unimodal about the mode (half-uniform mixture)        ebnm_ashfam
+unimodal_symmetric        symmetric unimodal (uniform mixture)                  ebnm_ashfam
+unimodal_nonnegative      unimodal, support :math:`[\mu,\infty)`                 ebnm_ashfam
+unimodal_nonpositive      unimodal, support :math:`(-\infty,\mu]`                ebnm_ashfam
+ash                       ashr's ``ash`` with ebnm's grid                        ebnm_ashfam
 ========================  =================================================  ====================
 
 Every function returns an :class:`~mashlib.ebnm_core.EbnmResult`.
 """
 from __future__ import annotations
+
+import sys
+import types
 
 from ._errors import MashInputError
 from .ebnm_core import (  # noqa: F401  (re-exported)
@@ -89,9 +92,9 @@ def __getattr__(name):
         return ebnm_normal_scale_mixture
     if name in {"ebnm_unimodal", "ebnm_unimodal_symmetric", "ebnm_unimodal_nonnegative",
                 "ebnm_unimodal_nonpositive", "ebnm_ash"}:
-        from . import ebnm_unimodal
+        from . import ebnm_ashfam
 
-        return getattr(ebnm_unimodal, name)
+        return getattr(ebnm_ashfam, name)
     raise AttributeError(f"module 'mashlib.ebnm' has no attribute {name!r}")
 
 
@@ -120,3 +123,17 @@ def ebnm(x, s=1, prior_family="point_normal", mode=0, scale="estimate", g_init=N
     fn = globals().get(f"ebnm_{prior_family}") or __getattr__(f"ebnm_{prior_family}")
     return fn(x, s, mode=mode, scale=scale, g_init=g_init, fix_g=fix_g, output=output, optmethod=optmethod,
               control=control, **kwargs)
+
+
+class _CallableModule(types.ModuleType):
+    """``mashlib.ebnm`` is both this module and the function :func:`ebnm`.
+
+    Importing the submodule sets the package attribute ``mashlib.ebnm`` to the module
+    (shadowing the lazily exported function), so the module forwards calls to :func:`ebnm`.
+    """
+
+    def __call__(self, *args, **kwargs):
+        return ebnm(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

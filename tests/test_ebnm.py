@@ -374,3 +374,13 @@ def test_bad_input():
         ebnm_point_exponential([1.0, 2.0], 1.0, g_init=PointNormal(0.5, 0.0, 1.0))
     for fam in PRIOR_FAMILIES:
         assert fam in str(pytest.raises(MashInputError, ebnm, [1.0], 1.0, prior_family="nope").value)
+
+
+def test_package_exports_and_callable_module():
+    import mashlib
+
+    x = np.array([1.0, -2.0, 0.3, 4.0])
+    assert mashlib.ebnm_ash is not None and mashlib.ebnm_unimodal is not None
+    # mashlib.ebnm is the function even after the submodule was imported
+    r = mashlib.ebnm(x, 1.0, prior_family="normal")
+    assert r.log_likelihood == pytest.approx(ebnm_normal(x, 1.0).log_likelihood, abs=1e-12)
