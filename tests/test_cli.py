@@ -1,0 +1,123 @@
+"""The command line (mashlib.cli): option parsing, help, bad input, papermill runs."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mashlib import MashInputError
+from mashlib.cli import main, parse_run_args
+from mashlib.io import read_rds, write_rds
+from mashlib.protocol.params import PARAMS
+
+CONDS = ["ALL", "Ast", "End", "Exc", "Inh", "Mic", "OPC", "Oli"]
+
+
+def _run(capsys, *argv):
+    rc = main(list(argv))
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def test_parse_kebab_flags_and_lists():
+    wf, p, h, nonb = parse_run_args("mash_fit", ["mash", "--output-prefix", "x", "--no-compute-posterior",
+                                                 "--output-level=2", "--effect-model", "EZ"])
+    assert (wf, h, nonb) == ("mash", False, False)
+    assert p == {"output_prefix": "x", "compute_posterior": False, "output_level": "2", "effect_model": "EZ"}
+    wf, p, _, nonb = parse_run_args("mixture_prior", ["--mixture-components", "pca", "canonical", "--to-cor",
+                                                      "ed_bovy", "--no-notebook"])
+    assert wf == "ed_bovy" and nonb
+    assert p == {"mixture_components": ["pca", "canonical"], "to_cor": True}
+    with pytest.raises(MashInputError, match="did you mean --output-prefix"):
+        parse_run_args("mixture_prior", ["pca", "--output-prefx", "x"])
+    with pytest.raises(MashInputError, match="needs a value"):
+        parse_run_args("mixture_prior", ["pca", "--npc"])
+
+
+def test_help_lists_workflows_and_parameters_from_notebook(capsys):
+    rc, out, _ = _run(capsys, "run", "mixture_prior", "-h")
+    assert rc == 0
+    for w in ("flash", "vhat_corshrink_xcondition", "ud_unconstrained", "ed_bovy", "plot_U"):
+        assert f"  {w} " in out
+    for spec in PARAMS["mixture_prior"]:
+        assert "--" + spec.name.replace("_", "-") in out
+        assert spec.help in out
+    assert "(default: 2)" in out and "--to-cor/--no-to-cor" in out
+    rc, out, _ = _run(capsys, "run", "pipeline/mash_fit.ipynb", "-h")  # the SoS spelling works too
+    assert rc == 0 and "--compute-posterior/--no-compute-posterior  (default: True)" in out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["run", "mixture_prior", "--data", "x.rds"], "no workflow given; choose one of: flash, flash_nonneg"),
+    (["run", "mixture_prior", "edbovy", "--data", "x.rds"], "unknown workflow 'edbovy' (did you mean ed_bovy?)"),
+    (["run", "mixture_prior", "ed_bovy", "--data", "missing.rds"], "--data missing.rds: file not found"),
+    (["run", "mixture_prior", "ed_bovy", "--dta", "x.rds"], "did you mean --data?"),
+    (["run", "mixtur_prior", "ed_bovy"], "did you mean mixture_prior?"),
+    (["runn"], "did you mean run?"),
+])
+def test_bad_input_one_line_nonzero(capsys, tmp_path, monkeypatch, argv, message):
+    monkeypatch.chdir(tmp_path)
+    rc, out, err = _run(capsys, *argv)
+    assert rc == 2
+    assert err.count("\n") == 1 and err.startswith("error: ") and message in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_step2_before_step1_names_the_producer(capsys, tmp_path, protocol_fixture):
+    rc, _, err = _run(capsys, "run", "mash_fit", "mash", "--data", str(protocol_fixture),
+                      "--vhat-data", str(tmp_path / "p.EE.V_simple.rds"),
+                      "--prior-data", str(tmp_path / "p.EE.prior.rds"), "--cwd", str(tmp_path / "out"))
+    assert rc == 2 and err.count("\n") == 1
+    assert "--vhat-data" in err and "step 1" in err and "mashlib run mixture_prior vhat_simple" in err
+    assert not (tmp_path / "out").exists()
+
+
+def _tiny_inputs(tmp_path, protocol_fixture):
+    U = {"identity": np.eye(8), "equal_effects": np.ones((8, 8))}
+    write_rds(tmp_path / "p.EE.prior.rds", {"U": U, "w": pd.Series([0.5, 0.25, 0.25], index=["null", *U]),
+                                            "loglik": None})
+    write_rds(tmp_path / "p.EE.V_simple.rds", pd.DataFrame(np.eye(8), index=CONDS, columns=CONDS))
+
+
+def test_prior_without_component_above_tol_suggests_tol(capsys, tmp_path, protocol_fixture):
+    _tiny_inputs(tmp_path, protocol_fixture)
+    rc, _, err = _run(capsys, "run", "mixture_prior", "plot_U", "--data", str(tmp_path / "p.EE.prior.rds"),
+                      "--tol", "0.9", "--cwd", str(tmp_path / "plots"), "--no-notebook")
+    assert rc == 2 and err.count("\n") == 1 and "tol" in err
+    assert not any((tmp_path / "plots").glob("*.pdf"))
+
+
+def test_papermill_runs_keep_executed_notebooks(capsys, tmp_path, protocol_fixture):
+    """One papermill run per notebook: outputs, executed copy, and the library's numbers."""
+    _tiny_inputs(tmp_path, protocol_fixture)
+    cwd = tmp_path / "mf"
+    rc, out, err = _run(capsys, "run", "mash_fit", "mash", "--output-prefix", "fx", "--data", str(protocol_fixture),
+                        "--vhat-data", str(tmp_path / "p.EE.V_simple.rds"),
+                        "--prior-data", str(tmp_path / "p.EE.prior.rds"), "--effect-model", "EE",
+                        "--compute-posterior", "--cwd", str(cwd))
+    assert rc == 0, err
+    assert (cwd / "fx.mash.ipynb").is_file() and (cwd / "fx.EE.mash_model.rds.json").is_file()
+    post = read_rds(cwd / "fx.EE.posterior.rds")
+    assert post["lfsr"].shape == (17, 8)
+    model = read_rds(cwd / "fx.EE.mash_model.rds")["mash_model"]
+    assert model["fitted_g"]["pi"].sum() == pytest.approx(1.0)
+    # the mixture_prior notebook, with a plot_U error inside the kernel: one line, no output left
+    rc, _, err = _run(capsys, "run", "mixture_prior", "plot_U", "--data", str(tmp_path / "p.EE.prior.rds"),
+                      "--tol", "0.9", "--cwd", str(tmp_path / "plots"), "--output-prefix", "pl")
+    assert rc == 2 and err.count("\n") == 1 and "tol" in err
+    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == []
+    rc, _, err = _run(capsys, "run", "mixture_prior", "plot_U", "--data", str(tmp_path / "p.EE.prior.rds"),
+                      "--cwd", str(tmp_path / "plots"), "--output-prefix", "pl")
+    assert rc == 0, err
+    assert (tmp_path / "plots" / "p.EE.prior.pdf").stat().st_size > 1000
+    assert (tmp_path / "plots" / "pl.plot_U.ipynb").is_file()
+
+
+def test_python_dash_m_entry_point():
+    r = subprocess.run([sys.executable, "-m", "mashlib", "run", "mash_fit", "-h"], capture_output=True, text=True,
+                       cwd=Path(__file__).parent, timeout=120)
+    assert r.returncode == 0 and "--prior-data" in r.stdout
