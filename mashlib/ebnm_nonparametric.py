@@ -227,7 +227,7 @@ def _nm_sample(x, s, mu, pi, sd, nsamp, rng):
     lL = _nm_loglik_matrix(x, np.where(np.isfinite(s), s, 1.0), mu, sd)
     with np.errstate(divide="ignore"):
         lw = lL + np.log(pi)[None, :]
-    lw[~np.isfinite(s)] = np.log(pi)[None, :]
+        lw[~np.isfinite(s)] = np.log(pi)[None, :]
     w = np.exp(lw - sc.logsumexp(lw, axis=1, keepdims=True))
     s2 = (s_ * s_)[:, None]
     sd2 = (sd * sd)[None, :]

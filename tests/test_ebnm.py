@@ -384,3 +384,63 @@ def test_package_exports_and_callable_module():
     # mashlib.ebnm is the function even after the submodule was imported
     r = mashlib.ebnm(x, 1.0, prior_family="normal")
     assert r.log_likelihood == pytest.approx(ebnm_normal(x, 1.0).log_likelihood, abs=1e-12)
+
+
+# ------------------------------------------------------------------ nonparametric robustness
+def _np_fns():
+    import mashlib.ebnm as E
+
+    return [E.ebnm_normal_scale_mixture, E.ebnm_unimodal, E.ebnm_unimodal_symmetric,
+            E.ebnm_unimodal_nonnegative, E.ebnm_ash]
+
+
+@pytest.mark.parametrize("k", range(5))
+def test_nonparametric_infinite_s_and_sampler(vec, k):
+    fn = _np_fns()[k]
+    inp, _ = vec
+    x, s = inp["x_abs"].to_numpy()[:200].copy(), inp["s"].to_numpy()[:200].copy()
+    ref = fn(x[:180], s[:180], output=OUTPUT_ALL)
+    x[180:], s[180:] = 0.0, np.inf
+    # the same grid: pass the fitted prior's components back (the default grid depends on n)
+    r = fn(x, s, g_init=ref.fitted_g, fix_g=True, output=OUTPUT_ALL)
+    assert r.log_likelihood == pytest.approx(ref.log_likelihood, abs=1e-9)
+    P = r.posterior
+    np.testing.assert_allclose(P["mean"][:180], ref.posterior["mean"], atol=1e-10)
+    assert np.all(np.isfinite(P.to_numpy()))
+    assert np.allclose(P["mean"][180:], P["mean"][199])
+    samp = r.posterior_sampler(4000, seed=2)
+    assert samp.shape == (4000, 200)
+    np.testing.assert_allclose(samp.mean(0), P["mean"], atol=0.12)
+    np.testing.assert_allclose((samp ** 2).mean(0), P["second_moment"], rtol=0.1, atol=0.1)
+    # the fit itself also accepts s = inf
+    r2 = fn(x, s)
+    assert np.isfinite(r2.log_likelihood)
+
+
+@pytest.mark.parametrize("k", range(5))
+def test_nonparametric_zero_x_and_zero_s(k):
+    fn = _np_fns()[k]
+    r = fn(np.zeros(30), 1.0, output=OUTPUT_ALL)
+    assert r.log_likelihood == pytest.approx(-30 * 0.5 * np.log(2 * np.pi), abs=1e-6)
+    np.testing.assert_allclose(r.posterior["mean"], 0.0, atol=1e-6)
+    x = np.array([0.0, 1.5, 0.3, 2.0, 0.0, 4.0, 0.7, 0.1])
+    s = np.array([0.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.0, 1.0])
+    with pytest.warns(RuntimeWarning, match="standard errors equal to 0"):
+        r = fn(x, s, output=OUTPUT_ALL)
+    assert np.all(np.isfinite(r.posterior.to_numpy()))
+    assert r.posterior["mean"][6] == pytest.approx(0.7, abs=1e-4)
+
+
+def test_nonparametric_bad_input():
+    import mashlib.ebnm as E
+
+    with pytest.raises(MashInputError, match="g_init"):
+        E.ebnm_unimodal([1.0, 2.0], 1.0, g_init=PointNormal(0.5, 0.0, 1.0))
+    with pytest.raises(MashInputError, match="g_init"):
+        E.ebnm_normal_scale_mixture([1.0, 2.0], 1.0, g_init=PointLaplace(0.5, 0.0, 1.0))
+    with pytest.raises(MashInputError, match="mixcompdist"):
+        E.ebnm_ash([1.0, 2.0], 1.0, mixcompdist="gamma")
+    with pytest.raises(MashInputError, match="unknown arguments"):
+        E.ebnm_unimodal([1.0, 2.0], 1.0, gridmul=2)
+    with pytest.raises(MashInputError, match=r"s\[0\]"):
+        E.ebnm_unimodal_symmetric([1.0, 2.0], [-1.0, 1.0])
