@@ -257,8 +257,12 @@ def check_covmat(U, name: str = "U", R: Optional[int] = None, psd: bool = True) 
     return U
 
 
-def check_Ulist(Ulist: Mapping, R: Optional[int] = None) -> dict:
-    """Validate a whole covariance list (non-empty mapping of PSD R x R matrices)."""
+def check_Ulist(Ulist: Mapping, R: Optional[int] = None, conditions=None) -> dict:
+    """Validate a whole covariance list (non-empty mapping of PSD R x R matrices).
+
+    When ``conditions`` is given, matrices passed as labelled DataFrames must carry exactly
+    those condition names, in order.
+    """
     if isinstance(Ulist, np.ndarray) and Ulist.ndim == 2:
         Ulist = {"U_1": Ulist}
     if isinstance(Ulist, (list, tuple)):
@@ -268,4 +272,13 @@ def check_Ulist(Ulist: Mapping, R: Optional[int] = None) -> dict:
     if len(Ulist) == 0:
         raise MashInputError("Ulist: is empty; supply at least one prior covariance "
                              "(e.g. cov_canonical(data)).")
+    if conditions is not None:
+        import pandas as pd
+        for k, v in Ulist.items():
+            if isinstance(v, pd.DataFrame) and not isinstance(v.columns, pd.RangeIndex):
+                for axis, labels in (("columns", v.columns), ("index", v.index)):
+                    if [str(c) for c in labels] != list(conditions):
+                        raise MashInputError(
+                            f"Ulist[{k!r}]: {axis} {[str(c) for c in labels]} do not match the "
+                            f"data's conditions {list(conditions)}; reorder the matrix.")
     return {str(k): check_covmat(v, str(k), R) for k, v in Ulist.items()}

@@ -160,6 +160,17 @@ def check_positive_definite(V, name="V"):
     return True
 
 
+def _check_labels(M, conditions, name):
+    """A labelled R x R DataFrame must carry the data's condition names in the same order."""
+    if isinstance(M, pd.DataFrame) and conditions is not None:
+        for axis, labels in (("columns", M.columns), ("index", M.index)):
+            lab = [str(c) for c in labels]
+            if not isinstance(labels, pd.RangeIndex) and lab != list(conditions):
+                raise MashInputError(
+                    f"{name}: {axis} {lab} do not match the data's conditions {list(conditions)}; "
+                    f"reorder {name} to the conditions of Bhat.")
+
+
 def _p2z(pval, Bhat):
     z = np.abs(stats.norm.ppf(pval / 2))
     return np.where(Bhat < 0, -z, z)
@@ -252,6 +263,17 @@ def mash_set_data(Bhat, Shat=None, alpha=0.0, df=np.inf, pval=None, V=None,
         if S.shape != (J, R):
             raise MashInputError(f"Shat: shape {S.shape} does not match Bhat {B.shape}; "
                                  "Bhat and Shat must both be J x R (or Shat a scalar).")
+        if bcols is not None and scols is not None and bcols != scols:
+            bad = next(i for i, (a, b) in enumerate(zip(bcols, scols)) if a != b) \
+                if len(bcols) == len(scols) else 0
+            raise MashInputError(
+                f"Shat: condition names differ from Bhat's (column {bad}: Bhat {bcols[bad]!r} vs "
+                f"Shat {scols[bad]!r}); reorder Shat's columns to match Bhat.")
+        if brows is not None and srows is not None and brows != srows:
+            bad = next(i for i, (a, b) in enumerate(zip(brows, srows)) if a != b)
+            raise MashInputError(
+                f"Shat: row ids differ from Bhat's (row {bad}: {brows[bad]!r} vs {srows[bad]!r}); "
+                "align the rows of Bhat and Shat.")
         if bcols is None and scols is not None:
             bcols = scols
         if brows is None and srows is not None:
@@ -297,6 +319,7 @@ def mash_set_data(Bhat, Shat=None, alpha=0.0, df=np.inf, pval=None, V=None,
                         "lower zero_check_tol, or use zero_Shat_reset.")
     if V is None:
         V = np.eye(R)
+    _check_labels(V, bcols, "V")
     V, commonV = _check_V(V, R, J)
     dfa = np.asarray(df, dtype=float)
     if np.any(np.isfinite(dfa)):
@@ -348,6 +371,8 @@ def mash_update_data(mashdata: MashData, ref=None, V=None) -> MashData:
     if V is None:
         return mashdata
     if isinstance(V, pd.DataFrame):
+        if mashdata.conditions_named:
+            _check_labels(V, mashdata.conditions, "V")
         V = V.to_numpy(dtype=float)
     Vc, commonV = _check_V(V, mashdata.n_conditions, mashdata.n_effects)
     return dataclasses.replace(mashdata, V=Vc, commonV=commonV)

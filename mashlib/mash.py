@@ -257,7 +257,8 @@ def mash(data: MashData, Ulist=None, gridmult: float = np.sqrt(2), grid=None,
         usepointmass = True if usepointmass is None else bool(usepointmass)
         grid = autoselect_grid(data, gridmult) if grid is None else np.atleast_1d(
             np.asarray(grid, float))
-        Ulist = check_Ulist(Ulist, data.n_conditions)
+        Ulist = check_Ulist(Ulist, data.n_conditions,
+                            data.conditions if data.conditions_named else None)
         if normalizeU is None or normalizeU:
             Ulist = normalize_Ulist(Ulist)
     Ulist = check_Ulist(Ulist, data.n_conditions)

@@ -110,3 +110,11 @@ def test_check_covmat_errors():
         check_Ulist({})
     # tiny negative eigenvalue (> -1e-8) is accepted as in mashr's issemidef
     check_covmat(np.diag([1.0, -1e-10]), "ok")
+
+
+def test_U_condition_labels_checked_in_mash():
+    from mashlib.mash import mash
+    d = mash_set_data(pd.DataFrame([[1.0, 2.0], [0.5, -1.0]], columns=["a", "b"]), 1.0)
+    U = {"u": pd.DataFrame(np.eye(2), index=["b", "a"], columns=["b", "a"])}
+    with pytest.raises(MashInputError, match=r"Ulist\['u'\]: columns"):
+        mash(d, U, grid=[1.0])

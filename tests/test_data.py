@@ -133,3 +133,17 @@ def test_common_cov_detection():
     assert mash_set_data(B, 1.0).is_common_cov()
     assert not mash_set_data(B, S).is_common_cov()
     assert mash_set_data(B, np.array([[1.0, 2.0], [1.0, 2.0]])).is_common_cov()
+
+
+def test_condition_name_mismatch():
+    b = pd.DataFrame(B, columns=["a", "b"])
+    with pytest.raises(MashInputError, match=r"Shat: condition names differ.*column 0"):
+        mash_set_data(b, pd.DataFrame(S, columns=["b", "a"]))
+    with pytest.raises(MashInputError, match=r"Shat: row ids differ.*row 1"):
+        mash_set_data(pd.DataFrame(B, index=["x", "y"]), pd.DataFrame(S, index=["x", "z"]))
+    V = pd.DataFrame(np.eye(2), index=["b", "a"], columns=["b", "a"])
+    with pytest.raises(MashInputError, match="V: columns"):
+        mash_set_data(b, S, V=V)
+    d = mash_set_data(b, S, V=pd.DataFrame(np.eye(2), index=["a", "b"], columns=["a", "b"]))
+    with pytest.raises(MashInputError, match="V: columns"):
+        mash_update_data(d, V=V)
