@@ -1,0 +1,78 @@
+"""The shipped example input (input/mash) and its generator (mashlib.simulate)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mashlib.io import read_mashr_input, read_rds
+from mashlib.simulate import GROUPS, TISSUES, residual_correlation, simulate_protocol_example, write_protocol_example
+
+INPUT = Path(__file__).resolve().parents[1] / "input" / "mash"
+PFX = "protocol_example"
+
+
+def test_regenerates_shipped_input_byte_for_byte(tmp_path):
+    written = write_protocol_example(tmp_path, PFX, derived=False, log=lambda s: None)
+    assert [p.name for p in written] == [f"{PFX}.mashr_input.rds", f"{PFX}.EE.mash.rds"]
+    for p in written:
+        assert p.read_bytes() == (INPUT / p.name).read_bytes(), p.name
+
+
+def test_input_structure():
+    raw = read_rds(INPUT / f"{PFX}.mashr_input.rds")
+    assert list(raw) == ["strong.b", "strong.s", "strong.z", "random.b", "random.s", "random.z",
+                         "null.b", "null.s", "null.z", "XtX"]
+    m = read_mashr_input(INPUT / f"{PFX}.mashr_input.rds")
+    assert len(m.conditions) == 34 and m.conditions == TISSUES
+    assert (m.strong.n, m.random.n, m.null.n) == (200, 1000, 1000)
+    z = m.strong.b / m.strong.s
+    np.testing.assert_allclose(m.strong.z.to_numpy(), z.to_numpy(), equal_nan=True)
+    # strong = max |z| > 4 (before a few cells were made NA)
+    assert np.mean(np.nanmax(np.abs(z.to_numpy()), axis=1) > 4) > 0.98
+    assert m.strong.b.isna().to_numpy().any()                       # some missing cells, as real data
+    assert m.strong.b.index[0].startswith("chr") and m.strong.b.index.is_unique
+    np.testing.assert_allclose(m.XtX.to_numpy(), m.XtX.to_numpy().T)
+
+
+def test_mash_input_is_the_preprocessed_input():
+    m = read_mashr_input(INPUT / f"{PFX}.mashr_input.rds").preprocess()
+    e = read_rds(INPUT / f"{PFX}.EE.mash.rds")
+    assert "XtX" not in e and e["strong.b"].index[0].startswith("mash::mash::chr")
+    for k in ("strong", "random", "null"):
+        np.testing.assert_array_equal(e[f"{k}.b"].to_numpy(), getattr(m, k).b.to_numpy())
+        assert not np.isnan(e[f"{k}.s"].to_numpy()).any() and (e[f"{k}.s"].to_numpy() > 0).all()
+    assert (e["strong.s"].to_numpy() == 1000).any()  # NA Shat -> 1000
+
+
+def test_sharing_and_residual_correlation_are_real():
+    sim = simulate_protocol_example(n_strong=50, n_random=50, n_null=2000, seed=3)
+    z = np.nan_to_num(sim["null.z"].to_numpy())
+    C = np.corrcoef(z.T)
+    brain = [TISSUES.index(t) for t in GROUPS["brain"]]
+    other = [i for i in range(34) if i not in brain]
+    V = residual_correlation()
+    assert np.all(np.linalg.eigvalsh(V) > 0)
+    assert C[np.ix_(brain, brain)][np.triu_indices(10, 1)].mean() == pytest.approx(0.4, abs=0.05)
+    assert C[np.ix_(other, other)][np.triu_indices(24, 1)].mean() == pytest.approx(0.15, abs=0.05)
+    # the same seed gives the same values; another seed does not
+    again = simulate_protocol_example(n_strong=50, n_random=50, n_null=2000, seed=3)
+    np.testing.assert_array_equal(again["strong.b"].to_numpy(), sim["strong.b"].to_numpy())
+    other_seed = simulate_protocol_example(n_strong=50, n_random=50, n_null=2000, seed=4)
+    assert not np.allclose(np.nan_to_num(other_seed["strong.b"].to_numpy()), np.nan_to_num(sim["strong.b"].to_numpy()))
+
+
+def test_derived_files_match_the_pipeline():
+    """V_simple regenerates value for value; the prior has the ed_bovy structure."""
+    from mashlib.protocol import steps
+    from mashlib.vhat import vhat_simple
+    m = steps.load_input(INPUT / f"{PFX}.mashr_input.rds")
+    V = read_rds(INPUT / f"{PFX}.EE.V_simple.rds")
+    np.testing.assert_allclose(V.to_numpy(), np.asarray(vhat_simple(m.null.b, m.null.s)), atol=1e-14)
+    prior = read_rds(INPUT / f"{PFX}.EE.prior.rds")
+    assert list(prior) == ["U", "w", "loglik"]
+    names = list(prior["U"])
+    assert "PCA_1" in names and "equal_effects" in names and f"ED_{names[0]}" in names
+    assert list(prior["w"].index) == ["null"] + names
+    assert prior["w"].sum() == pytest.approx(1.0)
