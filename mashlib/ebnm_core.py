@@ -127,28 +127,9 @@ class PointExponential:
         return np.array([self.mode, self.mode])
 
 
-@dataclass(frozen=True)
-class NormalMix:
-    r"""Finite normal mixture :math:`g = \sum_k \pi_k N(\mu_k, \sigma_k^2)` (R ``ashr::normalmix``).
-
-    A component with :math:`\sigma_k = 0` is a point mass at :math:`\mu_k`.
-    """
-
-    pi: np.ndarray
-    mean: np.ndarray
-    sd: np.ndarray
-
-
-@dataclass(frozen=True)
-class UniMix:
-    r"""Finite uniform mixture :math:`g = \sum_k \pi_k U[a_k, b_k]` (R ``ashr::unimix``).
-
-    A component with :math:`a_k = b_k` is a point mass.
-    """
-
-    pi: np.ndarray
-    a: np.ndarray
-    b: np.ndarray
+# NormalMix(pi, mean, sd) and UniMix(pi, a, b) are the classes of mashlib.ash (ashr's
+# normalmix / unimix), so ash and ebnm priors are interchangeable (g_init, fix_g).
+from .ash import NormalMix, UniMix  # noqa: E402
 
 
 # --------------------------------------------------------------------------- result
