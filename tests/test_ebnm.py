@@ -447,10 +447,11 @@ def test_nonparametric_bad_input():
 
 
 def test_priors_shared_with_ash():
-    import mashlib
+    from mashlib.ash import ash
+    from mashlib.ebnm import ebnm_ash
 
     x = np.array([1.0, 2.0, -3.0, 0.5, 4.0, 0.1, -0.7, 2.5])
-    a = mashlib.ash(x, np.ones(8))
-    r = mashlib.ebnm_ash(x, 1.0, g_init=a.fitted_g, fix_g=True)
+    a = ash(x, np.ones(8))
+    r = ebnm_ash(x, 1.0, g_init=a.fitted_g, fix_g=True)
     assert r.fitted_g is a.fitted_g
     assert r.log_likelihood == pytest.approx(a.loglik, abs=1e-10)
