@@ -17,6 +17,7 @@ Writes ``benchmarks/results/prior.json`` (seconds, final log-likelihood, R's val
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -119,6 +120,7 @@ def main(argv=None):
         if "seconds" in r and r.get("R_seconds"):
             r["speedup_vs_R"] = r["R_seconds"] / r["seconds"]
         print(json.dumps(r, indent=1), flush=True)
+        r["load_average_1min_at_end"] = os.getloadavg()[0]
         results[n] = r
     OUT.parent.mkdir(parents=True, exist_ok=True)
     try:

@@ -397,7 +397,8 @@ def extreme_deconvolution(ydata, ycovar, xamp, xmean=None, xcovar=None, fixamp=N
     verbose : bool
         Print the average log-likelihood every 10 steps.
     threads : int, optional
-        Row blocks processed in parallel threads (default min(2, cpu count)).
+        Row blocks processed in parallel threads (default 1; numpy releases the GIL in its
+        batched LAPACK and matmul loops, which helps on an otherwise idle multi-core machine).
 
     Returns
     -------
@@ -441,7 +442,7 @@ def extreme_deconvolution(ydata, ycovar, xamp, xmean=None, xcovar=None, fixamp=N
     # row blocks: keep the (nb, R, sum r) intermediates under the memory budget, and give
     # each thread a block (numpy releases the GIL in matmul / LAPACK loops)
     per_row = 8.0 * sum(3 * R * max(W.shape[1], 1) + 3 * W.shape[1] ** 2 for W in comp.W)
-    nthreads = max(1, int(threads if threads is not None else min(2, os.cpu_count() or 1)))
+    nthreads = max(1, int(threads if threads is not None else 1))
     nb = max(1, min(int(_BLOCK_BYTES // max(per_row, 1.0)), -(-N // nthreads)))
     if N < 200:
         nb, nthreads = N, 1
