@@ -137,11 +137,11 @@ def _update_notiid(X, V, U, p, ctl, upd):
         return UdComponent("unconstrained", 0.5 * (mat + mat.T), s)
     if t == "scaled":
         if how == "fa":
-            s = up.fa_scaled_notiid(X, U.U0, V, U.Q, p, U.s)
+            s = up.fa_scaled_notiid(X, U.U0, V, U.Q, p, U.s, ctl.get("_Vinv"))
         else:
             s = up.em_scaled_notiid(X, U.U0, V, p)
         return UdComponent("scaled", s * U.U0, s, U.U0, U.Q)
-    v = up.fa_rank1_notiid(X, U.vec, V, p)
+    v = up.fa_rank1_notiid(X, U.vec, V, p, ctl.get("_Vinv"))
     return UdComponent("rank1", np.outer(v, v), vec=v)
 
 
@@ -243,6 +243,8 @@ def ud_fit(fit: UdFit, X=None, control: Optional[dict] = None, verbose: bool = F
                                  "and 2 columns")
         fit.X = X
     ctl = _resolve_control(fit, control)
+    if not fit.iid and (ctl["scaled_update"] == "fa" or ctl["rank1_update"] == "fa"):
+        ctl["_Vinv"] = np.linalg.inv(fit.V)              # V_i are fixed: invert once
     upd = {"scaled": ctl["scaled_update"], "rank1": ctl["rank1_update"],
            "unconstrained": ctl["unconstrained_update"]}
     if verbose:
@@ -287,7 +289,7 @@ def ud_fit(fit: UdFit, X=None, control: Optional[dict] = None, verbose: bool = F
     fit.progress = prog if len(fit.progress) == 0 else pd.concat([fit.progress, prog],
                                                                   ignore_index=True)
     fit.niter = it
-    fit.control = {k: v for k, v in ctl.items() if k != "S0_mat"}
+    fit.control = {k: v for k, v in ctl.items() if k not in ("S0_mat", "_Vinv")}
     return fit
 
 

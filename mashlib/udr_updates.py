@@ -232,7 +232,7 @@ def ed_notiid(X, U, V, p, lam=0.0, sigma2=1.0, S0=None):
     return Un, m / np.trace(S0 @ np.linalg.inv(Un))
 
 
-def fa_scaled_notiid(X, U0, V, Q, p, s):
+def fa_scaled_notiid(X, U0, V, Q, p, s, Vinv=None):
     """Scale update of :math:`U = sQQ^T` with row-specific :math:`V_i` (udr ``fa_scaled_notiid``).
 
     :math:`\\Sigma_i = (Q^TV_i^{-1}Q + I/s)^{-1}`, :math:`b_i = x_i^TV_i^{-1}Q\\Sigma_i`,
@@ -241,7 +241,7 @@ def fa_scaled_notiid(X, U0, V, Q, p, s):
     if s == 0 or not np.any(U0 != 0) or Q.shape[1] == 0:
         return s
     r = Q.shape[1]
-    Vinv = np.linalg.inv(V)
+    Vinv = np.linalg.inv(V) if Vinv is None else Vinv
     VinvQ = Vinv @ Q                                   # (n, m, r)
     Sigma = np.linalg.inv(np.einsum("ar,iab->irb", Q, VinvQ) + np.eye(r) / s)
     b = np.einsum("ia,iar,irs->is", X, VinvQ, Sigma)
@@ -249,9 +249,9 @@ def fa_scaled_notiid(X, U0, V, Q, p, s):
     return float((trB * p).sum() / (p.sum() * r))
 
 
-def fa_rank1_notiid(X, u, V, p):
+def fa_rank1_notiid(X, u, V, p, Vinv=None):
     """Rank-1 factor update with row-specific :math:`V_i` (udr ``fa_rank1_notiid``)."""
-    A = np.linalg.inv(V)
+    A = np.linalg.inv(V) if Vinv is None else Vinv
     utA = np.einsum("a,iab->ib", u, A)
     sigma2 = 1.0 / ((utA * u).sum(axis=1) + 1.0)
     mu = sigma2 * (utA * X).sum(axis=1)
