@@ -87,7 +87,9 @@ def ash_workhorse(x, s, mode, scale, g_init, fix_g, output, control, fname, fami
     mode_val = check_mode(mode, fname)
     if mixcompdist not in MIXCOMPDISTS:
         raise MashInputError(f"{fname}: mixcompdist={mixcompdist!r} is not one of {list(MIXCOMPDISTS)}")
-    if mixcompdist == "normal":
+    from .ebnm_core import NormalMix, PointNormal
+
+    if mixcompdist == "normal" or isinstance(g_init, (NormalMix, PointNormal)):
         from .ebnm_nonparametric import ebnm_normal_scale_mixture
 
         if mixsd is not None:

@@ -435,7 +435,7 @@ def test_nonparametric_bad_input():
     import mashlib.ebnm as E
 
     with pytest.raises(MashInputError, match="g_init"):
-        E.ebnm_unimodal([1.0, 2.0], 1.0, g_init=PointNormal(0.5, 0.0, 1.0))
+        E.ebnm_unimodal([1.0, 2.0], 1.0, g_init=PointLaplace(0.5, 0.0, 1.0))
     with pytest.raises(MashInputError, match="g_init"):
         E.ebnm_normal_scale_mixture([1.0, 2.0], 1.0, g_init=PointLaplace(0.5, 0.0, 1.0))
     with pytest.raises(MashInputError, match="mixcompdist"):
@@ -455,3 +455,60 @@ def test_priors_shared_with_ash():
     r = ebnm_ash(x, 1.0, g_init=a.fitted_g, fix_g=True)
     assert r.fitted_g is a.fitted_g
     assert r.log_likelihood == pytest.approx(a.loglik, abs=1e-10)
+
+
+def test_point_normal_equals_ash_with_its_prior():
+    # ebnm's own test: ebnm_ash(g_init = point-normal fit, fix_g) reproduces the point-normal posterior
+    from mashlib.ebnm import ebnm_ash
+
+    rng = np.random.default_rng(1)
+    n = 1000
+    s = rng.normal(1, 0.1, n)
+    x = np.concatenate([rng.normal(0, np.sqrt(10 + s[: n // 2])), rng.normal(0, np.sqrt(s[n // 2:]))])
+    pn = ebnm_point_normal(x, s, output=OUTPUT_ALL)
+    a = ebnm_ash(x, s, g_init=pn.fitted_g.to_normalmix(), fix_g=True, method="shrink", output=OUTPUT_ALL)
+    assert a.log_likelihood == pytest.approx(pn.log_likelihood, abs=1e-6)
+    for col in ("mean", "sd", "lfsr"):
+        np.testing.assert_allclose(a.posterior[col], pn.posterior[col], atol=1e-6)
+
+
+@pytest.mark.parametrize("fam", ["PointNormalFamily", "NormalFamily", "PointLaplaceFamily",
+                                 "PointExponentialFamily"])
+def test_analytic_gradients(fam):
+    from mashlib import ebnm_pfamilies as F
+
+    f = getattr(F, fam)
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal(0, 2, 40), [0.0, 1e-3, 25.0, -8.0]])
+    s = np.concatenate([rng.uniform(0.3, 2, 40), [1e-2, 1.0, 0.5, 3.0]])
+    if "Exponential" in fam:
+        x = np.abs(x)
+    for theta in ([0.3, -0.2, 0.1], [-3.0, 1.0, -0.4], [2.0, -2.5, 0.0]):
+        th = np.array(theta)
+        if fam == "NormalFamily":
+            th[0] = -np.inf
+        _, d, _ = f.loglik(th, x, s)
+        g = d.sum(axis=1)
+        for k in range(3):
+            if not np.isfinite(th[k]):
+                continue
+            h = 1e-6
+            tp, tm = th.copy(), th.copy()
+            tp[k] += h
+            tm[k] -= h
+            num = (f.loglik(tp, x, s, grad=False)[0].sum() - f.loglik(tm, x, s, grad=False)[0].sum()) / (2 * h)
+            assert g[k] == pytest.approx(num, rel=1e-5, abs=1e-5)
+
+
+@pytest.mark.parametrize("fn", [ebnm_point_laplace, ebnm_point_exponential])
+def test_mode_estimate(fn):
+    rng = np.random.default_rng(3)
+    n = 2000
+    slab = rng.exponential(2.0, n) if fn is ebnm_point_exponential else rng.laplace(0.0, 2.0, n)
+    theta = np.where(rng.random(n) < 0.5, 0.0, slab)
+    x = 5.0 + theta + rng.normal(0, 1, n)
+    r = fn(x, 1.0, mode="estimate")
+    est = r.fitted_g.mode if hasattr(r.fitted_g, "mode") else r.fitted_g.mean
+    assert abs(est - 5.0) < 0.3
+    # at least as good as the fit with the true mode fixed
+    assert r.log_likelihood >= fn(x, 1.0, mode=5.0).log_likelihood - 1e-6
