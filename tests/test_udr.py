@@ -207,3 +207,46 @@ def test_ud_init_errors_and_defaults():
     assert any("positive semi-definite" in str(x.message) for x in w)
     with pytest.warns(UserWarning, match="tol"):
         ud_fit(f, control={"tol": 1e-2, "maxiter": 1})
+
+
+def test_noniid_updates_match_row_loops():
+    """Vectorised non-iid updates against row-by-row transcriptions of udr's R loops."""
+    from mashlib import udr_updates as up
+    rng = np.random.default_rng(11)
+    n, m = 25, 3
+    X = rng.standard_normal((n, m)) * 2
+    A = rng.standard_normal((n, m, m))
+    V = A @ np.swapaxes(A, 1, 2) + np.eye(m)
+    p = rng.random(n)
+    B = rng.standard_normal((m, m))
+    U = B @ B.T
+    # ed
+    num = np.zeros((m, m))
+    for i in range(n):
+        Ti = np.linalg.inv(U + V[i])
+        c = U @ Ti @ X[i]
+        num += p[i] * np.outer(c, c) + p[i] * (U - U @ Ti @ U)
+    np.testing.assert_allclose(up.ed_notiid(X, U, V, p)[0], num / p.sum(), rtol=1e-10)
+    # fa scaled
+    U0 = np.outer([1.0, 2.0, 0.5], [1.0, 2.0, 0.5]) + np.diag([1.0, 0.0, 0.0])
+    Q = up.get_mat_Q(U0)
+    s, r = 1.7, Q.shape[1]
+    trB = []
+    for i in range(n):
+        Vi = np.linalg.inv(V[i])
+        Sig = np.linalg.inv(Q.T @ Vi @ Q + np.eye(r) / s)
+        b = X[i] @ Vi @ Q @ Sig
+        trB.append(b @ b + np.trace(Sig))
+    expect = np.sum(np.asarray(trB) * p) / (p.sum() * r)
+    assert up.fa_scaled_notiid(X, U0, V, Q, p, s) == pytest.approx(expect, rel=1e-12)
+    # fa rank-1
+    u = np.array([0.5, -1.0, 2.0])
+    uw, Vw = np.zeros(m), np.zeros((m, m))
+    for i in range(n):
+        Ai = np.linalg.inv(V[i])
+        s2 = 1 / (u @ Ai @ u + 1)
+        mu = s2 * u @ Ai @ X[i]
+        uw += p[i] * mu * Ai @ X[i]
+        Vw += p[i] * (mu ** 2 + s2) * Ai
+    np.testing.assert_allclose(up.fa_rank1_notiid(X, u, V, p), np.linalg.solve(Vw, uw),
+                               rtol=1e-10)
