@@ -45,9 +45,8 @@ which is the same update as the C code (exact algebra, different rounding).  Ran
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Mapping, Optional, Sequence
+from typing import Mapping, Optional
 
-import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np

@@ -37,7 +37,6 @@ Departures from udr, each explicit (never silent):
 """
 from __future__ import annotations
 
-import time
 import warnings
 from dataclasses import dataclass, field
 from typing import Mapping, Optional
