@@ -157,6 +157,10 @@ def whiten_rows(Bhat, Shat, V, common: bool):
         Linv = LVinv[None] / S[:, None, :]
         logdet = ldV + 2 * np.log(S).sum(axis=1)
         Bt = (Bhat / Shat) @ LVinv.T
+        ident = bool(np.array_equal(V, np.eye(R)))
+        return {"Bt": Bt, "logdet": logdet, "L": L, "Linv": Linv, "Sinv": 1.0 / S,
+                "LVinv": None if ident else LVinv,
+                "b_l1": np.abs(Bhat).sum(axis=1), "bb": np.einsum("ja,ja->j", Bt, Bt)}
     else:
         Sig = Shat[:, :, None] * V * Shat[:, None, :]
         L = np.linalg.cholesky(Sig)
@@ -165,6 +169,15 @@ def whiten_rows(Bhat, Shat, V, common: bool):
         Bt = np.einsum("jab,jb->ja", Linv, Bhat)
     return {"Bt": Bt, "logdet": logdet, "L": L, "Linv": Linv,
             "b_l1": np.abs(Bhat).sum(axis=1), "bb": np.einsum("ja,ja->j", Bt, Bt)}
+
+
+def _project(Bt, M):
+    """``u[j, k, :] = M[j or 0, k]^T b~_j`` for M of shape ((c|1), K, R, r)."""
+    if M.shape[0] == 1:
+        return np.tensordot(Bt, M[0], axes=([1], [1]))                 # one GEMM
+    if M.shape[-1] == 1:
+        return (M[..., 0] * Bt[:, None, :]).sum(axis=2)[..., None]
+    return np.matmul(Bt[:, None, None, :], M)[:, :, 0, :]
 
 
 def group_spectra(g: _Group, W: dict):
@@ -176,25 +189,27 @@ def group_spectra(g: _Group, W: dict):
     """
     Linv, Bt = W["Linv"], W["Bt"]
     if g.mode == "gram":
-        Ft = np.matmul(Linv[:, None], g.F[None])                     # (c|1, Kg, R, r)
+        if "Sinv" in W:     # common V: L_j^{-1} F = chol(V)^{-1} diag(1/s_j) F (one GEMM)
+            Ft = g.F[None] * W["Sinv"][:, None, :, None]               # (c|1, Kg, R, r)
+            if W["LVinv"] is not None:
+                Ft = np.moveaxis(np.tensordot(W["LVinv"], Ft, axes=([1], [2])), 0, 2)
+        else:
+            Ft = np.matmul(Linv[:, None], g.F[None])
         if g.r == 1:
-            gam = np.einsum("jkar,jkar->jkr", Ft, Ft)
-            u = np.einsum("ja,jkar->jkr", Bt, Ft) if Ft.shape[0] > 1 else \
-                np.einsum("ja,kar->jkr", Bt, Ft[0])
+            gam = (Ft * Ft).sum(axis=2)
+            u = _project(Bt, Ft)
             N = np.broadcast_to(g.F[None], (1,) + g.F.shape)
             return gam, 1.0, u, N
-        G = np.einsum("jkar,jkas->jkrs", Ft, Ft)
+        G = np.matmul(np.swapaxes(Ft, -1, -2), Ft)
         gam, E = np.linalg.eigh(G)
-        FtE = np.matmul(Ft, E)                                          # (c|1, Kg, R, r)
-        u = np.einsum("ja,jkar->jkr", Bt, FtE) if FtE.shape[0] > 1 else \
-            np.einsum("ja,kar->jkr", Bt, FtE[0])
+        u = _project(Bt, np.matmul(Ft, E))                              # (c, Kg, r)
         N = np.matmul(g.F[None], E)
         N = np.where(g.zero_rows[None, :, :, None], 0.0, N)
         return gam, 1.0, u, N
     # full (indefinite) bases: U~ = Linv B Linv^T
     Ut = np.matmul(np.matmul(Linv[:, None], g.F[None]), np.swapaxes(Linv, -1, -2)[:, None])
     lam, Q = np.linalg.eigh((Ut + np.swapaxes(Ut, -1, -2)) / 2)
-    u = np.einsum("ja,jkar->jkr", Bt, Q) if Q.shape[0] > 1 else np.einsum("ja,kar->jkr", Bt, Q[0])
+    u = _project(Bt, Q)
     N = np.matmul(W["L"][:, None], Q)
     N = np.where(g.zero_rows[None, :, :, None], 0.0, N)
     return lam, lam, u, N

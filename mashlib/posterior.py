@@ -150,10 +150,10 @@ def posterior_chunk(Bhat, Shat, Shat_alpha, V, U_kept, pi_kept=None, A=None,
             NA = np.einsum("qa,jpar->jpqr", Amat, NA)
         eu = e * u                                        # (c, Pg, r)
         if NA.shape[0] == 1:
-            mu = np.einsum("pqr,jpr->jpq", NA[0], eu)
+            mu = np.einsum("pqr,jpr->jpq", NA[0], eu, optimize=True)
         else:
-            mu = np.einsum("jpqr,jpr->jpq", NA, eu)
-        var = np.einsum("jpqr,jpr->jpq", NA * NA, np.broadcast_to(e, (NA.shape[0],) + e.shape[1:]))
+            mu = np.matmul(NA, eu[..., None])[..., 0]
+        var = np.matmul(NA * NA, e[..., None])[..., 0]
         var = np.maximum(var, 0.0)                        # P22: R clamps in its R path
         w = weights[:, sel]                               # (c, Pg)
         PM += np.einsum("jp,jpq->jq", w, mu)
