@@ -287,9 +287,10 @@ m_dd = ml.mash(data, {**U_c, **U_ed}, outputlevel=1)
 pd.DataFrame({"loglik": [m_c.loglik, m_dd.loglik]}, index=["canonical", "canonical + ED(PCA)"])"""),
     ("code", """w = ml.get_estimated_pi(m_dd)
 w[w > 0.01].round(3).to_frame("weight")"""),
-    ("md", """Each weight says how much of the data a pattern explains. Pick a component to see it as a
-correlation heatmap (a dropdown in JupyterLab; the heaviest one is shown when run by papermill)."""),
-    ("code", """interactive = True  # set False for static output
+    ("md", """Each weight says how much of the data a pattern explains. The heaviest component as a
+correlation heatmap (in JupyterLab, pick another one from the dropdown):"""),
+    ("code", """from IPython.display import display
+interactive = True  # False: static output only
 
 def show_component(component):
     U = {**U_c, **U_ed}[component]
@@ -302,13 +303,16 @@ def show_component(component):
     plt.show()
 
 heavy = [k for k in w.sort_values(ascending=False).index if k != "null" and w[k] > 0.01]
-try:
+show_component(heavy[0])          # static: what a papermill / nbval run keeps
+if interactive:                   # JupyterLab: pick another component
     import ipywidgets as widgets
-    if not interactive:
-        raise ImportError
-    widgets.interact(show_component, component=widgets.Dropdown(options=heavy, value=heavy[0]))
-except ImportError:
-    show_component(heavy[0])"""),
+    dd, out = widgets.Dropdown(options=heavy, description="component"), widgets.Output()
+    def _changed(change):
+        with out:
+            out.clear_output(wait=True)
+            show_component(change["new"])
+    dd.observe(_changed, names="value")
+    display(widgets.VBox([dd, out]))"""),
     ("md", """## 3. EE versus EZ
 
 `--effect-model` chooses the scale on which effects are exchangeable:

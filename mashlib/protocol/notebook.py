@@ -134,14 +134,26 @@ def _component_heatmap(M, name: str, ax=None):
 
 
 def _widget_or_static(options: list[str], fn, interactive: bool, label: str):
-    """Dropdown + output in a live frontend; the first option rendered statically otherwise."""
-    if interactive and options:
-        with contextlib.suppress(ImportError):
-            import ipywidgets as w
-            w.interact(fn, **{label: w.Dropdown(options=options, value=options[0])})
-            return
-    if options:
-        fn(options[0])
+    """Render ``fn(options[0])`` statically (what papermill keeps); in a live frontend
+    (``interactive``) add a dropdown whose choice is drawn below it."""
+    if not options:
+        return
+    fn(options[0])
+    if not interactive or len(options) < 2:
+        return
+    try:
+        import ipywidgets as w
+    except ImportError:  # pragma: no cover
+        return
+    dd = w.Dropdown(options=options, value=options[0], description=label)
+    out = w.Output()
+
+    def changed(change):
+        with out:
+            out.clear_output(wait=True)
+            fn(change["new"])
+    dd.observe(changed, names="value")
+    _display(w.VBox([w.HTML(f"<b>explore:</b> pick another {label}"), dd, out]))
 
 
 def show(p: dict, workflow: str, outputs: list, interactive: bool = False) -> None:
