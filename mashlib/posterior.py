@@ -118,18 +118,16 @@ def posterior_chunk(Bhat, Shat, Shat_alpha, V, U_kept, pi_kept=None, A=None,
     if c > 1 and bool(np.all(sa == sa[0])) and common:
         sa = sa[:1]
     W = whiten_rows(Bhat, Shat, V, common)
-    spectra = []
-    for g, sel, pos in basis.components_by_group():
-        gam, omega, u, N = group_spectra(g, W)
-        om = omega if np.isscalar(omega) else omega[:, pos]
-        spectra.append((sel, pos, gam[:, pos], om, u[:, pos], N))
+    spectra = [(g, sel, pos) + tuple(group_spectra(g, W)) for g, sel, pos in
+               basis.components_by_group()]
     null_sel = np.flatnonzero(basis.base_of < 0)
     if weights is None:
         ll = np.empty((c, K))
         if null_sel.size:
             ll[:, null_sel] = (-0.5 * R * LOG_2PI - 0.5 * W["logdet"] - 0.5 * W["bb"])[:, None]
-        for sel, pos, gam, om, u, N in spectra:
-            ll[:, sel], _ = component_loglik(W, basis.scale[sel], gam, om, u)
+        for g, sel, pos, gam, om, u, N in spectra:
+            omp = om if np.isscalar(om) else om[:, pos]
+            ll[:, sel], _ = component_loglik(W, basis.scale[sel], gam[:, pos], omp, u[:, pos])
         weights = compute_posterior_weights(pi_kept, ll)
     weights = np.asarray(weights, float)
     Amat = None if A is None else np.asarray(A, float)
@@ -141,39 +139,42 @@ def posterior_chunk(Bhat, Shat, Shat_alpha, V, U_kept, pi_kept=None, A=None,
     PC = np.zeros((c, Q, Q)) if output_posterior_cov else None
     if null_sel.size:
         ZP += weights[:, null_sel].sum(axis=1)[:, None]
-    for sel, pos, gam, om, u, N in spectra:
-        cs = basis.scale[sel][None, :, None]
-        e = cs * om / (1.0 + cs * gam)                    # ((c|1), Pg, r)
-        Np = N[:, pos]                                    # ((c|1), Pg, R, r)
-        NA = sa[:, None, :, None] * Np
+    for g, sel, pos, gam, om, u, N in spectra:
+        # components of this group laid out as (base slot k, grid slot l), zero-padded
+        Kg = gam.shape[1]
+        lslot = np.zeros(sel.size, np.intp)
+        cnt = np.zeros(Kg, np.intp)
+        for i, k in enumerate(pos):      # loop over components, not rows
+            lslot[i] = cnt[k]
+            cnt[k] += 1
+        Lm = int(cnt.max())
+        scl = np.zeros((Kg, Lm))
+        scl[pos, lslot] = basis.scale[sel]
+        Wt = np.zeros((c, Kg, Lm))
+        Wt[:, pos, lslot] = weights[:, sel]
+        cs = scl[None, :, None, :]                                    # (1, Kg, 1, L)
+        omg = om if np.isscalar(om) else om[..., None]
+        e = cs * omg / (1.0 + cs * gam[..., None])                     # ((c|1), Kg, r, L)
+        NA = sa[:, None, :, None] * N                                  # ((c|1), Kg, R, r)
         if Amat is not None:
-            NA = np.einsum("qa,jpar->jpqr", Amat, NA)
-        eu = e * u                                        # (c, Pg, r)
-        if NA.shape[0] == 1:
-            mu = np.einsum("pqr,jpr->jpq", NA[0], eu, optimize=True)
-        else:
-            mu = np.matmul(NA, eu[..., None])[..., 0]
-        var = np.matmul(NA * NA, e[..., None])[..., 0]
-        var = np.maximum(var, 0.0)                        # P22: R clamps in its R path
-        w = weights[:, sel]                               # (c, Pg)
-        PM += np.einsum("jp,jpq->jq", w, mu)
-        E2 += np.einsum("jp,jpq->jq", w, mu * mu) + (
-            np.einsum("jp,pq->jq", w, var[0]) if var.shape[0] == 1 else
-            np.einsum("jp,jpq->jq", w, var))
+            NA = np.moveaxis(np.tensordot(Amat, NA, axes=([1], [2])), 0, 2)
+        mu = np.matmul(NA, e * u[..., None])                           # (c, Kg, Q, L)
+        var = np.maximum(np.matmul(NA * NA, e), 0.0)                   # P22: clamp as R's R path
+        Wq = Wt[:, :, None, :]
+        PM += (Wq * mu).sum(axis=(1, 3))
+        E2 += (Wq * (mu * mu + var)).sum(axis=(1, 3))
         sd = np.sqrt(var)
         zero = sd == 0
         with np.errstate(divide="ignore", invalid="ignore"):
             neg = np.where(zero, 0.0, ndtr(-mu / np.where(zero, 1.0, sd)))
-        NP += np.einsum("jp,jpq->jq", w, neg)
+        NP += (Wq * neg).sum(axis=(1, 3))
         if zero.any():
-            ZP += np.einsum("jp,jpq->jq", w, np.broadcast_to(zero, mu.shape).astype(float))
+            ZP += (Wq * zero).sum(axis=(1, 3))
         if PC is not None:
-            We = w[:, :, None] * np.broadcast_to(e, w.shape + (e.shape[2],))   # (c, Pg, r)
-            if NA.shape[0] == 1:
-                PC += np.einsum("pqr,jpr,psr->jqs", NA[0], We, NA[0], optimize=True)
-            else:
-                PC += np.einsum("jpqr,jpr,jpsr->jqs", NA, We, NA, optimize=True)
-            PC += np.einsum("jp,jpq,jps->jqs", w, mu, mu, optimize=True)
+            ew = (e * Wt[:, :, None, :]).sum(axis=3)                   # (c, Kg, r)
+            NAb = np.broadcast_to(NA, (c,) + NA.shape[1:])
+            PC += np.einsum("jkqr,jkr,jksr->jqs", NAb, ew, NAb, optimize=True)
+            PC += np.einsum("jkl,jkql,jksl->jqs", Wt, mu, mu, optimize=True)
     psd = np.sqrt(np.maximum(E2 - PM * PM, 0.0))
     out = {"PosteriorMean": PM, "PosteriorSD": psd, "lfdr": ZP, "NegativeProb": NP,
            "lfsr": compute_lfsr(NP, ZP)}
@@ -186,7 +187,9 @@ def posterior_chunk(Bhat, Shat, Shat_alpha, V, U_kept, pi_kept=None, A=None,
 def _chunk_size(basis: ComponentBasis, R: int, Q: int, cov: bool, memory_bytes: int, J: int):
     per = 0.0
     for g, sel, pos in basis.components_by_group():
-        per += sel.size * (Q * g.r * 3 + Q * 6 + g.r * 4) + g.bases.size * R * g.r * 3
+        Lm = np.bincount(pos).max()
+        Kg = g.bases.size
+        per += Kg * (Q * Lm * 8 + R * g.r * 3 + Q * g.r * 2 + g.r * Lm * 3 + g.r * g.r * 2)
     per += basis.n_components * 4 + 3 * R * R + (Q * Q * 4 if cov else 0)
     return int(max(1, min(J, memory_bytes // max(8.0 * per, 1.0))))
 
