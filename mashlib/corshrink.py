@@ -116,6 +116,28 @@ def _fisher_inputs(C: np.ndarray, nsamp, zscore_sd, thresh_up: float, thresh_dow
     return zhat, fisher_z_se(n), pos
 
 
+def _ash_kwargs(ash_fn, ctrl: dict) -> dict:
+    """Keep the settings :func:`mashlib.ash.ash` accepts; unsupported ones must be defaults.
+
+    ``df=None`` (normal likelihood) is ash's only behaviour, so it is dropped; a
+    non-default value of an unsupported setting is an error rather than silently ignored.
+    """
+    import inspect  # noqa: PLC0415
+
+    params = inspect.signature(ash_fn).parameters
+    defaults = ash_control_defaults()
+    out = {}
+    for k, v in ctrl.items():
+        if k in params:
+            out[k] = v
+        elif k in defaults and (v is None or v == defaults[k]):
+            continue
+        else:
+            raise MashInputError(f"`ash_control`: setting {k!r} = {v!r} is not supported by "
+                                 f"mashlib.ash.ash; supported: {sorted(p for p in params if p not in ('betahat', 'sebetahat'))}.")
+    return out
+
+
 def _ash_posterior_mean(fit) -> np.ndarray:
     """Posterior means from an ash fit (object or dict)."""
     for getter in (lambda f: f.result["PosteriorMean"], lambda f: f["result"]["PosteriorMean"],
@@ -209,7 +231,7 @@ def corshrink_matrix(cormat, nsamp=None, zscore_sd=None, thresh_up: float = 0.99
         from .ash import ash  # noqa: PLC0415
     except ImportError as e:        # pragma: no cover - only while ash is being written
         raise ImportError(f"corshrink needs mashlib.ash (ash with mixEM): {e}") from e
-    fit = ash(zhat, se, **ctrl)
+    fit = ash(zhat, se, **_ash_kwargs(ash, ctrl))
     pm = _ash_posterior_mean(fit)
     before = np.eye(R)
     before.T[pos] = np.tanh(pm)
