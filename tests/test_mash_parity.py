@@ -251,3 +251,35 @@ def test_chain2_protocol_fit():
     ms = mash(md, g=fit.fitted_g, fixg=True)
     np.testing.assert_allclose(get_pairwise_sharing(ms).to_numpy(), c2["sharing"], atol=1e-12)
     np.testing.assert_allclose(get_log10bf(ms)[:3], c2["log10bf_1to3"], rtol=1e-6, atol=1e-5)
+
+
+def test_posterior_kernel_contract_and_chunking(capsys):
+    """posterior_chunk on a block equals the chunked driver; effect-specific V equals common V."""
+    from mashlib.covariances import expand_cov
+    from mashlib.posterior import compute_posterior_matrices, posterior_chunk
+    r = _json(SIM / "b2_mash_hetero_alpha1_canonical.json")
+    d = _sim_data("b2", 1).subset(np.arange(300))
+    g = _ref_g(r)
+    xU = expand_cov(g.Ulist, g.grid)
+    keep = np.flatnonzero(g.pi > 1e-10)
+    Uk = np.stack([list(xU.values())[p] for p in keep])
+    full = compute_posterior_matrices(d, Uk, g.pi[keep], output_posterior_cov=True)
+    small = compute_posterior_matrices(d, Uk, g.pi[keep], output_posterior_cov=True,
+                                       memory_bytes=20_000)
+    blk = posterior_chunk(d.Bhat[100:150], d.Shat[100:150], d.Shat_alpha[100:150], d.V, Uk,
+                          g.pi[keep], output_posterior_cov=True)
+    Vs = np.repeat(d.V[None], 50, axis=0)
+    blkV = posterior_chunk(d.Bhat[100:150], d.Shat[100:150], d.Shat_alpha[100:150], Vs, Uk,
+                           g.pi[keep])
+    for k in ("PosteriorMean", "PosteriorSD", "lfsr", "NegativeProb", "lfdr", "PosteriorCov"):
+        np.testing.assert_allclose(small[k], full[k], atol=1e-13, err_msg=k)
+        np.testing.assert_allclose(blk[k], full[k][100:150], atol=1e-13, err_msg=k)
+        if k != "PosteriorCov":
+            np.testing.assert_allclose(blkV[k], full[k][100:150], atol=1e-12, err_msg=k)
+    np.testing.assert_allclose(full["PosteriorMean"], np.array(r["PosteriorMean"])[:300], atol=1e-8)
+    mash(_sim_data("a", 0).subset(np.arange(50)), cov_canonical(_sim_data("a", 0)),
+         grid=[0.5, 1.0], verbose=True)
+    out = capsys.readouterr().out
+    assert "Computing 50 x 21 likelihood matrix." in out
+    assert "Fitting model with 21 mixture components." in out
+    assert "Computing posterior matrices." in out
