@@ -226,7 +226,7 @@ def _data_XV(dat, V):
         alpha = float(getattr(dat, "alpha", 0.0))
         commonV = bool(getattr(dat, "commonV", Vd.ndim == 2))
         if alpha == 1:
-            return Bhat / Shat, Vd
+            return Bhat / Shat, (Vd if Vd.ndim == 2 else np.moveaxis(Vd, 2, 0))
         if alpha != 0:
             raise MashInputError(f"ud_init: data.alpha = {alpha}; udr supports alpha 0 (EE) or "
                                  f"1 (EZ) only")
