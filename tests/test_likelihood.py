@@ -82,3 +82,46 @@ def test_indefinite_component_and_failure_warning():
     Sig = 1e-6 * np.eye(2)
     assert L[0, 0] == pytest.approx(multivariate_normal(np.zeros(2), Sig + ok).logpdf([1, 2]),
                                     rel=1e-10)
+
+
+def test_posterior_against_direct_formulas():
+    """posterior_chunk vs the textbook per-row formulas (incl. an indefinite U and A)."""
+    from scipy.special import ndtr
+    from mashlib.posterior import posterior_chunk
+    rng = np.random.default_rng(7)
+    c, R = 6, 3
+    B = rng.standard_normal((c, R)) * 2
+    S = rng.uniform(0.5, 1.5, (c, R))
+    Sa = rng.uniform(0.5, 2.0, (c, R))
+    V = np.array([[1.0, 0.3, 0.1], [0.3, 1.0, 0.2], [0.1, 0.2, 1.0]])
+    f = rng.standard_normal(R)
+    Us = np.stack([np.zeros((R, R)), np.diag([1.0, 0, 0]), 2.0 * np.outer(f, f),
+                   np.diag([1.0, 1.0, -1e-9]), 0.5 * np.eye(R) + 0.5])
+    pi = np.array([0.3, 0.2, 0.2, 0.1, 0.2])
+    A = np.array([[1.0, -1.0, 0.0], [0.0, 0.0, 1.0]])
+    out = posterior_chunk(B, S, Sa, V, Us, pi, A=A, output_posterior_cov=True)
+    for j in range(c):   # reference, row by row (test only)
+        Sig = S[j][:, None] * V * S[j][None]
+        ll = np.array([multivariate_normal(np.zeros(R), Sig + U).logpdf(B[j]) for U in Us])
+        w = pi * np.exp(ll - ll.max())
+        w /= w.sum()
+        mus, vars_, PC = [], [], np.zeros((2, 2))
+        for U, wp in zip(Us, w):
+            U1 = U @ np.linalg.inv(np.linalg.solve(Sig, U) + np.eye(R))
+            mu = A @ (Sa[j] * (U1 @ np.linalg.solve(Sig, B[j])))
+            C = A @ (Sa[j][:, None] * U1 * Sa[j][None]) @ A.T
+            mus.append(mu)
+            vars_.append(np.maximum(np.diag(C), 0))
+            PC += wp * (C + np.outer(mu, mu))
+        mus, vars_ = np.array(mus), np.array(vars_)
+        pm = w @ mus
+        np.testing.assert_allclose(out["PosteriorMean"][j], pm, atol=1e-10)
+        np.testing.assert_allclose(out["PosteriorSD"][j], np.sqrt(w @ (mus ** 2 + vars_) - pm ** 2),
+                                   atol=1e-8)
+        zero = vars_ < 1e-300
+        np.testing.assert_allclose(out["lfdr"][j], w @ zero, atol=1e-12)
+        neg = np.where(zero, 0, ndtr(-mus / np.sqrt(np.where(zero, 1, vars_))))
+        np.testing.assert_allclose(out["NegativeProb"][j], w @ neg, atol=1e-10)
+        np.testing.assert_allclose(out["PosteriorCov"][j], PC - np.outer(pm, pm), atol=1e-10)
+    # the singleton component gives an exact zero for the second A row (A[1] = e_3): lfdr > 0
+    assert (out["lfdr"][:, 1] > 0).all()
