@@ -279,14 +279,22 @@ def _feasible_stepsize(x, p):
     return a, int(neg[j])
 
 
-def _activeset_searchdir(Hs, bs, ainc):
+def _activeset_searchdir(Hs, bs, ainc, hint=None):
     r"""Solve :math:`(H_s + aI) p = -b_s` with the modified Cholesky of mixsqp.
 
     R (Nocedal & Wright Algorithm 3.3) tries :math:`a = \max(0, 10^{-15} - \min_k H_{kk})`,
     then :math:`10^{-15}` (if that was 0) multiplied by ``ainc`` until ``chol`` succeeds or
     :math:`a \cdot ainc > 10^{15}` (then B is used as is). Cholesky success is monotone in
-    a, so instead of trying the ~30 values in order (one O(|S|^3) factorisation each) we
-    test the first value and then bisect the sequence: the same a, in ~6 factorisations.
+    a, so the first successful value of that sequence can be found without trying the
+    ~30 values in order (one O(|S|^3) factorisation each): test the first value, then
+    the values either side of ``hint`` (the a accepted by the previous sub-problem,
+    usually the answer again: two factorisations), else bisect. Same a as R.
+
+    Returns
+    -------
+    p : ndarray
+    a : float
+        The accepted multiple (pass it back as ``hint``).
     """
     a0, amax = 1e-15, 1e15
     n = bs.shape[0]
@@ -294,44 +302,59 @@ def _activeset_searchdir(Hs, bs, ainc):
     seq = [0.0 if d > a0 else a0 - d]
     while seq[-1] * ainc <= amax:
         seq.append(a0 if seq[-1] <= 0 else seq[-1] * ainc)
+    last = len(seq) - 1  # R's loop stops here without a Cholesky test
     diag = np.arange(n)
     cache = {}
 
     def trial(i):
+        if i >= last:
+            return True
         if i not in cache:
             B = Hs.copy()
             B[diag, diag] += seq[i]
             c, info = _potrf(B, lower=False, clean=False, overwrite_a=False)
-            cache[i] = (info == 0, B, c)
+            cache[i] = (info == 0, c)
         return cache[i][0]
 
-    last = len(seq) - 1  # the loop stops here without a Cholesky test
-    if last == 0 or trial(0):
-        k = 0
-    else:
-        lo, hi = 0, last  # trial(lo) fails, hi is accepted
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            if trial(mid):
-                hi = mid
-            else:
-                lo = mid
-        k = hi
+    lo, hi = 0, last  # invariant: trial(lo) fails (once tested), trial(hi) succeeds
+    h = None
+    if hint is not None and hint > 0 and last > 0:
+        h = int(np.searchsorted(np.asarray(seq[1:]), hint * (1 - 1e-12))) + 1
+        h = min(max(h, 1), last)
+    if h is not None and h > 1 and not trial(h - 1):
+        lo = h - 1
+        if trial(h):
+            hi = h
+        else:
+            lo = h
+    elif h is not None and h > 1:
+        hi = h - 1
+    if hi - lo >= 1 and lo == 0:
+        if trial(0):
+            hi = 0
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if trial(mid):
+            hi = mid
+        else:
+            lo = mid
+    k = hi
     if k in cache and cache[k][0]:
-        return _potrs(cache[k][2], -bs, lower=False)[0]
+        return _potrs(cache[k][1], -bs, lower=False)[0], seq[k]
     B = Hs.copy()
     B[diag, diag] += seq[k]
     try:
-        return np.linalg.solve(B, -bs)
+        return np.linalg.solve(B, -bs), seq[k]
     except np.linalg.LinAlgError:
-        return np.linalg.lstsq(B, -bs, rcond=None)[0]
+        return np.linalg.lstsq(B, -bs, rcond=None)[0], seq[k]
 
 
-def _activesetqp(H, g, y, maxiter, zerosearchdir, tol, ainc):
+def _activesetqp(H, g, y, maxiter, zerosearchdir, tol, ainc, state=None):
     """Active-set method (Nocedal & Wright 2006, p. 472) for min 1/2 y'Hy + g'y, y >= 0.
 
     Returns (y, number of iterations). ``t[k] == False`` means k is in the working set.
     """
+    state = {} if state is None else state
     y = y.copy()
     t = y > 0
     it = 0
@@ -344,7 +367,8 @@ def _activesetqp(H, g, y, maxiter, zerosearchdir, tol, ainc):
         b[inn] += Hs @ y[inn]
         p = np.zeros_like(y)
         if inn.size:
-            p[inn] = _activeset_searchdir(Hs, b[inn], ainc)
+            p[inn], aacc = _activeset_searchdir(Hs, b[inn], ainc, state.get("a"))
+            state["a"] = aacc
         if np.max(np.abs(p)) <= zerosearchdir:
             b = g + H.matvec_sparse(y)
             if ws.size == 0 or b[ws].min() >= -tol:
@@ -468,6 +492,7 @@ def mixsqp(L, w=None, x0=None, log=False, control=None) -> MixSQPResult:
 
     status = 1
     it = 0
+    qp_state = {}  # carries the accepted modified-Cholesky multiple between sub-problems
     for it in range(1, ctrl["maxiter_sqp"] + 1):
         xold = x
         x = _mixem_update(L, w, x)
@@ -489,7 +514,7 @@ def mixsqp(L, w=None, x0=None, log=False, control=None) -> MixSQPResult:
         ghat = g - H.matvec(x) + 1.0
         y, nqp = _activesetqp(H, ghat, x, ctrl["maxiter_activeset"],
                               ctrl["zero_threshold_searchdir"], ctrl["convtol_activeset"],
-                              ctrl["identity_contrib_increase"])
+                              ctrl["identity_contrib_increase"], qp_state)
         a, xnew, nls = _line_search(obj, L, w, z, g, x, y, e, ctrl["suffdecr_linesearch"],
                                     ctrl["stepsizereduce"], ctrl["minstepsize"])
         rows.append((obj, -gmin, nnz, a, float(np.max(np.abs(xnew - xold))), nqp, nls))
