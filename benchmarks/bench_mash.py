@@ -13,7 +13,9 @@ Shapes (R timings on this machine kind from tests/data/reference/MANIFEST.md):
 4. ``posterior50k``: posterior for the 50,000 new rows under R's fitted EE model (pi and grid
    from ``step_mash_ee.json``).  R: 96 s, 1.48 GB; loglik of the new rows -1533529.08.
 
-Each step runs in its own subprocess so that its peak RSS is its own.  Prints a table and
+Each step runs in its own subprocess so that its peak RSS is its own.  Wall and CPU
+(``time.process_time``) seconds are both recorded with the 1-minute load average: on a
+shared 2-core machine the wall clock is only meaningful when the load is below ~2.  Prints a table and
 writes ``benchmarks/results/mash.json``.  Usage::
 
     .venv/bin/python benchmarks/bench_mash.py [--steps sim_2000x5,scale_ee,...]
@@ -76,22 +78,24 @@ def _timed_mash(data, U):
     from mashlib.covariances import expand_cov, normalize_Ulist
     from mashlib.likelihood import calc_relative_lik_matrix
     from mashlib.posterior import compute_posterior_matrices, compute_posterior_weights
-    t0 = time.perf_counter()
+    c0, t0 = time.process_time(), time.perf_counter()
     grid = M.autoselect_grid(data)
     Un = normalize_Ulist(U)
     xU = expand_cov(Un, grid)
     lm = calc_relative_lik_matrix(data, xU)
-    t1 = time.perf_counter()
+    c1, t1 = time.process_time(), time.perf_counter()
     pi = M.optimize_pi(np.exp(lm["loglik_matrix"]), M.set_prior(len(xU)))
-    t2 = time.perf_counter()
+    c2, t2 = time.process_time(), time.perf_counter()
     keep = np.flatnonzero(pi > 1e-10)
     w = compute_posterior_weights(pi[keep], lm["loglik_matrix"][:, keep])
     names = list(xU)
     compute_posterior_matrices(data, np.stack([xU[names[p]] for p in keep]), weights=w)
-    t3 = time.perf_counter()
+    c3, t3 = time.process_time(), time.perf_counter()
     vl = M._vlogliks(pi, lm, data.Shat_alpha, True)[0]
     return {"seconds": t3 - t0, "loglik": float(vl.sum()), "P": len(xU), "kept": int(keep.size),
-            "phases": {"likelihood": t1 - t0, "fit": t2 - t1, "posterior": t3 - t2}}
+            "phases": {"likelihood": t1 - t0, "fit": t2 - t1, "posterior": t3 - t2},
+            "cpu_seconds": {"likelihood": c1 - c0, "fit": c2 - c1, "posterior": c3 - c2},
+            "load_avg_1min": os.getloadavg()[0]}
 
 
 def step(name: str) -> dict:
@@ -120,17 +124,19 @@ def step(name: str) -> dict:
         ref = json.load(open(SCALE / "step_mash_ee.json"))
         g = FittedG(pi=np.array(ref["pi"]["values"]), Ulist=normalize_Ulist(_scale_U(d)),
                     grid=np.array(ref["grid"]))
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         post = mash_compute_posterior_matrices(g, d)
-        t1 = time.perf_counter()
+        c1, t1 = time.process_time(), time.perf_counter()
         ll = mash_compute_loglik(g, d)
-        t2 = time.perf_counter()
+        c2, t2 = time.process_time(), time.perf_counter()
         pref = json.load(open(SCALE / "step_posterior50k.json"))
         err = float(np.abs(post["PosteriorMean"].to_numpy()[:5]
                            - np.array(pref["PosteriorMean_first5rows"])).max())
         err_l = float(np.abs(post["lfsr"].to_numpy()[:5] - np.array(pref["lfsr_first5rows"])).max())
         return {"seconds": t1 - t0, "loglik": ll, "kept": int((g.pi > 1e-10).sum()),
                 "phases": {"posterior": t1 - t0, "loglik_new_rows": t2 - t1},
+                "cpu_seconds": {"posterior": c1 - c0, "loglik_new_rows": c2 - c1},
+                "load_avg_1min": os.getloadavg()[0],
                 "pm_first5_max_abs_diff_vs_R": err, "lfsr_first5_max_abs_diff_vs_R": err_l}
     raise SystemExit(f"unknown step {name}")
 
@@ -165,6 +171,8 @@ def main():
                 R_REF[name]["loglik"])
         results[name] = res
         ph = ", ".join(f"{k} {v:.2f}" for k, v in res.get("phases", {}).items())
+        ph += "; cpu " + ", ".join(f"{k} {v:.2f}" for k, v in res.get("cpu_seconds", {}).items())
+        ph += f"; load {res.get('load_avg_1min', 0):.1f}"
         print(f"{name:16s} {res['seconds']:8.2f} s  (R {R_REF[name]['seconds']:7.2f} s, "
               f"x{res['speedup_vs_R']:.1f})  RSS {res['peak_rss_gb']:.2f} GB  "
               f"loglik {res['loglik']:.6f}  [{ph}]", flush=True)
