@@ -204,6 +204,9 @@ def plot_U(prior, max_comp: int = -1, to_cor: bool = False, tol: float = 1e-6,
        drawn (rows beyond the truncation are skipped);
     6. a component given as ``{"mat": ...}`` (udr's structure) is unwrapped.
 
+    Unlabelled matrices (canonical, ``ED_*``) take the condition names of a labelled
+    component of the same size (R prints 1..R for them).
+
     Each panel shows :math:`L = \mathrm{cov2cor}(U)` when ``to_cor`` else
     :math:`L = U / \max_i U_{ii}` (a zero matrix gives NaN, drawn blank), its upper
     triangle with row 1 at the top, coloured by ``colorRampPalette(rev(RdYlBu7))(128)``
@@ -269,13 +272,20 @@ def plot_U(prior, max_comp: int = -1, to_cor: bool = False, tol: float = 1e-6,
             f"plot_U: none of the {m_total} components has weight > tol = {tol:g} "
             f"(largest weight {weights.max() if weights.size else float('nan'):.3g}); "
             "pass a smaller `tol` (e.g. tol=0) to plot them.")
+    # condition names for unlabelled matrices (canonical, ED_*): those of any labelled
+    # component of the same size (R would print 1..R)
+    shared = {}
+    for v in U.values():
+        Xv, labv = _as_matrix(v, "")
+        if labv is not None:
+            shared.setdefault(Xv.shape[0], labv)
     panels = []
     for k in order[:n_comp]:
         X, lab = _as_matrix(U[names[k]], names[k])
         if X is None:
             continue
         if lab is None:
-            lab = [str(i + 1) for i in range(X.shape[0])]
+            lab = shared.get(X.shape[0], [str(i + 1) for i in range(X.shape[0])])
         panels.append((names[k], weights[k], X, lab))
     if not panels:
         raise MashInputError("plot_U: none of the selected components is a square matrix; "

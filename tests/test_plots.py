@@ -206,3 +206,12 @@ def test_sharing_and_meta_from_a_mash_fit():
     segs = ax.collections[0].get_segments()
     np.testing.assert_allclose([sg[0][0] for sg in segs], pm - 1.96 * psd)
     np.testing.assert_allclose([sg[1][0] for sg in segs], pm + 1.96 * psd)
+
+
+def test_unlabelled_components_borrow_condition_names():
+    lab = pd.DataFrame(np.eye(3), index=["a", "b", "c"], columns=["a", "b", "c"])
+    figs = plot_U({"U": {"PCA_1": lab, "ED_PCA_1": 2 * np.eye(3)},
+                   "w": {"PCA_1": 0.4, "ED_PCA_1": 0.6}})
+    assert _titles(figs) == ["ED_PCA_1 w = 0.6", "PCA_1 w = 0.4"]
+    ticks = [[t.get_text() for t in ax.get_xticklabels()] for ax in figs[0].axes[:2]]
+    assert ticks == [["a", "b", "c"], ["a", "b", "c"]]
