@@ -266,7 +266,7 @@ def _get(obj, key):
 
 def _ud_engine(data, components, update: str, n_unconstrained: int, seed: int,
                maxiter: int, tol: float, tol_lik: float, U_unconstrained_init,
-               verbose: bool) -> dict:
+               verbose: bool, penalize_non_iid: bool = False) -> dict:
     engine = "ud_unconstrained" if update == "ted" else "ud"
     R = int(np.asarray(data.Bhat).shape[1])
     if components is not None:          # validated, then ignored (pecotmr version A)
@@ -284,6 +284,11 @@ def _ud_engine(data, components, update: str, n_unconstrained: int, seed: int,
         raise MashInputError(_TED_MSG.format(engine=engine))
     ctrl = ud_control(R, update, maxiter=maxiter, tol=tol, tol_lik=tol_lik)
     ctrl.pop("tol")     # pecotmr passes tol, but udr's stopping rule never reads it (map 2.5)
+    if not fit0.iid and not penalize_non_iid:
+        # R's udr ignores lambda for non-i.i.d. rows (P18: logplt = 0, loglik_penalized ==
+        # loglik), so pecotmr's EE fits are unpenalised; mashlib.udr would apply its IW
+        # extension, so lambda is set to 0 here to reproduce the protocol
+        ctrl["lambda_"] = 0
     try:
         fit = ud_fit(fit0, control=ctrl, verbose=verbose)
     except MashInputError as e:
@@ -300,7 +305,7 @@ def _ud_engine(data, components, update: str, n_unconstrained: int, seed: int,
 
 def ud(data, components=None, n_unconstrained: int = 50, seed: int = 999, maxiter: int = 1000,
        tol: float = 1e-2, tol_lik: float = 1e-2, U_unconstrained_init=None,
-       verbose: bool = False) -> dict:
+       verbose: bool = False, penalize_non_iid: bool = False) -> dict:
     r"""Engine ``ud``: udr fit with ED updates of 50 unconstrained components (map 1.10).
 
     ``fit0 = ud_init(data, n_unconstrained=50, U_scaled=cov_canonical(data))`` (the 50
@@ -308,8 +313,10 @@ def ud(data, components=None, n_unconstrained: int = 50, seed: int = 999, maxite
     :func:`ud_control`: ``unconstrained_update="ed"``, ``scaled_update="fa"``,
     ``resid_update="none"``, ``lambda_=R``, ``penalty_type="iw"``, ``maxiter=1000``,
     ``tol=tol_lik=1e-2``. EE data (alpha = 0) take udr's non-i.i.d. path
-    (:math:`x_j \sim N(0, U_k + S_j V S_j)`; the penalty is not used there); EZ data the
-    i.i.d. path with the inverse-Wishart penalty. No mash fit: ``w`` comes from udr.
+    (:math:`x_j \sim N(0, U_k + S_j V S_j)`); R's udr ignores the penalty there, so
+    ``lambda_`` is set to 0 for non-i.i.d. data unless ``penalize_non_iid`` (mashlib's IW
+    extension). EZ data take the i.i.d. path with the inverse-Wishart penalty
+    (:math:`\lambda = R`, :math:`S_0 = I`). No mash fit: ``w`` comes from udr.
 
     Parameters
     ----------
@@ -327,6 +334,9 @@ def ud(data, components=None, n_unconstrained: int = 50, seed: int = 999, maxite
         Initial unconstrained matrices (e.g. imported from R) instead of random draws.
     verbose : bool
         Print udr progress.
+    penalize_non_iid : bool
+        Apply the IW penalty (lambda = R) also to non-i.i.d. (EE) data, which R does not
+        do; default False reproduces pecotmr.
 
     Returns
     -------
@@ -335,7 +345,7 @@ def ud(data, components=None, n_unconstrained: int = 50, seed: int = 999, maxite
         "null"), "loglik": udr log-likelihood}``.
     """
     return _ud_engine(data, components, "ed", n_unconstrained, seed, maxiter, tol, tol_lik,
-                      U_unconstrained_init, verbose)
+                      U_unconstrained_init, verbose, penalize_non_iid)
 
 
 def ud_unconstrained(data, components=None, n_unconstrained: int = 50, seed: int = 999,

@@ -157,9 +157,14 @@ def test_ud_engines_structure(chain):
     assert names[13:] == [f"unconstrained{k}" for k in range(1, 51)]
     assert list(res["w"].index) == names and "null" not in res["w"].index
     assert res["w"].sum() == pytest.approx(1.0, abs=1e-8)
-    # R's value (153.44) came from R's 50 random Wishart inits, which numpy cannot draw
-    # (P20); ours must at least improve on the initial fit and be finite
-    assert np.isfinite(res["loglik"]) and res["loglik"] > ref["alpha0_ed"]["init_loglik"]
+    # R: 153.44 from R's 50 random Wishart inits, which numpy cannot draw (P20); over numpy
+    # seeds 0-3 this fit ends at 150.1-163.0 (the data are 17 rows, so the optimum found
+    # depends on the inits). EE is non-iid, where R's udr ignores lambda: unpenalised.
+    assert 140 < res["loglik"] < 175
+    assert res["loglik"] > ref["alpha0_ed"]["init_loglik"]
+    # with mashlib's IW extension for non-iid data the fit stops far lower (about 32.6)
+    pen = ud(chain["md"], None, penalize_non_iid=True)
+    assert pen["loglik"] < res["loglik"] - 50
     for U in res["U"].values():
         assert np.linalg.eigvalsh(U).min() > -1e-8
     # EZ -> iid path with TED (kept small: udr's penalised TED is slow)
