@@ -293,6 +293,8 @@ def calc_lik_matrix(data: MashData, Ulist, log: bool = False,
         Return log-densities.
     memory_bytes : int
         Working-memory budget; rows are processed in chunks that fit it.
+    grid : array_like, optional
+        The grid behind ``<U>.<l>`` names, used only to describe non-finite columns.
 
     Returns
     -------
@@ -324,7 +326,7 @@ def calc_lik_matrix(data: MashData, Ulist, log: bool = False,
         bad |= bd
     nonfinite = ~np.isfinite(res).all(axis=0)
     if nonfinite.any():
-        which = [names[p] for p in np.flatnonzero(nonfinite)]
+        which = [_describe(names[p], grid) for p in np.flatnonzero(nonfinite)]
         warnings.warn(
             "Some mixture components result in non-finite likelihoods, either due to numerical "
             "underflow/overflow or invalid covariance matrices (component.grid index): "
@@ -332,7 +334,16 @@ def calc_lik_matrix(data: MashData, Ulist, log: bool = False,
     return res if log else np.exp(res)
 
 
-def calc_relative_lik_matrix(data: MashData, Ulist, memory_bytes: int = DEFAULT_MEMORY_BYTES):
+def _describe(name: str, grid) -> str:
+    """``"U.3"`` -> ``"U.3 (covariance U, grid value 0.5)"`` when the grid is known."""
+    base, _, idx = name.rpartition(".")
+    if grid is not None and base and idx.isdigit() and 0 < int(idx) <= len(grid):
+        return f"{name} (covariance {base!r}, grid value {float(grid[int(idx) - 1]):.6g})"
+    return name
+
+
+def calc_relative_lik_matrix(data: MashData, Ulist, memory_bytes: int = DEFAULT_MEMORY_BYTES,
+                             grid=None):
     """Row-max normalised log-likelihood (mashr ``calc_relative_lik_matrix``, P4).
 
     Returns
@@ -341,7 +352,7 @@ def calc_relative_lik_matrix(data: MashData, Ulist, memory_bytes: int = DEFAULT_
         ``loglik_matrix`` (J, P) = ``L - lfactors`` and ``lfactors`` (J,) = row maxima of
         the log-likelihood matrix L.
     """
-    L = calc_lik_matrix(data, Ulist, log=True, memory_bytes=memory_bytes)
+    L = calc_lik_matrix(data, Ulist, log=True, memory_bytes=memory_bytes, grid=grid)
     lf = L.max(axis=1)
     with np.errstate(invalid="ignore"):
         return {"loglik_matrix": L - lf[:, None], "lfactors": lf}

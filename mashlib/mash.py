@@ -270,7 +270,7 @@ def mash(data: MashData, Ulist=None, gridmult: float = np.sqrt(2), grid=None,
     t0 = time.perf_counter()
     if verbose:
         print(f" - Computing {J} x {P} likelihood matrix.", flush=True)
-    lm = calc_relative_lik_matrix(data, xU, memory_bytes=memory_bytes)
+    lm = calc_relative_lik_matrix(data, xU, memory_bytes=memory_bytes, grid=grid)
     if verbose:
         print(f" - Likelihood calculations took {time.perf_counter() - t0:.2f} seconds.", flush=True)
     if not fixg:

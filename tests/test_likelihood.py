@@ -125,3 +125,10 @@ def test_posterior_against_direct_formulas():
         np.testing.assert_allclose(out["PosteriorCov"][j], PC - np.outer(pm, pm), atol=1e-10)
     # the singleton component gives an exact zero for the second A row (A[1] = e_3): lfdr > 0
     assert (out["lfdr"][:, 1] > 0).all()
+
+
+def test_nonfinite_column_names_component_and_grid():
+    d = mash_set_data(np.array([[1.0, 2.0]]), 1e-3)
+    xU = expand_cov({"bad": np.array([[1.0, 0.0], [0.0, -0.5]])}, [0.25, 2.0])
+    with pytest.warns(UserWarning, match=r"bad\.2 \(covariance 'bad', grid value 2\)"):
+        calc_relative_lik_matrix(d, xU, grid=[0.25, 2.0])
