@@ -383,7 +383,7 @@ def mixture_prior(data, components=None, engine: str = "ed_bovy", **kwargs) -> d
     dict
         ``{"U", "w", "loglik"}``.
     """
-    key = str(engine).lower() if isinstance(engine, str) else engine
+    key = str(engine).lower()
     if key not in ENGINES:
         raise MashInputError(f"`engine`: unknown engine {engine!r}; valid engines are "
                              "'ed_bovy' (alias 'cov_ed'), 'ud', 'ud_unconstrained' "

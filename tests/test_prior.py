@@ -98,6 +98,8 @@ def test_mixture_prior_dispatch_and_validation(chain, ed_prior):
     with pytest.raises(MashInputError, match="unknown engine 'bovy'.*'ed_bovy'.*'ud'.*"
                                              "'ud_unconstrained'"):
         mixture_prior(chain["md"], chain["comps"], engine="bovy")
+    with pytest.raises(MashInputError, match="unknown engine"):
+        mixture_prior(chain["md"], chain["comps"], engine=["ed_bovy"])
     with pytest.raises(MashInputError, match="required by engine 'ed_bovy'"):
         mixture_prior(chain["md"], None)
     with pytest.raises(MashInputError, match="unnamed list"):
