@@ -355,4 +355,5 @@ def calc_relative_lik_matrix(data: MashData, Ulist, memory_bytes: int = DEFAULT_
     L = calc_lik_matrix(data, Ulist, log=True, memory_bytes=memory_bytes, grid=grid)
     lf = L.max(axis=1)
     with np.errstate(invalid="ignore"):
-        return {"loglik_matrix": L - lf[:, None], "lfactors": lf}
+        L -= lf[:, None]                     # in place: the J x P matrix can be large
+    return {"loglik_matrix": L, "lfactors": lf}

@@ -151,14 +151,22 @@ def _vlogliks(pi, lm, Shat_alpha, usepointmass):
     jac = np.log(Shat_alpha).sum(axis=1)
     with np.errstate(divide="ignore"):
         lpi = np.log(pi)
-    vl = logsumexp(L + lpi[None], axis=1) + lf - jac
+    vl = np.empty(L.shape[0])
+    step = max(1, (32 * 2 ** 20) // (8 * max(L.shape[1], 1)))   # bound the temporaries
+    for a in range(0, L.shape[0], step):
+        vl[a:a + step] = logsumexp(L[a:a + step] + lpi[None], axis=1)
+    vl += lf - jac
     if not usepointmass:
         return vl, None, None
     nl = L[:, 0] + lf - jac
     rest = pi[1:]
     w = np.full(rest.size, 1.0 / rest.size) if pi[0] == 1 else rest / (1 - pi[0])
     with np.errstate(divide="ignore"):
-        al = logsumexp(L[:, 1:] + np.log(w)[None], axis=1) + lf - jac
+        lw = np.log(w)
+    al = np.empty(L.shape[0])
+    for a in range(0, L.shape[0], step):
+        al[a:a + step] = logsumexp(L[a:a + step, 1:] + lw[None], axis=1)
+    al += lf - jac
     return vl, nl, al
 
 
