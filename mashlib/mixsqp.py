@@ -136,7 +136,7 @@ def _parse_control(control, m):
 
 
 def _check_inputs(L, w, x0, log):
-    L = np.array(L, dtype=float, copy=True)
+    L = np.asarray(L, dtype=float)  # never modified in place below
     if L.ndim != 2 or L.shape[0] < 1 or L.shape[1] < 1:
         raise MashInputError(
             f"mixsqp: argument 'L' must be a 2-d numeric matrix with >= 1 row and column, "
@@ -208,58 +208,83 @@ def _mixem_update(L, w, x):
     r"""One EM step as mixsqp's ``mixem_update``.
 
     R forms :math:`P = L\,\mathrm{diag}(x + e)`, divides rows by their max :math:`r_i`,
-    adds :math:`e = 10^{-15}` and normalises rows, then :math:`x = P^T w`. Algebraically
-    :math:`x_k = (x_k + e)(L^T v)_k + e \sum_i w_i r_i / D_i` with
-    :math:`D_i = (L(x+e))_i + m e r_i` and :math:`v = w / D`, which needs one pass for
-    the row maxima and two BLAS mat-vecs instead of four passes over an n x m temporary.
+    adds :math:`e = 10^{-15}` and normalises rows, then :math:`x = P^T w`. Algebraically,
+    with :math:`T = L\,\mathrm{diag}(x+e)`, :math:`D_i = \sum_k T_{ik} + m e r_i` and
+    :math:`v = w / D`,
+
+    .. math:: x^{new} = T^T v + e \sum_i v_i r_i,
+
+    computed block of rows by block of rows so that each block of T stays in cache: one
+    pass over L instead of four passes over an n x m temporary.
     """
     e = 1e-15
+    n, m = L.shape
     xe = x + e
-    r = np.max(L * xe, axis=1)
-    D = L @ xe + L.shape[1] * e * r
-    v = w / D
-    return xe * (L.T @ v) + e * float(np.dot(v, r))
+    step = max(64, int(4e6 // (8 * m)))
+    out = np.zeros(m)
+    extra = 0.0
+    buf = np.empty((min(step, n), m))
+    for i0 in range(0, n, step):
+        T = np.multiply(L[i0:i0 + step], xe, out=buf[:min(step, n - i0)])
+        r = T.max(axis=1)
+        v = w[i0:i0 + step] / (T.sum(axis=1) + m * e * r)
+        out += T.T @ v
+        extra += float(v @ r)
+    return out + e * extra
 
 
 class _LazyHessian:
-    r"""Hessian :math:`H = L^T \mathrm{diag}(d) L`, :math:`d = ar w / u^2`, formed column
-    block by column block on demand.
+    r"""Hessian :math:`H = L^T \mathrm{diag}(d) L`, :math:`d = \bar w / u^2`, formed only
+    where the active-set QP needs it.
 
-    The active-set QP only touches :math:`H_{SS}` and :math:`H y` for y supported on the
-    current non-zero set S, which is small near a sparse optimum, so forming only the
-    needed columns :math:`H_{:,S} = L^T (d \circ L_{:,S})` (cost n m |S|) instead of the
-    full m x m product (n m^2) is the main saving on large problems. When more than half
-    of the columns are needed the full product :math:`Z^T Z`, :math:`Z = \sqrt{d} \circ L`,
-    is formed at once (BLAS syrk). Values equal those of the full product up to rounding.
+    The QP touches :math:`H_{SS}` for the current free set S (which starts as the support
+    of x and then loses or gains one index per iteration) and :math:`H y` with y supported
+    on S. So instead of the full m x m product (n m^2 flops, R's approach) we keep
+    :math:`H_{UU}` for the union U of free sets seen in this SQP iteration: the first
+    block by one BLAS syrk on :math:`Z_U = \sqrt{d} \circ L_{:,U}` (n |U|^2), each new index
+    k by one mat-vec :math:`Z_{U}^T z_k`; and :math:`H y = L^T (d \circ (L y))` costs two
+    mat-vecs. Values equal those of the full product up to rounding.
     """
 
     def __init__(self, L, d):
         self.L, self.d = L, d
-        m = L.shape[1]
-        self.H = np.empty((m, m))
-        self.have = np.zeros(m, dtype=bool)
+        self.sd = np.sqrt(d)
+        self.pos = np.full(L.shape[1], -1)
+        self.idx = np.empty(0, dtype=int)
+        self.Z = None
+        self.Hc = np.empty((0, 0))
 
-    def cols(self, idx):
-        need = idx[~self.have[idx]]
-        if need.size > self.L.shape[1] // 2:
-            Z = self.L * np.sqrt(self.d)[:, None]
-            self.H[:] = Z.T @ Z
-            self.have[:] = True
-        elif need.size:
-            self.H[:, need] = self.L.T @ (self.L[:, need] * self.d[:, None])
-            self.have[need] = True
-        return self.H
+    def _add(self, new):
+        Zn = self.L[:, new] * self.sd[:, None]
+        k0 = self.idx.size
+        if k0 == 0:
+            self.Z = Zn
+            self.Hc = Zn.T @ Zn
+        else:
+            cross = self.Z.T @ Zn
+            Hc = np.empty((k0 + new.size,) * 2)
+            Hc[:k0, :k0] = self.Hc
+            Hc[:k0, k0:] = cross
+            Hc[k0:, :k0] = cross.T
+            Hc[k0:, k0:] = Zn.T @ Zn
+            self.Hc = Hc
+            self.Z = np.hstack([self.Z, Zn])
+        self.pos[new] = np.arange(k0, k0 + new.size)
+        self.idx = np.concatenate([self.idx, new])
 
     def block(self, idx):
-        return self.cols(idx)[np.ix_(idx, idx)]
+        """:math:`H_{SS}` for S = idx."""
+        new = idx[self.pos[idx] < 0]
+        if new.size:
+            self._add(new)
+        p = self.pos[idx]
+        return self.Hc[np.ix_(p, p)]
 
     def matvec(self, y):
-        r"""H y for any y, as :math:`L^T (d \circ (L y))` (two mat-vecs)."""
+        r""":math:`H y = L^T (d \circ (L y))` (two mat-vecs)."""
         return self.L.T @ (self.d * (self.L @ y))
 
-    def matvec_sparse(self, y):
-        s = np.flatnonzero(y)
-        return self.cols(s)[:, s] @ y[s]
+    matvec_sparse = matvec
 
 
 def _grad_hess(L, w, x, e):
