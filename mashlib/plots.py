@@ -321,13 +321,6 @@ def plot_U(prior, max_comp: int = -1, to_cor: bool = False, tol: float = 1e-6,
     return figs
 
 
-def _chmod_default(path) -> None:
-    """Give a temp file (created 0600 by mkstemp) the usual 0666 & ~umask mode."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)
-
-
 def _save_pages(figs, output, png: bool = True, dpi: int = 72) -> list[Path]:
     """Write all figures as one multi-page PDF and one PNG per page, atomically."""
     out = Path(output)
@@ -338,13 +331,11 @@ def _save_pages(figs, output, png: bool = True, dpi: int = 72) -> list[Path]:
         with PdfPages(tmp) as pdf:
             for fig in figs:
                 pdf.savefig(fig)
-        _chmod_default(tmp)
     if png:
         for k, fig in enumerate(figs):
             p = out.with_suffix(".png") if k == 0 else out.with_name(f"{out.stem}_page{k + 1}.png")
             with atomic_path(p) as tmp:
                 fig.savefig(tmp, format="png", dpi=dpi)
-                _chmod_default(tmp)
             written.append(p)
     return written
 
