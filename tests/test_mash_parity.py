@@ -279,3 +279,18 @@ def test_posterior_kernel_contract_and_chunking(capsys):
     assert "Computing 50 x 21 likelihood matrix." in out
     assert "Fitting model with 21 mixture components." in out
     assert "Computing posterior matrices." in out
+
+
+def test_underflowing_kept_components_give_finite_weights():
+    """P6: mashr's pi * exp(lik) is 0/0 = NaN when every kept component underflows; the
+    log-space weights stay finite (the row goes to its least-bad kept component)."""
+    d = mash_set_data(np.array([[40.0, -40.0], [0.1, 0.2]]), 1.0)
+    U = {"eq": np.ones((2, 2)), "id": np.eye(2)}
+    g = FittedG(pi=np.array([0.5, 0.5, 0.0, 0.0, 0.0]), Ulist=U, grid=np.array([0.1, 100.0]))
+    from mashlib.likelihood import calc_relative_lik_matrix
+    lm = calc_relative_lik_matrix(d, g.expanded())
+    assert (np.exp(lm["loglik_matrix"][0, :2]) == 0).all()   # kept null, eq.1 underflow
+    post = mash_compute_posterior_matrices(g, d)
+    assert np.isfinite(post["PosteriorMean"].to_numpy()).all()
+    assert np.isfinite(post["lfsr"].to_numpy()).all()
+    assert mash_compute_loglik(g, d) < -700
