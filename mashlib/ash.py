@@ -343,14 +343,26 @@ def _estimate_mixprop(loglik_matrix, prior, pi_init, optmethod, control):
 
 
 # ------------------------------------------------------------------ mash_1by1
-@dataclass
-class Mash1by1Result:
-    """Output of :func:`mash_1by1`: ``result`` dict of J x R DataFrames
-    ("PosteriorMean", "PosteriorSD", "lfsr") and the summed ``loglik``."""
+class Mash1by1Result(dict):
+    """Output of :func:`mash_1by1` (R's list): keys / attributes ``result`` (dict of J x R
+    DataFrames "PosteriorMean", "PosteriorSD", "lfsr"), ``loglik`` (summed ash
+    log-likelihoods) and ``alpha``. A dict, so ``mashlib.summaries`` accessors
+    (``get_lfsr``, ``get_significant_results``) accept it like R's ``m$result``."""
 
-    result: dict
-    loglik: float
-    alpha: float = 0.0
+    def __init__(self, result: dict, loglik: float, alpha: float = 0.0):
+        super().__init__(result=result, loglik=float(loglik), alpha=float(alpha))
+
+    @property
+    def result(self) -> dict:
+        return self["result"]
+
+    @property
+    def loglik(self) -> float:
+        return self["loglik"]
+
+    @property
+    def alpha(self) -> float:
+        return self["alpha"]
 
 
 def mash_1by1(data, alpha=0.0, **ash_kwargs):

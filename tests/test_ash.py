@@ -193,3 +193,14 @@ def test_bad_inputs():
         ash([1.0], [1.0], mixcompdist="halfnormal")
     with pytest.raises(MashInputError, match="Bhat"):
         mash_1by1(SimpleNamespace())
+
+
+def test_mash_1by1_with_mashdata_and_get_significant_results():
+    import mashlib as ml
+
+    ref = json.loads((REF / "sim_small" / "d_pca_ed_mash.json").read_text())
+    sim = _sim_small()
+    m = ml.mash_1by1(ml.mash_set_data(sim.Bhat, sim.Shat))
+    assert m["loglik"] == m.loglik and m.result is m["result"]
+    sig = ml.get_significant_results(m, 0.05)
+    assert (np.asarray(sig) + 1).tolist() == ref["strong_idx_1based"]
