@@ -346,13 +346,13 @@ def _activeset_searchdir(Hs, bs, ainc, hint=None):
     if hint is not None and hint > 0 and last > 0:
         h = int(np.searchsorted(np.asarray(seq[1:]), hint * (1 - 1e-12))) + 1
         h = min(max(h, 1), last)
-    if h is not None and h > 1 and not trial(h - 1):
+    if h is not None and h >= 1 and not trial(h - 1):
         lo = h - 1
         if trial(h):
             hi = h
         else:
             lo = h
-    elif h is not None and h > 1:
+    elif h is not None and h >= 1:
         hi = h - 1
     if hi - lo >= 1 and lo == 0:
         if trial(0):

@@ -140,3 +140,26 @@ def test_mixobjective():
     x = np.array([0.2, 0.5, 0.3])
     w = np.full(4, 0.25)
     assert mixobjective(L3, x, w) == pytest.approx(-np.mean(np.log(L3 @ x)))
+
+
+def test_modified_cholesky_search_equals_sequential():
+    """The bisection / warm-started search picks exactly R's multiple a."""
+    import mashlib.mixsqp as ms
+
+    def sequential(H):
+        a0, a = 1e-15, (0.0 if H.diagonal().min() > 1e-15 else 1e-15 - H.diagonal().min())
+        while a * 10 <= 1e15:
+            if ms._potrf(H + a * np.eye(H.shape[0]), lower=False, clean=False)[1] == 0:
+                return a
+            a = a0 if a <= 0 else a * 10
+        return a
+
+    rng = np.random.default_rng(5)
+    for _ in range(60):
+        n = int(rng.integers(1, 30))
+        A = rng.normal(size=(int(rng.integers(1, n + 1)), n)) * 10 ** rng.uniform(-8, 3)
+        H = A.T @ A - (10 ** rng.uniform(-12, 1) * rng.random() if rng.random() < 0.5 else 0) * np.eye(n)
+        ref = sequential(H)
+        for hint in (None, 1e-15, ref, ref * 10, ref / 10, 1e20):
+            p, a = ms._activeset_searchdir(H, rng.normal(size=n), 10.0, hint)
+            assert a == ref
