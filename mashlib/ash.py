@@ -194,7 +194,8 @@ def _check_vectors(betahat, sebetahat):
 
 def ash(betahat, sebetahat, mixcompdist="uniform", pointmass=True, gridmult=np.sqrt(2),
         prior="nullbiased", nullweight=10.0, optmethod="mixSQP", mixsd=None, g=None,
-        fixg=False, mode=0.0, alpha=0.0, outputlevel=2, pi_thresh=1e-10, control=None):
+        fixg=False, mode=0.0, alpha=0.0, outputlevel=2, pi_thresh=1e-10, control=None,
+        df=None):
     """Adaptive shrinkage: fit a unimodal mixture prior by EB and shrink (R ``ashr::ash``).
 
     Parameters
@@ -225,11 +226,16 @@ def ash(betahat, sebetahat, mixcompdist="uniform", pointmass=True, gridmult=np.s
         Components with :math:`\\pi_k \\le` pi_thresh are dropped for the posterior.
     control : dict, optional
         Optimizer control (mixsqp keys, or SQUAREM keys for mixEM).
+    df : None
+        Only the normal likelihood (R's ``df=NULL``) is ported; a number raises.
 
     Returns
     -------
     AshResult
     """
+    if df is not None:
+        raise MashInputError(f"ash: df={df!r}: the t likelihood is not ported; use df=None "
+                             "(normal likelihood), as mashr and CorShrink do.")
     if mixcompdist not in _MIXCOMP:
         raise MashInputError(f"ash: mixcompdist={mixcompdist!r} is not supported; use one of "
                              f"{_MIXCOMP}.")
