@@ -294,3 +294,12 @@ def test_underflowing_kept_components_give_finite_weights():
     assert np.isfinite(post["PosteriorMean"].to_numpy()).all()
     assert np.isfinite(post["lfsr"].to_numpy()).all()
     assert mash_compute_loglik(g, d) < -700
+
+
+def test_mash_callable_in_any_import_order():
+    import mashlib as ml
+    import mashlib.summaries  # noqa: F401  (binds the submodule mashlib.mash)
+    d = mash_set_data(UNIT_B, UNIT_S)
+    m = ml.mash(d, cov_canonical(d), grid=[0.5, 1, 2])
+    assert m.loglik == pytest.approx(_json(REF / "golden" / "unit_values.json")["mash_small"]["loglik"],
+                                     rel=1e-6)
