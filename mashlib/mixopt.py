@@ -81,6 +81,11 @@ def mix_sqp(matrix_lik, prior, pi_init=None, control=None, weights=None):
     if weights.shape[0] != n:
         raise MashInputError(f"mix_sqp: argument 'weights' has length {weights.shape[0]}, "
                              f"expected {n} (one per row of matrix_lik).")
+    if np.any(prior < 1) or not np.all(np.isfinite(prior)):
+        j = int(np.flatnonzero(~(prior >= 1))[0])
+        raise MashInputError(f"mix_sqp: argument 'prior' has entry {j} = {prior[j]}; mixSQP "
+                             "needs finite Dirichlet weights >= 1 (use 'nullbiased' or "
+                             "'uniform').")
     if pi_init is None:
         pi_init = np.ones(k)
     A = np.vstack([np.eye(k), L])

@@ -188,3 +188,12 @@ def test_lazy_hessian_equals_dense(monkeypatch):
     r_dense = mixsqp(L)
     np.testing.assert_allclose(r_lazy.x, r_dense.x, atol=1e-10)
     assert r_lazy.niter == r_dense.niter
+
+
+def test_mix_sqp_bad_prior_and_shapes():
+    with pytest.raises(MashInputError, match="'prior'"):
+        mix_sqp(L3, [0.5, 1, 1])
+    with pytest.raises(MashInputError, match="'prior'"):
+        mix_sqp(L3, [1, 1])
+    with pytest.raises(MashInputError, match="'weights'"):
+        mix_sqp(L3, [1, 1, 1], weights=[1, 1])
