@@ -259,3 +259,19 @@ def test_bad_parameters():
         protocol.run_workflow("mixture_prior", "pca", data="x.rds")
     with pytest.raises(MashInputError, match="npc"):
         protocol.run_workflow("mixture_prior", "pca", data="x.rds", npc="two")
+
+
+def test_other_input_file_with_older_mtime_reruns(tmp_path, protocol_fixture):
+    """A step's signature includes its input paths and checksums, not only mtimes."""
+    a, b = tmp_path / "a.rds", tmp_path / "b.rds"
+    d = read_rds(protocol_fixture)
+    write_rds(a, d)
+    d["strong.b"] = d["strong.b"] * 2
+    write_rds(b, d)
+    old = time.time() - 100
+    os.utime(a, (old, old))
+    os.utime(b, (old, old))
+    lines = []
+    protocol.pca(data=str(a), output_prefix="x", cwd=str(tmp_path), log=lines.append)
+    protocol.pca(data=str(b), output_prefix="x", cwd=str(tmp_path), log=lines.append)
+    assert "wrote" in lines[0] and "wrote" in lines[1]

@@ -1,7 +1,8 @@
 """Step chaining as in SoS: run missing producers first, skip steps that are up to date.
 
 A step is *up to date* when all its outputs exist, each is newer than every input,
-and the JSON sidecar of its first output (if any) records the same step parameters.
+and the JSON sidecar of its first output (if any) records the same step parameters and
+the same input files with the same sha256 (SoS's signature).
 A step whose input is missing runs the step that produces that input first (into the
 same ``cwd``), so ``ed_bovy`` with the defaults runs ``flash``, ``flash_nonneg``,
 ``pca``, ``canonical`` and ``vhat_simple`` before itself.  Every output is written
@@ -247,7 +248,12 @@ def _up_to_date(step: Step, p: dict, inputs: list[Path]) -> bool:
             rec = json.loads(side.read_text())
         except (OSError, ValueError):
             return False
-        return rec.get("parameters") == _step_params(step, p)
+        if rec.get("parameters") != _step_params(step, p):
+            return False
+        # SoS-style signature: the same input files with the same content
+        recorded = rec.get("inputs", {})
+        return set(recorded) == {str(i) for i in inputs} and all(
+            recorded[str(i)] == _sha256(i) for i in inputs)
     return True
 
 
