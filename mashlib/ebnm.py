@@ -120,6 +120,10 @@ def ebnm(x, s=1, prior_family="point_normal", mode=0, scale="estimate", g_init=N
     if not isinstance(prior_family, str) or prior_family not in PRIOR_FAMILIES:
         raise MashInputError(f"ebnm: prior_family={prior_family!r} is not a known prior family; "
                              f"valid families are {list(PRIOR_FAMILIES)}")
+    if kwargs and prior_family not in ("normal_scale_mixture", "unimodal", "unimodal_symmetric",
+                                       "unimodal_nonnegative", "unimodal_nonpositive", "ash"):
+        raise MashInputError(f"ebnm: extra arguments {sorted(kwargs)} are only accepted by the ash-based "
+                             f"families, not by prior_family={prior_family!r}; remove them")
     fn = globals().get(f"ebnm_{prior_family}") or __getattr__(f"ebnm_{prior_family}")
     return fn(x, s, mode=mode, scale=scale, g_init=g_init, fix_g=fix_g, output=output, optmethod=optmethod,
               control=control, **kwargs)

@@ -220,15 +220,21 @@ def build_unimix_table(log10_levels, bmax):
 def scale_unimix(x, s, mode=0.0, KLdiv_target=None) -> np.ndarray:
     r"""ebnm's grid of uniform half-widths (``ebnm_scale_unimix``), the first entry 0.
 
-    ebnm stores, for KL levels :math:`10^{j/4}`, the greedy sequences
+    ebnm stores, for KL levels :math:`10^{j/4}` up to :math:`10^{-2}`, the greedy sequences
     :math:`0 = b_0 < b_1 < \dots` (units of :math:`s_{\min}`) with
     :func:`unif_kl` :math:`(b_{k-1}, b_k)` equal to the level, and interpolates each
     :math:`b_k` linearly in :math:`\log` KL between the two levels around the target
-    :math:`1/n`. (With this rule and sequences recomputed from the definition, R's
-    ``ebnm_vec`` grid is reproduced to 7.5e-6 relative.) The grid stops at the first
-    :math:`b_K \ge \max_i|x_i-\mu|/s_{\min}`. Outside the tabulated range
-    (:data:`mashlib.ebnm_unigrid_table.LEVELS`, :math:`b \le 40`) the normal-mixture grid
-    :func:`scale_normalmix` is used instead, as ebnm does.
+    :math:`1/n`; targets above :math:`10^{-2}` (n < 100) use the :math:`10^{-2}` sequence.
+    Both rules were identified from R output: the ``ebnm_vec`` grid (n = 2000) is
+    reproduced to 7.5e-6 relative, and in flashier's gtex fits the n = 1000 grids equal
+    the :math:`10^{-3}` sequence and the n = 44 grids the :math:`10^{-2}` sequence (to 1e-4
+    in the printed ratios). The grid stops at the first
+    :math:`b_K \ge \max_i|x_i-\mu|/s_{\min}`. Beyond the tabulated sequences
+    (:data:`mashlib.ebnm_unigrid_table.LEVELS`: :math:`10^{-6}` to :math:`10^{-2}`; b up to
+    300 for levels :math:`\ge 10^{-4}`, 100 below) the normal-mixture grid
+    :func:`scale_normalmix` is used instead, as ebnm does when its table runs out
+    (ebnm's own table extent is not known; the fallback may therefore trigger at a
+    different point than in R).
     """
     from .ebnm_unigrid_table import LEVELS, SEQS
 
