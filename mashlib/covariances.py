@@ -6,7 +6,7 @@ matrices with mashr's names (map §1.3, §1.4, §2.2 "Covariances").
 from __future__ import annotations
 
 import itertools
-from typing import Callable, Iterable, Mapping, Optional, Sequence
+from typing import Iterable, Mapping, Optional, Sequence
 
 import numpy as np
 

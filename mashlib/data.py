@@ -15,7 +15,7 @@ mashr: ``Bhat <- Bhat / Shat^alpha``, ``Shat <- Shat^(1-alpha)``, ``Shat_alpha =
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Optional, Sequence
 
 import numpy as np

@@ -13,12 +13,11 @@ prior: lambda = 10 on the null, 1 elsewhere) by mix-SQP from a uniform start
 """
 from __future__ import annotations
 
-import dataclasses
 import sys
 import time
 import types
 from dataclasses import dataclass, field
-from typing import Mapping, Optional
+from typing import Optional
 
 import numpy as np
 import pandas as pd

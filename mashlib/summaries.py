@@ -7,7 +7,7 @@ returns 1-based ``which`` indices).
 """
 from __future__ import annotations
 
-from typing import Callable, Optional, Sequence
+from typing import Callable, Optional
 
 import numpy as np
 import pandas as pd

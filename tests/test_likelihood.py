@@ -1,6 +1,5 @@
 """Likelihood matrices (map §2.2 Likelihoods; mashr test_likelihood*.R) and golden rel_lik."""
 import json
-import warnings
 from pathlib import Path
 
 import numpy as np
