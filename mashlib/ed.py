@@ -449,32 +449,34 @@ def extreme_deconvolution(ydata, ycovar, xamp, xmean=None, xcovar=None, fixamp=N
     pool = ThreadPoolExecutor(nthreads) if nthreads > 1 and len(blocks) > 1 else None
     trace = []
     diff, old, niter, avg = 2.0 * tol, 0.0, 0, 0.0
-    while diff > tol and niter < maxiter:
-        allfixed = fa & fm & fc
-        sumfixed = amp[fa].sum()
-        groups = comp.groups(~allfixed | (amp > 0))
-        with np.errstate(divide="ignore"):
-            logamp = np.log(amp)
-        total, qsum, acc = _estep(Z, Linv, logdetS, kind, common,
-                                  None if not np.any(mean) else mean, groups, logamp, K,
-                                  blocks, pool)
-        avg = total / N
-        trace.append(avg)
-        if verbose and (niter % 10 == 0):
-            print(f"ED iteration {niter + 1}: average log-likelihood {avg:.10g}")
-        _mstep(comp, acc, qsum, amp, mean, fa, fm, fc, w, R)
-        if sumfixed == 0.0:
-            amp = amp / N
-        else:
-            norm = amp[~fa].sum()
-            if norm > 0:
-                amp[~fa] = amp[~fa] / norm * (1.0 - sumfixed)
-        if niter > 0:
-            diff = avg - old
-        old = avg
-        niter += 1
-    if pool is not None:
-        pool.shutdown()
+    try:
+        while diff > tol and niter < maxiter:
+            allfixed = fa & fm & fc
+            sumfixed = amp[fa].sum()
+            groups = comp.groups(~allfixed | (amp > 0))
+            with np.errstate(divide="ignore"):
+                logamp = np.log(amp)
+            total, qsum, acc = _estep(Z, Linv, logdetS, kind, common,
+                                      None if not np.any(mean) else mean, groups, logamp, K,
+                                      blocks, pool)
+            avg = total / N
+            trace.append(avg)
+            if verbose and (niter % 10 == 0):
+                print(f"ED iteration {niter + 1}: average log-likelihood {avg:.10g}")
+            _mstep(comp, acc, qsum, amp, mean, fa, fm, fc, w, R)
+            if sumfixed == 0.0:
+                amp = amp / N
+            else:
+                norm = amp[~fa].sum()
+                if norm > 0:
+                    amp[~fa] = amp[~fa] / norm * (1.0 - sumfixed)
+            if niter > 0:
+                diff = avg - old
+            old = avg
+            niter += 1
+    finally:
+        if pool is not None:
+            pool.shutdown()
     xcov = np.stack([W @ W.T for W in comp.W])
     xcov = 0.5 * (xcov + np.swapaxes(xcov, 1, 2))
     frozen = (fa & fm & fc) & (amp == 0)

@@ -252,3 +252,19 @@ def test_names_and_subset():
         np.testing.assert_allclose(out[k], full[k])
     # the +1/sqrt(n) I adjustment: the smallest eigenvalue is at least 1/sqrt(30)
     assert np.linalg.eigvalsh(out["ED_2"])[0] >= 1 / np.sqrt(30) - 1e-12
+
+
+def test_threaded_row_blocks_agree():
+    rng = np.random.default_rng(8)
+    N, R = 300, 3
+    sh = rng.uniform(0.5, 2.0, (N, R))
+    C = np.array([[1, 0.3, 0.1], [0.3, 1, 0.2], [0.1, 0.2, 1.0]])
+    S = sh[:, :, None] * C * sh[:, None, :]
+    Y = rng.standard_normal((N, R)) * sh * 3
+    V = [np.eye(R), np.ones((R, R)), np.diag([2.0, 0, 0])]
+    r1 = extreme_deconvolution(Y, S, np.full(3, 1 / 3), None, V, fixmean=True, maxiter=50)
+    r2 = extreme_deconvolution(Y, S, np.full(3, 1 / 3), None, V, fixmean=True, maxiter=50,
+                               threads=2)
+    assert r1.niter == r2.niter
+    np.testing.assert_allclose(r2.loglik_trace, r1.loglik_trace, rtol=1e-12)
+    np.testing.assert_allclose(r2.xcovar, r1.xcovar, rtol=1e-9, atol=1e-12)
