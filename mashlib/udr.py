@@ -264,7 +264,8 @@ def ud_init(dat, V=None, n_rank1: Optional[int] = None, n_unconstrained: Optiona
         Residual covariance(s) for a matrix ``dat`` (default I).
     n_rank1, n_unconstrained : int, optional
         Numbers of random initial rank-1 (:math:`zz^T`, z ~ N(0, I)) and unconstrained
-        (Wishart(max(4, m), I)) matrices; defaults 0 and 8 as udr.  Exclusive with U_rank1 /
+        (Wishart(max(4, m), I)) matrices; defaults 0 and 50, the values the protocol uses
+        (udr's own ``ud_init`` default is 8 unconstrained).  Exclusive with U_rank1 /
         U_unconstrained.
     U_scaled, U_rank1, U_unconstrained : dict, list or array, optional
         Initial matrices (inject R's to reproduce a reference run).  U_scaled defaults to
@@ -317,7 +318,7 @@ def ud_init(dat, V=None, n_rank1: Optional[int] = None, n_unconstrained: Optiona
     U_unconstrained = _as_list(U_unconstrained, "U_unconstrained")
     if U_unconstrained is None:
         df = max(4, m)
-        nu = 8 if n_unconstrained is None else int(n_unconstrained)
+        nu = 50 if n_unconstrained is None else int(n_unconstrained)
         U_unconstrained = []
         for _ in range(nu):
             G = rng.standard_normal((df, m))
