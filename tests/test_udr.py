@@ -197,7 +197,7 @@ def test_ud_init_errors_and_defaults():
     with pytest.raises(MashInputError, match="unknown control"):
         ud_fit(ud_init(X, seed=0), control={"bogus": 1})
     f = ud_init(X, seed=0)
-    assert list(f.U)[:2] == ["indep", "equal"] and len(f.U) == 10
+    assert list(f.U)[:2] == ["indep", "equal"] and len(f.U) == 52  # indep, equal + 50 unconstrained
     assert list(f.U)[2] == "unconstrained1"
     g = ud_init(X, seed=0)
     np.testing.assert_array_equal(f.U["unconstrained3"].mat, g.U["unconstrained3"].mat)
