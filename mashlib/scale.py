@@ -32,7 +32,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -165,17 +164,18 @@ def run_chunk(payload: dict, start: int, stop: int, data=None) -> dict:
     ``data`` is ``(Bhat, Shat)`` for in-memory input, else rows are read from the store.
     """
     if data is None:
-        B, S = read_rows(payload["source"], start, stop)
-    else:
-        B, S = data
+        data = read_rows(payload["source"], start, stop)
     idx = payload["col_idx"]
     if not payload["identity_cols"]:
-        B = B[:, idx]
-        S = S if np.ndim(S) == 0 else S[:, idx]
-    try:
-        Bt, St, Sa = _prepare_data(B, S, payload["alpha"], payload["V"])
-    except MashInputError as e:
-        raise MashInputError(f"{e} [row numbers are within the chunk of rows {start}-{stop - 1}]") from None
+        data = tuple(x if np.ndim(x) == 0 else x[:, idx] for x in data)
+    if len(data) == 3:                                  # MashData rows: already transformed
+        Bt, St, Sa = data
+    else:
+        try:
+            Bt, St, Sa = _prepare_data(data[0], data[1], payload["alpha"], payload["V"])
+        except MashInputError as e:
+            raise MashInputError(f"{e} [row numbers are within the chunk of rows "
+                                 f"{start}-{stop - 1}]") from None
     model = payload["model"]
     kernel = payload["kernel"]
     # EZ fast path: with one transformed Shat for all rows, only Shat_alpha varies by row and
@@ -239,7 +239,6 @@ class _StoreSink:
         self.files = {k: NpyRows(path / fn, "r+b") for k, fn in man["arrays"].items() if k != "row_ids"}
         self.done = set(man["done_chunks"])
         self.long_conditions, self.ids = long_conditions, ids
-        self._last_manifest = 0.0
 
     def write(self, ci, start, stop, res):
         for k, v in res.items():
@@ -265,9 +264,8 @@ def _fingerprint(model, V, A, alpha, J, conds, outputs, source: InputSource, opt
         h.update(np.ascontiguousarray(a, dtype=float).tobytes())
     h.update(json.dumps([alpha, J, conds, list(outputs), opts]).encode())
     for a in (0, max(0, J - 64)):
-        B, S = source.read(a, min(J, a + 64))
-        h.update(np.ascontiguousarray(B, dtype=float).tobytes())
-        h.update(np.ascontiguousarray(S, dtype=float).tobytes())
+        for x in source.read(a, min(J, a + 64)):
+            h.update(np.ascontiguousarray(x, dtype=float).tobytes())
     return h.hexdigest()
 
 
@@ -337,9 +335,10 @@ def compute_posterior_streaming(model_or_g, Bhat, Shat=None, *, alpha=None, V=No
     ----------
     model_or_g : MashResult, FittedG or StreamModel
         The fitted model; components with ``pi <= pi_thresh`` are dropped.
-    Bhat : array_like, DataFrame or path
-        Effects (J, R) on the original scale, or an input store made by :func:`save_npy_store`
-        (then ``Shat`` must be None).
+    Bhat : array_like, DataFrame, MashData or path
+        Effects (J, R) on the original scale, an input store made by :func:`save_npy_store`,
+        or a ``MashData`` (already transformed; its V and alpha are used). With a store or a
+        MashData, ``Shat`` must be None.
     Shat : array_like or scalar, optional
         Standard errors (default 1: z-scores).
     alpha : float, optional
@@ -416,6 +415,13 @@ def compute_posterior_streaming(model_or_g, Bhat, Shat=None, *, alpha=None, V=No
                              "use the same effect model (EE/EZ) as the fit.")
     source = InputSource(Bhat, Shat)
     J = source.n_rows
+    if source.transformed:
+        if alpha != getattr(Bhat, "alpha", alpha) and getattr(model_or_g, "alpha", None) is not None:
+            raise MashInputError(f"data: alpha = {Bhat.alpha} but the model was fitted with alpha = "
+                                 f"{alpha}; rebuild the data with mash_set_data(..., alpha={alpha}).")
+        alpha = Bhat.alpha
+        if V is None:
+            V = source.V
     model, col_idx, V = _align(model, source.conditions, source.n_cols, exclude_conditions, V)
     R = model.n_conditions
     Q = R if A is None else np.asarray(A).shape[0]
@@ -436,7 +442,8 @@ def compute_posterior_streaming(model_or_g, Bhat, Shat=None, *, alpha=None, V=No
                "seed": seed, "outputs": list(shapes), "col_idx": col_idx,
                "identity_cols": bool(np.array_equal(col_idx, np.arange(source.n_cols))),
                "source": source.spec()}
-    common_guess = Shat is None or np.ndim(Shat) == 0 or float(alpha) == 1.0
+    common_guess = (Shat is None and not source.transformed) or np.ndim(Shat) == 0 \
+        or float(alpha) == 1.0
     # --- an unfinished store of this very call is resumed with its chunk size -------
     fp = resumed = None
     if out is not None:
@@ -447,37 +454,47 @@ def compute_posterior_streaming(model_or_g, Bhat, Shat=None, *, alpha=None, V=No
         if resumed is not None:
             chunk_size = int(resumed["chunk_rows"])
     # --- plan: chunk size from the budget (calibrated) ---------------------------
-    min_chunks = 1
-    if engine == "dask":
-        min_chunks = 4 * (n_workers or _n_dask_workers(client))
-    est = estimate_memory(model, J, max_memory=max_memory, Q=Q, common=common_guess,
-                          posterior_cov=output_posterior_cov, samples=int(posterior_samples),
-                          long_table=long_table, in_memory_outputs=out is None,
-                          min_chunks=min_chunks)
-    if calibrate and J >= 64 and (chunk_size is None or verbose):
-        with _blas_threads(blas_threads):
-            est = _calibrate(dict(payload, run_chunk=run_chunk), source, est, max_memory, Q, out is None, output_posterior_cov,
-                             int(posterior_samples), long_table, timing_only=chunk_size is not None,
-                             min_chunks=min_chunks)
-    if chunk_size is not None:
-        if int(chunk_size) < 1:
-            raise MashInputError(f"chunk_size: must be a positive number of rows, got {chunk_size}.")
-        est.chunk_rows = int(min(chunk_size, J))
-        est.n_chunks = math.ceil(J / est.chunk_rows)
-    # --- output -------------------------------------------------------------------
-    man = None
-    if out is not None:
-        if resumed is not None:
-            man = resumed
-            if verbose:
-                print(f"mashlib: resuming {out}: {len(man['done_chunks'])}/{man['n_chunks']} chunks "
-                      "already written", file=sys.stderr)
+    min_chunks, baseline, cluster = 1, None, None
+    if engine == "dask":                 # plan for a worker: its RSS, outputs not held there
+        from .scale_dask import open_client, worker_baseline
+        client, cluster = open_client(client, n_workers)
+        nw, baseline = worker_baseline(client)
+        min_chunks = 4 * nw
+    try:
+        est = estimate_memory(model, J, max_memory=max_memory, Q=Q, common=common_guess,
+                              posterior_cov=output_posterior_cov, samples=int(posterior_samples),
+                              long_table=long_table, in_memory_outputs=out is None and engine != "dask",
+                              min_chunks=min_chunks, baseline_bytes=baseline)
+        if calibrate and J >= 64 and (chunk_size is None or verbose):
+            with _blas_threads(blas_threads):
+                est = _calibrate(dict(payload, run_chunk=run_chunk), source, est, max_memory, Q,
+                                 out is None and engine != "dask", output_posterior_cov,
+                                 int(posterior_samples), long_table, timing_only=chunk_size is not None,
+                                 min_chunks=min_chunks, baseline_bytes=baseline)
+        if chunk_size is not None:
+            if int(chunk_size) < 1:
+                raise MashInputError(f"chunk_size: must be a positive number of rows, got {chunk_size}.")
+            est.chunk_rows = int(min(chunk_size, J))
+            est.n_chunks = math.ceil(J / est.chunk_rows)
+        # --- output -------------------------------------------------------------------
+        man = None
+        if out is not None:
+            if resumed is not None:
+                man = resumed
+                if verbose:
+                    print(f"mashlib: resuming {out}: {len(man['done_chunks'])}/{man['n_chunks']} chunks "
+                          "already written", file=sys.stderr)
+            else:
+                man = _create_output_store(out, overwrite, fp, J, est.chunk_rows, shapes, out_conds,
+                                           long_table, source.row_ids)
+            sink = _StoreSink(Path(out), man, out_conds, source.row_ids)
         else:
-            man = _create_output_store(out, overwrite, fp, J, est.chunk_rows, shapes, out_conds,
-                                       long_table, source.row_ids)
-        sink = _StoreSink(Path(out), man, out_conds, source.row_ids)
-    else:
-        sink = _MemorySink(J, shapes)
+            sink = _MemorySink(J, shapes)
+    except BaseException:
+        if cluster is not None:
+            from .scale_dask import close_client
+            close_client(client, cluster)
+        raise
     cr, n_chunks = est.chunk_rows, est.n_chunks
     todo = [ci for ci in range(n_chunks) if ci not in sink.done]
     if verbose:
@@ -508,6 +525,9 @@ def compute_posterior_streaming(model_or_g, Bhat, Shat=None, *, alpha=None, V=No
         if bar is not None:
             bar.close()
         sink.close()
+        if cluster is not None:
+            from .scale_dask import close_client
+            close_client(client, cluster)
     elapsed = time.perf_counter() - t0
     result = StreamResult({}, out_conds, source.row_ids, None if out is None else Path(out), est,
                           cr, n_chunks, elapsed, engine)
@@ -539,15 +559,6 @@ def _long_frame(arrays, ids, conds):
                          "pm": arrays["PosteriorMean"].ravel(), "psd": arrays["PosteriorSD"].ravel(),
                          "lfsr": arrays["lfsr"].ravel(), "lfdr": arrays["lfdr"].ravel(),
                          "negprob": arrays["NegativeProb"].ravel()})
-
-
-def _n_dask_workers(client) -> int:
-    if client is None:
-        return max(1, os.cpu_count() or 1)
-    try:
-        return max(1, len(client.scheduler_info().get("workers", {})))
-    except Exception:                                   # noqa: BLE001 - only a sizing hint
-        return 1
 
 
 def _bar(progress, total, initial):

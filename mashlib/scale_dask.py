@@ -40,6 +40,34 @@ def _client(client, n_workers):
     return distributed.Client(cluster), cluster
 
 
+def open_client(client=None, n_workers=None):
+    """``(client, cluster)``: the given client (cluster None) or a new LocalCluster's."""
+    return _client(client, n_workers)
+
+
+def close_client(client, cluster) -> None:
+    """Close a client and cluster that :func:`open_client` created (not a user's client)."""
+    if cluster is not None:
+        client.close()
+        cluster.close()
+
+
+def _warm_rss():
+    import mashlib.scale  # noqa: F401 - import what a task imports, then measure
+    try:
+        import mashlib.posterior  # noqa: F401
+    except ImportError:
+        pass
+    from mashlib.scale_plan import current_rss
+    return current_rss()
+
+
+def worker_baseline(client) -> tuple[int, float]:
+    """``(n_workers, max RSS)`` of the workers once they have imported mashlib."""
+    rss = client.run(_warm_rss)
+    return max(1, len(rss)), float(max(rss.values())) if rss else 0.0
+
+
 def _chunk_task(payload, start, stop, data):
     from .scale import run_chunk
     from .scale_kernel import blas_threads

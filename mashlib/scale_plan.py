@@ -21,6 +21,7 @@ from .scale_kernel import OUTPUT_NAMES, StreamModel, bytes_per_row
 
 # ----------------------------------------------------------------------------- memory
 CHUNK_BYTES = 256e6      # working memory aimed at per chunk
+ROW_ALIGN = 64           # planned chunks are a multiple of this many rows
 HEADROOM = 0.9           # plan the peak at 90% of max_memory
 _UNITS = {"": 1, "B": 1, "K": 1e3, "KB": 1e3, "M": 1e6, "MB": 1e6, "G": 1e9, "GB": 1e9,
           "T": 1e12, "TB": 1e12, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
@@ -131,7 +132,13 @@ def estimate_memory(model: StreamModel, n_rows: int, *, max_memory="2GB", Q=None
     Notes
     -----
     The chunk is the largest n with ``peak(n) <= 0.9 * max_memory`` (10% headroom for
-    allocator slack), capped by ``chunk_bytes`` and ``min_chunks``.
+    allocator slack), capped by ``chunk_bytes`` and ``min_chunks``, and rounded down to a
+    multiple of ``ROW_ALIGN`` (64) rows. NumPy's SIMD loops treat the last few elements of
+    an array in a scalar tail (no FMA), so a row's last bits can depend on where it sits in
+    its chunk; with every chunk starting on a multiple of 64 rows, each row is computed
+    identically whatever the chunk size, and the in-process and Dask engines (which size
+    chunks differently) agree bit for bit. An explicit ``chunk_size`` that is a multiple of
+    8 has the same property.
 
     Returns
     -------
@@ -159,13 +166,15 @@ def estimate_memory(model: StreamModel, n_rows: int, *, max_memory="2GB", Q=None
             + (", or write the outputs to disk with out=..." if in_memory_outputs else "."))
     rows = int(max(1, min(n_rows, room // per_row, max(64, chunk_bytes // per_row),
                           math.ceil(n_rows / max(1, min_chunks)))))
+    if ROW_ALIGN <= rows < n_rows:
+        rows -= rows % ROW_ALIGN          # chunk starts on a multiple of ROW_ALIGN (see below)
     return MemoryEstimate(rows, max(1, math.ceil(n_rows / rows)), n_rows, float(per_row),
                           float(per_chunk_bytes), fixed, float(base), budget)
 
 
 
 def calibrate(payload, source, est, max_memory, Q, in_mem, cov, samples, long_table,
-               timing_only=False, min_chunks=1):
+               timing_only=False, min_chunks=1, baseline_bytes=None):
     """Measure bytes/row (tracemalloc peak at two sizes) and rows/s on the first rows.
 
     NumPy reports its buffers to ``tracemalloc``, so the traced peak of a chunk is the
@@ -192,7 +201,8 @@ def calibrate(payload, source, est, max_memory, Q, in_mem, cov, samples, long_ta
         est = estimate_memory(payload["model"], J, max_memory=max_memory, Q=Q, posterior_cov=cov,
                               samples=samples, long_table=long_table, in_memory_outputs=in_mem,
                               bytes_per_row_=slope + (400.0 * Q if long_table else 0.0),
-                              per_chunk_bytes=icpt, min_chunks=min_chunks)
+                              per_chunk_bytes=icpt, min_chunks=min_chunks,
+                              baseline_bytes=baseline_bytes)
         est.source = "calibrated"
     n2 = int(min(J, max(n2, min(est.chunk_rows, 2048))))
     data = None if source.store is not None else source.read(0, n2)

@@ -46,6 +46,12 @@ def sample_posterior_chunk(Bhat, Shat, Shat_alpha, V, U, pi, nsamp: int, rng: np
     -------
     ndarray, shape (n, Q, M) -- mashr's ``PosteriorSamples`` layout.
     """
+    # EZ: one transformed Shat for all rows, Shat_alpha varying: draw on the common scale
+    # and multiply by Shat_alpha (x ~ N(a mu1, diag(a) U1 diag(a)) is a x1 with x1 ~ N(mu1, U1)).
+    scale = None
+    if (A is None and Bhat.shape[0] > 1 and bool(np.all(Shat == Shat[0]))
+            and not bool(np.all(Shat_alpha == Shat_alpha[0]))):
+        scale, Shat_alpha = Shat_alpha, np.ones_like(Shat_alpha)
     cp = component_posteriors(Bhat, Shat, Shat_alpha, V, U, pi, A, full_cov=True)
     w, mu, C = cp["w"], cp["mu"], cp["C"]
     n, K, Q = mu.shape
@@ -60,6 +66,8 @@ def sample_posterior_chunk(Bhat, Shat, Shat_alpha, V, U, pi, nsamp: int, rng: np
     m = mu[rows, comp]                                   # (n, M, Q)
     Fsel = F[comp] if cp["common"] else F[rows, comp]    # (n, M, Q, Q)
     x = m + np.einsum("nmab,nmb->nma", Fsel, z)
+    if scale is not None:
+        x *= scale[:, None, :]
     return np.ascontiguousarray(np.swapaxes(x, 1, 2))
 
 

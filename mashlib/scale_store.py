@@ -231,6 +231,21 @@ class InputSource:
     def __init__(self, Bhat, Shat=None):
         self.store = None
         self.row_ids = None
+        self.Sa = None
+        self.V = None
+        if hasattr(Bhat, "Shat_alpha") and hasattr(Bhat, "Bhat"):      # a MashData
+            if Shat is not None:
+                raise MashInputError("Shat: must be None when Bhat is a MashData (it holds Shat).")
+            if not getattr(Bhat, "commonV", True):
+                raise MashInputError("data: a per-row V (R x R x J) is not supported by the streaming "
+                                     "posterior; use mash_compute_posterior_matrices for it.")
+            named = getattr(Bhat, "conditions_named", True)
+            self.conditions = [str(c) for c in Bhat.conditions] if named else None
+            self.row_ids = None if Bhat.row_ids is None else np.asarray([str(r) for r in Bhat.row_ids])
+            self.B, self.S, self.Sa = Bhat.Bhat, Bhat.Shat, Bhat.Shat_alpha
+            self.V = np.asarray(Bhat.V, dtype=float)
+            self.n_rows = self.B.shape[0]
+            return
         if isinstance(Bhat, (str, os.PathLike)):
             self.store = Path(Bhat)
             man = read_manifest(self.store)
@@ -267,8 +282,15 @@ class InputSource:
     @property
     def n_cols(self) -> int:
         if self.store is not None:
-            return NpyRows(self._files["Bhat"]).shape[1]
+            r = NpyRows(self._files["Bhat"])
+            r.close()
+            return r.shape[1]
         return self.B.shape[1]
+
+    @property
+    def transformed(self) -> bool:
+        """True for a MashData: rows are already on the transformed scale."""
+        return self.Sa is not None
 
     def spec(self):
         """A picklable description that :func:`read_rows` accepts in another process."""
@@ -277,9 +299,12 @@ class InputSource:
         return None
 
     def read(self, start: int, stop: int):
-        """``(Bhat, Shat)`` rows ``[start, stop)``; Shat may be a scalar 1."""
+        """``(Bhat, Shat)`` rows ``[start, stop)`` (Shat may be a scalar 1), or
+        ``(Bhat, Shat, Shat_alpha)`` transformed rows for a MashData."""
         if self.store is not None:
             return read_rows(self.spec(), start, stop)
+        if self.Sa is not None:
+            return self.B[start:stop], self.S[start:stop], self.Sa[start:stop]
         S = 1.0 if self.S is None else (self.S if self.S.ndim == 0 else self.S[start:stop])
         return self.B[start:stop], S
 

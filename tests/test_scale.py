@@ -202,7 +202,14 @@ def test_dask_localcluster_two_workers_identical(case, tmp_path):
                                           client=client, out=tmp_path / "post", progress=False)
         res_mem = compute_posterior_streaming(case["g"], case["Bhat"], case["Shat"], chunk_size=90,
                                               engine="dask", client=client, progress=False)
+        planned = compute_posterior_streaming(case["g"], case["Bhat"], case["Shat"], engine="dask",
+                                              client=client, progress=False)
     assert maxdiff(ref, res) == 0.0 and maxdiff(ref, res_mem) == 0.0
+    # planned chunks differ by engine (1 chunk in-process, >= 4 per worker on Dask) but start on
+    # multiples of 64 rows, so the numbers are bit-identical
+    inproc = compute_posterior_streaming(case["g"], case["Bhat"], case["Shat"], progress=False)
+    assert planned.n_chunks >= 8 and planned.chunk_rows % 64 == 0 and inproc.n_chunks == 1
+    assert maxdiff(inproc, planned) == 0.0
     assert open_store(tmp_path / "post")["manifest"]["done_chunks"] == list(range(6))
 
 
@@ -234,7 +241,7 @@ def test_memory_budget(case):
     model = prepare_model(case["g"])
     assert model.n_components == int((case["g"].pi > 1e-10).sum())
     est = estimate_memory(model, 10**6, max_memory="1GB", baseline_bytes=2e8)
-    assert 1 <= est.chunk_rows < 10**6 and est.peak_bytes <= 1e9
+    assert 1 <= est.chunk_rows < 10**6 and est.peak_bytes <= 0.9e9 and est.chunk_rows % 64 == 0
     assert est.n_chunks == -(-10**6 // est.chunk_rows)
     with pytest.raises(MashInputError, match="too small"):
         compute_posterior_streaming(case["g"], case["Bhat"], case["Shat"], max_memory="1MB",
@@ -320,3 +327,26 @@ def test_relative_lik_matrix_dask_equals_inprocess(case):
     assert res["loglik_matrix"].shape == (case["J"], len(xU))
     np.testing.assert_array_equal(res["loglik_matrix"], ref["loglik_matrix"])
     np.testing.assert_array_equal(res["lfactors"], ref["lfactors"])
+
+
+def test_mashdata_input_with_V(case):
+    """A MashData (transformed rows, its own V) streams to the engine's numbers."""
+    R = case["R"]
+    V = 0.3 * np.ones((R, R)) + 0.7 * np.eye(R)
+    data = ml.mash_set_data(case["frame"], case["Shat"], V=V)
+    ref = {k: np.asarray(v) for k, v in ml.mash_compute_posterior_matrices(case["g"], data).items()}
+    res = compute_posterior_streaming(case["g"], data, chunk_size=128, progress=False)
+    assert maxdiff(ref, res) <= 1e-12 and res.conditions == CONDS
+    plain = compute_posterior_streaming(case["g"], case["Bhat"], case["Shat"], progress=False)
+    assert np.abs(plain["PosteriorMean"] - res["PosteriorMean"]).max() > 1e-3   # V matters
+
+
+def test_posterior_samples_ez_moments(case):
+    rows = np.arange(10)
+    M = 4000
+    res = compute_posterior_streaming(case["g"], case["Bhat"][rows], case["Shat"][rows], alpha=1.0,
+                                      posterior_samples=M, seed=3, progress=False)
+    smp = res["PosteriorSamples"]
+    z = (smp.mean(axis=2) - res["PosteriorMean"]) / (res["PosteriorSD"] / np.sqrt(M))
+    assert np.abs(z).max() < 5
+    np.testing.assert_allclose(smp.std(axis=2), res["PosteriorSD"], rtol=0.08)
