@@ -19,8 +19,11 @@ The table below was recomputed from this definition (200-point Gauss-Hermite
 quadrature, nested bounded scalar optimisation, :func:`smn_kl`) at
 :math:`m_j` = 100 equally spaced values from 1.01 to 4. With it the multiplier
 for R's ``ebnm_vec`` case (n = 2000) is reproduced to 1.8e-7 relative
-(1.61661839 vs R's 1.61661857; the small remainder comes from the precision of
-R's own table), and n = 10 gives the clamp value 4 exactly, as R.
+(1.61661839 vs R's 1.61661857) and n = 10 or 44 give the clamp value 4 exactly, as R;
+for n = 1000 (flashier gtex case ii) R uses 1.78970 where this table gives 1.78945
+(1.4e-4 relative; R's table nodes are not exactly these, and no simple node set found
+matches both R values). The resulting fits differ by ~1e-6 (n = 2000) and 3e-3 in the
+flash ELBO (case ii).
 
 The grid (``ebnm_scale_normalmix``) is then
 
