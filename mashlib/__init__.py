@@ -144,3 +144,13 @@ def __getattr__(name: str):
 
 def __dir__():
     return __all__
+
+
+# A few public functions share their name with the submodule that defines them
+# (``mashlib.mash``, ``mashlib.ash``, ...).  Importing such a submodule makes Python set
+# the package attribute to the module, shadowing the lazy export, so these are bound
+# eagerly here: the function wins, and the submodule stays importable as usual.
+_SAME_NAME = [name for name, mod in _EXPORTS.items() if name == mod]
+for _name in _SAME_NAME:
+    globals()[_name] = getattr(importlib.import_module(f"{__name__}.{_name}"), _name)
+del _name

@@ -28,8 +28,6 @@ Every function returns an :class:`~mashlib.ebnm_core.EbnmResult`.
 """
 from __future__ import annotations
 
-import sys
-import types
 
 from ._errors import MashInputError
 from .ebnm_core import (  # noqa: F401  (re-exported)
@@ -128,16 +126,3 @@ def ebnm(x, s=1, prior_family="point_normal", mode=0, scale="estimate", g_init=N
     return fn(x, s, mode=mode, scale=scale, g_init=g_init, fix_g=fix_g, output=output, optmethod=optmethod,
               control=control, **kwargs)
 
-
-class _CallableModule(types.ModuleType):
-    """``mashlib.ebnm`` is both this module and the function :func:`ebnm`.
-
-    Importing the submodule sets the package attribute ``mashlib.ebnm`` to the module
-    (shadowing the lazily exported function), so the module forwards calls to :func:`ebnm`.
-    """
-
-    def __call__(self, *args, **kwargs):
-        return ebnm(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
