@@ -268,3 +268,88 @@ def test_threaded_row_blocks_agree():
     assert r1.niter == r2.niter
     np.testing.assert_allclose(r2.loglik_trace, r1.loglik_trace, rtol=1e-12)
     np.testing.assert_allclose(r2.xcovar, r1.xcovar, rtol=1e-9, atol=1e-12)
+
+
+# ----------------------------------------------------------------------------- S_i = kappa_i S_0
+def _prop_toy(seed=11, N=40, R=4):
+    """Errors S_i = kappa_i S_0 (standard errors factoring as row x condition, V != I)."""
+    rng = np.random.default_rng(seed)
+    C = np.corrcoef(rng.standard_normal((R, 12)))
+    s0 = rng.uniform(0.5, 2.0, R)
+    c = rng.uniform(0.3, 3.0, N)
+    sh = c[:, None] * s0[None, :]
+    S = sh[:, :, None] * C[None] * sh[:, None, :]
+    v = rng.standard_normal(R)
+    A = rng.standard_normal((R, R))
+    V = [np.outer(v, v), A @ A.T, np.eye(R), np.diag([1.0, 1.0, 0.0, 0.0]), np.zeros((R, R))]
+    Y = rng.standard_normal((N, R)) * sh * 2
+    return Y, S, sh, V
+
+
+def test_proportional_detection():
+    from mashlib.ed import _proportional
+    Y, S, sh, _ = _prop_toy()
+    S0, kappa = _proportional("full", S)
+    np.testing.assert_allclose(kappa[:, None, None] * S0, S, rtol=1e-13, atol=0)
+    _, k2 = _proportional("diag", sh ** 2)
+    np.testing.assert_allclose(k2, kappa, rtol=1e-13)
+    assert _proportional("full", S[:1])[1].tolist() == [1.0]          # common S
+    bad = S.copy()
+    bad[3, 0, 1] = bad[3, 1, 0] = bad[3, 0, 1] * (1 + 1e-8)
+    assert _proportional("full", bad) is None
+    bad2 = sh ** 2
+    bad2[5, 2] *= 1 + 1e-9
+    assert _proportional("diag", bad2) is None
+
+
+@pytest.mark.parametrize("w", [0.0, 0.5])
+def test_proportional_errors_match_bruteforce(w):
+    """The joint-diagonalisation path (ranks 0, 1, 2, 4) against the row-by-row C transcription."""
+    Y, S, sh, V = _prop_toy()
+    K = len(V)
+    amp = np.full(K, 1 / K)
+    a, m, Vn, avg, n = _naive_ed(Y, S, amp, np.zeros((K, 4)), V, np.zeros(K, bool),
+                                 np.ones(K, bool), maxiter=60, w=w)
+    r = extreme_deconvolution(Y, S, amp, None, V, fixmean=True, maxiter=60, w=w)
+    assert r.niter == n
+    assert abs(r.avgloglik - avg) < 1e-10 * abs(avg)
+    np.testing.assert_allclose(r.xamp, a, atol=1e-10)
+    np.testing.assert_allclose(r.xcovar, Vn, atol=1e-8 * np.abs(Vn).max())
+    assert np.array_equal(r.xcovar, np.swapaxes(r.xcovar, 1, 2))
+    g = extreme_deconvolution(Y, S, amp, None, V, fixmean=True, maxiter=60, w=w,
+                              proportional=False)
+    np.testing.assert_allclose(r.loglik_trace, g.loglik_trace, rtol=1e-12)
+    np.testing.assert_allclose(r.xcovar, g.xcovar, atol=1e-9 * np.abs(Vn).max())
+
+
+def test_proportional_free_means_fixed_amp_diag_errors():
+    Y, S, sh, V = _prop_toy(seed=12)
+    K = len(V)
+    amp = np.array([0.1, 0.2, 0.3, 0.2, 0.2])
+    mean0 = np.random.default_rng(0).standard_normal((K, 4)) * 0.3
+    fixamp = np.array([True, False, False, False, False])
+    Sd = np.stack([np.diag(x ** 2) for x in sh])
+    a, m, Vn, avg, n = _naive_ed(Y, Sd, amp, mean0, V, fixamp, np.zeros(K, bool), maxiter=40)
+    r = extreme_deconvolution(Y, sh ** 2, amp, mean0, V, fixamp=fixamp, maxiter=40)
+    assert r.niter == n
+    assert abs(r.avgloglik - avg) < 1e-10 * abs(avg)
+    np.testing.assert_allclose(r.xamp, a, atol=1e-10)
+    np.testing.assert_allclose(r.xmean, m, atol=1e-9)
+    np.testing.assert_allclose(r.xcovar, Vn, atol=1e-8 * np.abs(Vn).max())
+
+
+def test_proportional_path_row_blocks(monkeypatch):
+    """Row blocks of the joint-diagonalisation path sum to the one-block result."""
+    import mashlib.ed as edm
+    rng = np.random.default_rng(9)
+    N, R = 400, 3
+    c = rng.uniform(0.5, 2.0, N)
+    Y = rng.standard_normal((N, R)) * c[:, None] * 3
+    V = [np.eye(R), np.ones((R, R)), np.diag([2.0, 0, 0]), np.diag([1.0, 2.0, 0])]
+    S = np.outer(c ** 2, np.ones(R))
+    r1 = extreme_deconvolution(Y, S, np.full(4, 0.25), None, V, fixmean=True, maxiter=50)
+    monkeypatch.setattr(edm, "_BLOCK_BYTES", 8.0 * 40 * 30)
+    r2 = extreme_deconvolution(Y, S, np.full(4, 0.25), None, V, fixmean=True, maxiter=50)
+    assert r1.niter == r2.niter
+    np.testing.assert_allclose(r2.loglik_trace, r1.loglik_trace, rtol=1e-12)
+    np.testing.assert_allclose(r2.xcovar, r1.xcovar, rtol=1e-9, atol=1e-12)
