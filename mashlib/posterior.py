@@ -158,23 +158,29 @@ def posterior_chunk(Bhat, Shat, Shat_alpha, V, U_kept, pi_kept=None, A=None,
         NA = sa[:, None, :, None] * N                                  # ((c|1), Kg, R, r)
         if Amat is not None:
             NA = np.moveaxis(np.tensordot(Amat, NA, axes=([1], [2])), 0, 2)
-        mu = np.matmul(NA, e * u[..., None])                           # (c, Kg, Q, L)
-        var = np.maximum(np.matmul(NA * NA, e), 0.0)                   # P22: clamp as R's R path
-        Wq = Wt[:, :, None, :]
-        PM += (Wq * mu).sum(axis=(1, 3))
-        E2 += (Wq * (mu * mu + var)).sum(axis=(1, 3))
+        mu_b = np.matmul(NA, e * u[..., None])                         # (c, Kg, Q, L)
+        var_b = np.maximum(np.matmul(NA * NA, e), 0.0)                 # P22: clamp as R's R path
+        # back to the kept components only (no padding) for the elementwise work
+        mu = np.swapaxes(mu_b, -1, -2)[:, pos, lslot]                  # (c, Pg, Q)
+        var = np.swapaxes(var_b, -1, -2)[:, pos, lslot]                # ((c|1), Pg, Q)
+        w = weights[:, sel]                                            # (c, Pg)
+        PM += np.einsum("jp,jpq->jq", w, mu)
+        E2 += np.einsum("jp,jpq->jq", w, mu * mu) + (
+            w @ var[0] if var.shape[0] == 1 else np.einsum("jp,jpq->jq", w, var))
         sd = np.sqrt(var)
         zero = sd == 0
         with np.errstate(divide="ignore", invalid="ignore"):
-            neg = np.where(zero, 0.0, ndtr(-mu / np.where(zero, 1.0, sd)))
-        NP += (Wq * neg).sum(axis=(1, 3))
+            neg = ndtr(-mu / np.where(zero, 1.0, sd))
         if zero.any():
-            ZP += (Wq * zero).sum(axis=(1, 3))
+            neg = np.where(zero, 0.0, neg)
+            z = zero.astype(float)
+            ZP += w @ z[0] if z.shape[0] == 1 else np.einsum("jp,jpq->jq", w, z)
+        NP += np.einsum("jp,jpq->jq", w, neg)
         if PC is not None:
             ew = (e * Wt[:, :, None, :]).sum(axis=3)                   # (c, Kg, r)
             NAb = np.broadcast_to(NA, (c,) + NA.shape[1:])
             PC += np.einsum("jkqr,jkr,jksr->jqs", NAb, ew, NAb, optimize=True)
-            PC += np.einsum("jkl,jkql,jksl->jqs", Wt, mu, mu, optimize=True)
+            PC += np.einsum("jp,jpq,jps->jqs", w, mu, mu, optimize=True)
     psd = np.sqrt(np.maximum(E2 - PM * PM, 0.0))
     out = {"PosteriorMean": PM, "PosteriorSD": psd, "lfdr": ZP, "NegativeProb": NP,
            "lfsr": compute_lfsr(NP, ZP)}
