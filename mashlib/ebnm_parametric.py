@@ -17,7 +17,10 @@ description, not the code. Steps:
    :math:`\pi_0 = 1` (all null, :math:`\ell = \sum\log N(x_i;\mu,s_i^2)`) always, and
    :math:`\pi_0 = 0` (slab only, optimised separately) when the interior optimum
    drifts to :math:`\pi_0 < 10^{-5}` or the interior fit failed; this avoids the
-   failures of ebnm issues #20 / #144;
+   failures of ebnm issues #20 / #144. When the interior path heads for
+   :math:`\pi_0 = 0` (:math:`\alpha < -6`, still falling) the slab-only fit is done
+   at once and, if it meets the boundary's KKT condition, the interior iterations stop
+   (otherwise Newton creeps towards :math:`\alpha = -\infty` about one unit per step);
 5. posterior summaries with the fitted prior.
 """
 from __future__ import annotations
@@ -55,7 +58,7 @@ def _total(fam, theta, x, s):
     return float(ell.sum())
 
 
-def _newton(nll, p0, lo, hi, maxiter=200):
+def _newton(nll, p0, lo, hi, maxiter=200, stop=None):
     r"""Damped Newton with a finite-difference Hessian of the analytic gradient.
 
     Minimises ``nll`` (returning value and gradient) over a box ``[lo, hi]``
@@ -64,7 +67,8 @@ def _newton(nll, p0, lo, hi, maxiter=200):
     its eigenvalues are floored at :math:`10^{-8}\max(1, \lambda_{\max})` (so the
     step :math:`-H^{-1}g` is a descent direction); steps are halved until the
     objective decreases. Converged when the projected gradient is below
-    :math:`10^{-7}` or the decrease below :math:`10^{-13}(1+|f|)` after a full step.
+    :math:`10^{-7}` or the decrease below :math:`10^{-13}(1+|f|)` after a full step,
+    or when ``stop(p, f, g)`` (checked at every accepted iterate) returns True.
     Returns ``(p, f, converged)``.
     """
     p = np.clip(p0.astype(float), lo, hi)
@@ -76,6 +80,8 @@ def _newton(nll, p0, lo, hi, maxiter=200):
         held = ((p <= lo) & (g > 0)) | ((p >= hi) & (g < 0))
         act = ~held
         if not act.any() or np.max(np.abs(g[act])) < 1e-7:
+            return p, f, True
+        if stop is not None and stop(p, f, g):
             return p, f, True
         idx = np.flatnonzero(act)
         H = np.empty((idx.size, idx.size))
@@ -109,8 +115,11 @@ def _newton(nll, p0, lo, hi, maxiter=200):
     return p, f, False
 
 
-def _optimise(fam, theta0, free, x, s, method):
-    """Maximise the log-likelihood over ``theta[free]``; return (theta, loglik, ok)."""
+def _optimise(fam, theta0, free, x, s, method, stop=None):
+    """Maximise the log-likelihood over ``theta[free]``; return (theta, loglik, ok).
+
+    ``stop(p, f, g)`` may end the Newton iterations early (``ok`` is then True).
+    """
     idx = np.flatnonzero(free)
     theta = theta0.copy()
     if idx.size == 0:
@@ -135,7 +144,7 @@ def _optimise(fam, theta0, free, x, s, method):
             lo[j], hi[j] = p0[j] - 40.0, p0[j] + 40.0
     p0 = np.clip(p0, lo + 1, hi - 1)
     if method in (None, "nohess_nlm", "nlm", "trust", "optimize", "newton"):
-        p, f, ok = _newton(nll, p0, lo, hi)
+        p, f, ok = _newton(nll, p0, lo, hi, stop=stop)
         if ok and np.isfinite(f):
             theta[idx] = p
             return theta, -float(f), True
@@ -171,9 +180,56 @@ def _null_mode(x, s):
     return float(np.sum(w * x) / np.sum(w))
 
 
+_DRIFT = 6.0  # logit pi0 below -_DRIFT and still falling: try the pi0 = 0 boundary (KKT check)
+_KKT_ALPHA = -30.0
+
+
+def _pi0_kkt(fam, theta, x, s):
+    r"""True when :math:`\pi_0 = 0` is optimal given the other parameters of ``theta``.
+
+    The log-likelihood is concave in :math:`\pi_0` and its derivative at
+    :math:`\pi_0 = 0` is :math:`D = \sum_i N(y_i; 0, s_i^2)/f(y_i) - n`; ``D <= 0`` is the
+    boundary's KKT condition. Evaluated from the null responsibilities at
+    :math:`\operatorname{logit}\pi_0 = -30`: :math:`D \approx \sum_i r_i/\pi_0 - n`.
+    """
+    th = np.array(theta, dtype=float)
+    th[0] = _KKT_ALPHA
+    _, _, r = fam.loglik(th, x, s, grad=False)
+    D = float(np.sum(r)) / sc.expit(_KKT_ALPHA) - x.size
+    return bool(np.isfinite(D) and D <= 0.0)
+
+
 def _fit(fam, x, s, theta0, free, method):
-    """Interior fit plus the explicit pi0 boundary checks; returns the best theta."""
-    theta, ll, ok = _optimise(fam, theta0, free, x, s, method)
+    r"""Interior fit plus the explicit pi0 boundary checks; returns the best theta.
+
+    When the interior Newton path drifts towards :math:`\pi_0 = 0`
+    (:math:`\operatorname{logit}\pi_0 < -6` with the gradient still pushing down), the
+    slab-only fit is computed at once; if the boundary satisfies its KKT condition
+    (:func:`_pi0_kkt`) and is at least as good as the current iterate, the interior
+    iterations stop there (the slow creep of logit pi0 towards -infinity is skipped),
+    otherwise they go on. The boundary then competes as before.
+    """
+    bnd = {}
+
+    def slab_only():
+        if not bnd:
+            th0 = theta0.copy()
+            th0[0] = -np.inf
+            fr = free.copy()
+            fr[0] = False
+            th0, ll0, _ = _optimise(fam, th0, fr, x, s, method)
+            bnd["fit"] = (th0, ll0)
+        return bnd["fit"]
+
+    stop = None
+    if free[0]:
+        def stop(p, f, g):
+            if bnd or p[0] > -_DRIFT or g[0] <= 0:
+                return False
+            th0, ll0 = slab_only()
+            return bool(np.isfinite(ll0) and ll0 >= -f and _pi0_kkt(fam, th0, x, s))
+
+    theta, ll, ok = _optimise(fam, theta0, free, x, s, method, stop=stop)
     best_ll = ll if np.isfinite(ll) else -np.inf
     best = theta
     if free[0]:
@@ -185,12 +241,8 @@ def _fit(fam, x, s, theta0, free, method):
             th1[2] = _null_mode(x, s)
         ll1 = _total(fam, th1, x, s)
         # pi0 = 0: slab only, when the interior fit drifts there or failed
-        if theta[0] < -11.5 or not ok or not np.isfinite(ll):
-            th0 = theta0.copy()
-            th0[0] = -np.inf
-            fr = free.copy()
-            fr[0] = False
-            th0, ll0, _ = _optimise(fam, th0, fr, x, s, method)
+        if theta[0] < -11.5 or not ok or not np.isfinite(ll) or bnd:
+            th0, ll0 = slab_only()
             if ll0 > best_ll:
                 best_ll, best = ll0, th0
         if ll1 >= best_ll:
