@@ -5,6 +5,13 @@ Cases (R seconds from tests/data/reference/MANIFEST.md):
 * ``ed_sim_protocol``: cov_ed on the sim_protocol strong set (1,500 x 20, EE, V = V_simple)
   from the 56 components of ``components_EE.json`` (R: 1,131.8 s).
 * ``ed_gtex``: cov_ed on gtex (1,000 x 44, Shat = 1) from ``cov_pca(., 5)`` (R: 16.0 s).
+* ``ed_sim_protocol_general``: the sim_protocol ED forced onto the general per-row path
+  (``proportional=False``) for 40 EM steps: seconds per step and the projection to R's
+  1,855 steps (the strong set's standard errors factor as row x condition, so ``cov_ed``
+  itself takes the joint-diagonalisation path).
+
+Time with ``OPENBLAS_NUM_THREADS=1``; each result records the 1-minute load average before
+and after (the development machine has 2 shared cores).
 * ``udr_ed_500`` / ``udr_ted_500``: ud_fit on udr_sim for 500 iterations from R's inits
   (R: 26.8 / 19.1 s).
 
@@ -43,15 +50,23 @@ def _mash_data(Bhat, Shat, V):
         return SimpleNamespace(Bhat=Bhat, Shat=Shat, V=V, commonV=True, alpha=0.0)
 
 
-def bench_ed_sim_protocol():
-    from mashlib.ed import cov_ed
+def _sim_protocol_inputs():
     sp = REF / "sim_protocol"
     B = np.loadtxt(sp / "input_strong.b.csv", delimiter=",", skiprows=1)
     S = np.loadtxt(sp / "input_strong.s.csv", delimiter=",", skiprows=1)
     V = np.asarray(json.loads((sp / "vhat_simple.json").read_text())["V_EE"], dtype=float)
     comps = _mats(json.loads((sp / "components_EE.json").read_text())["U"])
     ref = json.loads((sp / "prior_fit_post_cov_ed_EE.json").read_text())
+    return B, S, V, comps, ref
+
+
+def bench_ed_sim_protocol():
+    from mashlib.ed import _proportional, cov_ed
+    B, S, V, comps, ref = _sim_protocol_inputs()
     data = _mash_data(B, S, V)
+    ycov = S[:, :, None] * V[None] * S[:, None, :]
+    path = "joint-diagonalisation (S_i = kappa_i S_0)" if _proportional("full", ycov) \
+        is not None else "general (per-row)"
     t0 = time.perf_counter()
     fit = cov_ed(data, comps, details=True)
     secs = time.perf_counter() - t0
@@ -62,7 +77,27 @@ def bench_ed_sim_protocol():
                 av_loglik=fit.av_loglik, R_av_loglik=ref["ed_av_loglik"], niter=fit.niter,
                 rel_err_loglik=abs(fit.av_loglik - ref["ed_av_loglik"]) / abs(ref["ed_av_loglik"]),
                 max_abs_err_pi=float(np.abs(np.asarray(list(fit.pi.values())) - Rpi).max()),
-                max_rel_frob_U=float(frob))
+                max_rel_frob_U=float(frob), path=path)
+
+
+def bench_ed_sim_protocol_general(steps=40):
+    from mashlib.ed import extreme_deconvolution
+    B, S, V, comps, ref = _sim_protocol_inputs()
+    ycov = S[:, :, None] * V[None] * S[:, None, :]
+    K, R = len(comps), B.shape[1]
+    kw = dict(fixmean=True, maxiter=steps)
+    fast = extreme_deconvolution(B, ycov, np.full(K, 1 / K), np.zeros((K, R)),
+                                 list(comps.values()), **kw)
+    t0 = time.perf_counter()
+    gen = extreme_deconvolution(B, ycov, np.full(K, 1 / K), np.zeros((K, R)),
+                                list(comps.values()), proportional=False, **kw)
+    secs = time.perf_counter() - t0
+    R_secs = ref["timings"]["cov_ed_bovy"]["elapsed_median_s"]
+    return dict(steps=steps, seconds=secs, seconds_per_step=secs / steps,
+                projected_seconds_1855_steps=secs / steps * 1855, R_seconds=R_secs,
+                projected_speedup_vs_R=R_secs / (secs / steps * 1855),
+                max_rel_diff_trace_vs_joint_diag=float(np.max(np.abs(
+                    gen.loglik_trace - fast.loglik_trace) / np.abs(fast.loglik_trace))))
 
 
 def bench_ed_gtex():
@@ -106,6 +141,7 @@ def _bench_udr(update):
 CASES = {
     "ed_sim_protocol": bench_ed_sim_protocol,
     "ed_gtex": bench_ed_gtex,
+    "ed_sim_protocol_general": bench_ed_sim_protocol_general,
     "udr_ed_500": lambda: _bench_udr("ed"),
     "udr_ted_500": lambda: _bench_udr("ted"),
 }
@@ -116,7 +152,10 @@ def main(argv=None):
     results = json.loads(OUT.read_text()) if OUT.exists() else {}
     for n in names:
         print(f"== {n}", flush=True)
+        load0 = os.getloadavg()[0]
         r = CASES[n]()
+        r["load_average_1min_at_start"] = load0
+        r["OPENBLAS_NUM_THREADS"] = os.environ.get("OPENBLAS_NUM_THREADS")
         if "seconds" in r and r.get("R_seconds"):
             r["speedup_vs_R"] = r["R_seconds"] / r["seconds"]
         print(json.dumps(r, indent=1), flush=True)

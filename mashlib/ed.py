@@ -58,7 +58,7 @@ __all__ = ["EDResult", "EDFit", "extreme_deconvolution", "cov_ed", "bovy_wrapper
 _DBL_MIN = np.finfo(float).tiny
 _HALF_LOG_2PI = 0.5 * np.log(2.0 * np.pi)
 _RANK_TOL = 1e-12      # eigenvalues below _RANK_TOL * max eigenvalue are treated as zero
-_BLOCK_BYTES = 64e6    # memory budget of one row block of intermediates
+_BLOCK_BYTES = 16e6    # memory budget of one row block of intermediates (cache-friendly)
 _PROP_TOL = 1e-12      # S_i = kappa_i S_0 to this relative accuracy -> joint diagonalisation
 
 
@@ -231,16 +231,76 @@ class _Comp:
                 for r, idx in sorted(by_r.items())]
 
 
-def _estep_block(Z, Linv, logdetS, kind, mean, groups, logamp, K):
+def _chol_inv(T: np.ndarray, y: Optional[np.ndarray] = None):
+    """Batched Cholesky :math:`T = LL^T`, :math:`L^{-1}` and :math:`L^{-1}y` for SPD T (B, R, R).
+
+    LAPACK's batched ``potrf`` gives L; :math:`L^{-1}` (and :math:`L^{-1}y`) come from a
+    forward substitution vectorised over the whole batch (batch axis last, one column of L
+    per step: R^3/6 multiply-adds per matrix without the per-matrix call overhead of ``inv``).
+
+    Returns
+    -------
+    logdet : (B,)
+        :math:`\\log|T|`.
+    X : (R, R, B)
+        :math:`L^{-1}`, lower triangular, batch axis last.
+    z : (R, B) or None
+        :math:`L^{-1}y`, batch axis last.
+    """
+    R = T.shape[-1]
+    L = np.linalg.cholesky(T)
+    Lb = np.ascontiguousarray(L.transpose(1, 2, 0))                      # (R, R, B)
+    X = np.zeros_like(Lb)
+    X[np.arange(R), np.arange(R)] = 1.0
+    z = None if y is None else np.ascontiguousarray(y.T)
+    for k in range(R):
+        dk = Lb[k, k]
+        X[k, :k + 1] /= dk
+        if z is not None:
+            z[k] /= dk
+        if k < R - 1:
+            col = Lb[k + 1:, k]                                            # (R-k-1, B)
+            X[k + 1:, :k + 1] -= col[:, None, :] * X[k, None, :k + 1]
+            if z is not None:
+                z[k + 1:] -= col * z[k]
+    logdet = 2.0 * np.log(np.diagonal(L, axis1=-2, axis2=-1)).sum(axis=-1)
+    return logdet, X, z
+
+
+def _estep_block(Z, Linv, logdetS, kind, mean, groups, logamp, K, direct=None):
     """E-step quantities for one block of rows (Z: whitened data, (nb, R)).
 
     Returns logq (nb, K) and, per rank group, (idx, r, u (nb, k, r), Ginv (nb|1, k, r, r)).
+    Groups of rank ``r > R/2`` use :math:`T_{ij} = S_i + V_j` directly when ``direct`` =
+    (Y block (nb, R), S block: (nb|1, R) variances or (nb|1, R, R)) is given: then the part is
+    (idx, -1, w = T^{-1}(y - m) (nb, k, R), L^{-1} (R, R, k, nb), W (k, R, r)).
     """
     nb, R = Z.shape
     logq = np.full((nb, K), -np.inf)
     out = []
     for r, idx, W in groups:                     # W: (k, R, r)
         k = idx.size
+        if direct is not None and 2 * r > R:
+            Yb, Sb = direct
+            U = W @ np.swapaxes(W, 1, 2)
+            U = 0.5 * (U + np.swapaxes(U, 1, 2))                    # (k, R, R)
+            if kind == "diag":
+                T = np.broadcast_to(U[:, None], (k, nb, R, R)).copy()
+                T[..., np.arange(R), np.arange(R)] += Sb[None]
+            else:
+                T = U[:, None] + Sb[None]                            # (k, nb|1, R, R)
+                T = np.broadcast_to(T, (k, nb, R, R))
+            res = np.broadcast_to(Yb[None], (k, nb, R)) if mean is None else \
+                Yb[None] - mean[idx][:, None]
+            ld, X, zz = _chol_inv(T.reshape(k * nb, R, R), res.reshape(k * nb, R))
+            quad = np.einsum("ab,ab->b", zz, zz)
+            wv = np.einsum("abn,an->bn", X, zz)                     # T^{-1} (y - m): (R, k nb)
+            logq[:, idx] = (logamp[idx][None, :] - R * _HALF_LOG_2PI
+                            - 0.5 * (ld + quad).reshape(k, nb).T)
+            wv = np.moveaxis(wv.reshape(R, k, nb), 0, -1).transpose(1, 0, 2)   # (nb, k, R)
+            X = X.reshape(R, R, k, nb)
+            out.append((idx, -1, wv, X, W))
+            continue
         if mean is None:
             Wm = np.broadcast_to(Z[:, None, :], (nb, k, R))
         else:
@@ -284,7 +344,24 @@ def _estep_block(Z, Linv, logdetS, kind, mean, groups, logamp, K):
 def _accumulate(q, parts):
     """Per rank group: (idx, sum_i q (u u^T + Ginv) (k, r, r), sum_i q u (k, r))."""
     out = []
-    for idx, r, u, Ginv in parts:
+    for part in parts:
+        if part[1] == -1:                        # direct: M = q I + W^T A W, us = W^T sum q w
+            idx, _, wv, X, W = part
+            qg = q[:, idx]
+            R = wv.shape[2]
+            qw = qg[..., None] * wv                                    # (nb, k, R)
+            A = np.moveaxis(qw, 0, -1) @ np.moveaxis(wv, 0, 1)         # (k, R, R)
+            sq = np.sqrt(qg).T                                         # (k, nb)
+            for t in range(idx.size):
+                Xq = X[:, :, t] * sq[t]                                # (R, R, nb)
+                A[t] -= (Xq @ np.swapaxes(Xq, 1, 2)).sum(axis=0)       # sum_i q L^-T L^-1
+            Wt = np.swapaxes(W, 1, 2)
+            M = Wt @ A @ W
+            r = W.shape[2]
+            M[:, np.arange(r), np.arange(r)] += qg.sum(axis=0)[:, None]
+            out.append((idx, M, (Wt @ qw.sum(axis=0)[..., None])[..., 0]))
+            continue
+        idx, r, u, Ginv = part
         if not r:
             continue
         qg = q[:, idx]                                             # (nb, k)
@@ -300,13 +377,17 @@ def _accumulate(q, parts):
     return out
 
 
-def _estep(Z, Linv, logdetS, kind, common, mean, groups, logamp, K, blocks, pool):
-    """Whole E step over row blocks (optionally in threads): (sum lse, q sums, accumulators)."""
+def _estep(Z, Linv, logdetS, kind, common, mean, groups, logamp, K, blocks, pool,
+           Y=None, S=None):
+    """Whole E step over row blocks (optionally in threads): (sum lse, q sums, accumulators).
+
+    With the data Y and error covariances S, groups of rank > R/2 use T = S + V directly."""
     def run(se):
         s, e = se
         Lb = Linv if common else Linv[s:e]
         lb = np.repeat(logdetS, e - s) if logdetS.shape[0] == 1 else logdetS[s:e]
-        logq, parts = _estep_block(Z[s:e], Lb, lb, kind, mean, groups, logamp, K)
+        direct = None if Y is None else (Y[s:e], S if S.shape[0] == 1 else S[s:e])
+        logq, parts = _estep_block(Z[s:e], Lb, lb, kind, mean, groups, logamp, K, direct)
         lse = _row_lse(logq)
         with np.errstate(under="ignore", invalid="ignore"):
             q = np.exp(logq - lse[:, None])
@@ -551,7 +632,6 @@ def extreme_deconvolution(ydata, ycovar, xamp, xmean=None, xcovar=None, fixamp=N
     comp = _Comp([_factor_psd(v, f"xcovar[{(names[j] if names else j)!r}]")
                   for j, v in enumerate(V0)])
     prop = _proportional(kind, S) if proportional else None
-    del S
     if prop is not None:                            # S_i = kappa_i S_0: whiten by S_0 only
         S0, kappa = prop
         kappa = np.broadcast_to(kappa, (N,)) if kappa.size == 1 else kappa
@@ -565,7 +645,8 @@ def extreme_deconvolution(ydata, ycovar, xamp, xmean=None, xcovar=None, fixamp=N
 
     # row blocks: keep the (nb, R, sum r) intermediates under the memory budget, and give
     # each thread a block (numpy releases the GIL in matmul / LAPACK loops)
-    per_row = 8.0 * sum(3 * R * max(W.shape[1], 1) + 3 * W.shape[1] ** 2 for W in comp.W)
+    per_row = 8.0 * sum(3 * R * max(W.shape[1], 1) + 3 * W.shape[1] ** 2
+                        + (6 * R * R if 2 * W.shape[1] > R else 0) for W in comp.W)
     if prop is not None:
         per_row = 8.0 * (4 * sum(max(W.shape[1], 1) for W in comp.W) + 3 * K)
         threads = 1
@@ -592,7 +673,7 @@ def extreme_deconvolution(ydata, ycovar, xamp, xmean=None, xcovar=None, fixamp=N
             else:
                 total, qsum, acc = _estep(Z, Linv, logdetS, kind, common,
                                           None if not np.any(mean) else mean, groups, logamp,
-                                          K, blocks, pool)
+                                          K, blocks, pool, Y, S)
             avg = total / N
             trace.append(avg)
             if verbose and (niter % 10 == 0):
