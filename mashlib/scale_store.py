@@ -273,6 +273,11 @@ class InputSource:
         if Shat is None:
             self.S = None
         else:
+            scols = getattr(Shat, "columns", None)
+            if scols is not None and self.conditions is not None \
+                    and [str(c) for c in scols] != self.conditions:
+                raise MashInputError("Shat: its columns are not those of Bhat, in the same order; "
+                                     "reorder Shat as Bhat (Shat = Shat[Bhat.columns]).")
             S = np.asarray(Shat, dtype=float)
             if S.ndim != 0 and S.shape != B.shape:
                 raise MashInputError(f"Shat: shape {S.shape} does not match Bhat {B.shape}; "

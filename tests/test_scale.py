@@ -166,6 +166,8 @@ def test_condition_names_matched_and_mismatch_reported(case):
     perm = ["lung", "brain", "heart", "liver"]
     res = compute_posterior_streaming(g, fr[perm], Sfr[perm], conditions=CONDS, progress=False)
     assert res.conditions == CONDS and maxdiff(ref, res) <= 1e-12
+    with pytest.raises(MashInputError, match="Shat: its columns"):
+        compute_posterior_streaming(g, fr[perm], Sfr, conditions=CONDS, progress=False)
     bad = fr.rename(columns={"liver": "Liver", "heart": "kidney"})
     with pytest.raises(MashInputError) as ei:
         compute_posterior_streaming(g, bad, case["Shat"], conditions=CONDS, progress=False)
