@@ -201,6 +201,26 @@ def spawn(name, size, work):
     return res
 
 
+def parallel_efficiency() -> float:
+    """How much of 2 cores this machine gives us now: t(1 job) / t(2 concurrent jobs) / 1.
+
+    1.0 means two single-threaded processes run as fast as one (2 free cores); 0.5 means
+    they share one core (the cores are shared with other work), so no 2-worker speed-up is
+    possible at that moment.
+    """
+    code = ("import numpy as np, time; a = np.random.default_rng(0).random((300, 300)); "
+            "[np.linalg.eigh(a @ a.T) for _ in range(120)]")
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
+    t = time.perf_counter()
+    subprocess.run([sys.executable, "-c", code], env=env, check=True)
+    t1 = time.perf_counter() - t
+    t = time.perf_counter()
+    ps = [subprocess.Popen([sys.executable, "-c", code], env=env) for _ in range(2)]
+    for p in ps:
+        p.wait()
+    return t1 / (time.perf_counter() - t)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small sizes (smoke test, seconds)")
@@ -222,6 +242,8 @@ def main():
     target = HERE / "results" / ("scale.json" if size == "full" else "scale_quick.json")
     results = json.loads(target.read_text()) if a.only and target.exists() else {}
     for name in runs:
+        if name.startswith("dask"):
+            results[f"parallel_efficiency_before_{name}"] = parallel_efficiency()
         results[name] = spawn(name, size, work)
     if {"inproc_sub", "dask_1w", "dask_2w"} <= set(results):
         ref = {k: np.load(Path(results["inproc_sub"]["out"]) / f"{k}.npy", mmap_mode="r")
@@ -231,6 +253,9 @@ def main():
                      for k in ref]
             results[nm]["max_abs_diff_vs_inprocess"] = max(diffs)
         results["dask_speedup_2w_vs_1w"] = results["dask_1w"]["seconds"] / results["dask_2w"]["seconds"]
+        results["note_dask_speedup"] = (
+            "the 2 cores are shared with other sessions; parallel_efficiency_before_* (2 concurrent "
+            "single-threaded jobs vs 1; 1.0 = two free cores, 0.5 = one) bounds the attainable speed-up")
     results["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version(),
                           "numpy": np.__version__, "size": size,
                           "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
