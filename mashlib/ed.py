@@ -41,6 +41,20 @@ Implementation.  The M step keeps :math:`V_j` in its column space: if :math:`V_j
 which is the same update as the C code (exact algebra, different rounding).  Rank-1 components
 (most mash components) then cost O(R) per row instead of O(R^3); :math:`S_i^{-1}` and
 :math:`\\log|S_i|` are computed once.  Everything is batched over rows x components.
+
+Three exact evaluations of the same step, chosen per problem / component:
+
+* **Joint diagonalisation** (``_estep_prop``) when every :math:`S_i = \\kappa_i S_0` (a common
+  S, or standard errors that factor as row x condition, as in the sim_protocol strong set):
+  with :math:`S_0 = L_0L_0^T` and the thin SVD
+  :math:`L_0^{-1}W_j = Q_j\\Sigma_jP_j^T` (factor rotated to :math:`W_jP_j`), every
+  :math:`T_{ij} = L_0Q_j(\\kappa_iI + \\Sigma_j^2)Q_j^TL_0^T` on the span, so a step costs one
+  GEMM plus O(N sum_j r_j) elementwise work.
+* **Woodbury** as above for components of rank :math:`r_j \\le R/2`.
+* **Direct** for :math:`r_j > R/2`: :math:`T_{ij} = S_i + V_j`, batched Cholesky and a
+  vectorised triangular inverse (``_chol_inv``), :math:`w_{ij} = T_{ij}^{-1}(y_i - m_j)` and
+  :math:`M_j = q_jI + W_j^T\\big[\\sum_i q_{ij}(w_{ij}w_{ij}^T - T_{ij}^{-1})\\big]W_j`, since
+  :math:`u = W^Tw` and :math:`(I+G)^{-1} = I - W^TT^{-1}W`.
 """
 from __future__ import annotations
 
@@ -587,7 +601,8 @@ def extreme_deconvolution(ydata, ycovar, xamp, xmean=None, xcovar=None, fixamp=N
         Print the average log-likelihood every 10 steps.
     threads : int, optional
         Row blocks processed in parallel threads (default 1; numpy releases the GIL in its
-        batched LAPACK and matmul loops, which helps on an otherwise idle multi-core machine).
+        batched LAPACK and matmul loops, which helps on an otherwise idle multi-core machine;
+        the joint-diagonalisation path runs in one thread).
     proportional : bool
         When every error covariance is a multiple of one matrix, :math:`S_i = \\kappa_iS_0`
         (a common S; standard errors that factor as row x condition), use the joint
