@@ -58,7 +58,7 @@ def _total(fam, theta, x, s):
     return float(ell.sum())
 
 
-def _newton(nll, p0, lo, hi, maxiter=200, stop=None):
+def _newton(nll, p0, lo, hi, maxiter=200, stop=None, hess=None):
     r"""Damped Newton with a finite-difference Hessian of the analytic gradient.
 
     Minimises ``nll`` (returning value and gradient) over a box ``[lo, hi]``
@@ -69,6 +69,8 @@ def _newton(nll, p0, lo, hi, maxiter=200, stop=None):
     objective decreases. Converged when the projected gradient is below
     :math:`10^{-7}` or the decrease below :math:`10^{-13}(1+|f|)` after a full step,
     or when ``stop(p, f, g)`` (checked at every accepted iterate) returns True.
+    ``hess(p)``, when given, is the analytic Hessian and replaces the finite
+    differences (one objective evaluation per iteration instead of ``1 + k``).
     Returns ``(p, f, converged)``.
     """
     p = np.clip(p0.astype(float), lo, hi)
@@ -84,12 +86,15 @@ def _newton(nll, p0, lo, hi, maxiter=200, stop=None):
         if stop is not None and stop(p, f, g):
             return p, f, True
         idx = np.flatnonzero(act)
-        H = np.empty((idx.size, idx.size))
-        for j, kk in enumerate(idx):
-            h = 1e-6 * max(1.0, abs(p[kk]))
-            q = p.copy()
-            q[kk] += h
-            H[:, j] = (nll(q)[1][idx] - g[idx]) / h
+        if hess is not None:
+            H = hess(p)[np.ix_(idx, idx)]
+        else:
+            H = np.empty((idx.size, idx.size))
+            for j, kk in enumerate(idx):
+                h = 1e-6 * max(1.0, abs(p[kk]))
+                q = p.copy()
+                q[kk] += h
+                H[:, j] = (nll(q)[1][idx] - g[idx]) / h
         H = 0.5 * (H + H.T)
         ev, V = np.linalg.eigh(H)
         if not np.all(np.isfinite(ev)):
@@ -125,14 +130,24 @@ def _optimise(fam, theta0, free, x, s, method, stop=None):
     if idx.size == 0:
         return theta, _total(fam, theta, x, s), True
 
+    last = {}  # the latest evaluation, for the analytic Hessian at the accepted point
+
     def nll(p):
         th = theta.copy()
         th[idx] = p
-        ell, d, _ = fam.loglik(th, x, s, grad=True)
+        ell, d, r = fam.loglik(th, x, s, grad=True)
         f = -ell.sum()
         if not np.isfinite(f):
             return np.inf, np.zeros_like(p)
+        last.update(p=p.copy(), th=th, r=r)
         return f, -d[idx].sum(axis=1)
+
+    hess = None
+    if hasattr(fam, "hessian"):
+        def hess(p):
+            if "p" not in last or not np.array_equal(last["p"], p):
+                nll(p)
+            return -fam.hessian(last["th"], x, s, last["r"])[np.ix_(idx, idx)]
 
     p0 = theta0[idx].copy()
     lo = np.full(idx.size, -np.inf)
@@ -144,7 +159,7 @@ def _optimise(fam, theta0, free, x, s, method, stop=None):
             lo[j], hi[j] = p0[j] - 40.0, p0[j] + 40.0
     p0 = np.clip(p0, lo + 1, hi - 1)
     if method in (None, "nohess_nlm", "nlm", "trust", "optimize", "newton"):
-        p, f, ok = _newton(nll, p0, lo, hi, stop=stop)
+        p, f, ok = _newton(nll, p0, lo, hi, stop=stop, hess=hess)
         if ok and np.isfinite(f):
             theta[idx] = p
             return theta, -float(f), True

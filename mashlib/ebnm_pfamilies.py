@@ -127,6 +127,49 @@ class PointNormalFamily:
         return ell, d, r
 
     @staticmethod
+    def hessian(theta, x, s, r):
+        r"""Analytic Hessian of :math:`\sum_i\ell_i` in :math:`(\alpha, \ell, \mu)`.
+
+        With null / slab components :math:`c_0 = \log\pi_0 + \log N(y; 0, v_0)`,
+        :math:`c_1 = \log\pi_1 + \log N(y; 0, v_1)` (:math:`v_1 = s^2 + b^2`), their
+        gradients :math:`u_0, u_1` and Hessians :math:`H_0, H_1`, and the null
+        responsibility :math:`r` (``q = 1 - r``),
+
+        .. math::
+
+            \nabla^2\ell_i = r H_0 + q H_1 + r q\,\delta\delta^\top,\qquad \delta = u_0 - u_1
+            = \big(1,\; -a,\; y/v_0 - y/v_1\big),
+
+        where :math:`a = b^2(y^2/v_1^2 - 1/v_1)`, :math:`H_0 = \mathrm{diag}(-\pi_0\pi_1, 0, -1/v_0)`
+        and :math:`H_1` has :math:`-\pi_0\pi_1`, :math:`2a + 2b^4(1/v_1^2 - 2y^2/v_1^3)`,
+        :math:`-1/v_1` on the diagonal and :math:`-2b^2y/v_1^2` in the
+        :math:`(\ell, \mu)` cell. ``r`` is the one :meth:`loglik` returned.
+        """
+        alpha, lb, mu = theta
+        b2 = np.exp(2.0 * lb)
+        y = x - mu
+        v0 = s * s
+        v1 = v0 + b2
+        iv1 = 1.0 / v1
+        yv1 = y * iv1
+        yv12 = yv1 * yv1
+        a = b2 * (yv12 - iv1)
+        q = 1.0 - r
+        rq = r * q
+        dm = y / v0 - yv1
+        pi0 = sc.expit(alpha)
+        rqa = rq * a
+        rqdm = rq * dm
+        H = np.empty((3, 3))
+        H[0, 0] = rq.sum() - x.size * pi0 * (1.0 - pi0)
+        H[0, 1] = H[1, 0] = -rqa.sum()
+        H[0, 2] = H[2, 0] = rqdm.sum()
+        H[1, 1] = np.sum(q * (2.0 * a + 2.0 * b2 * b2 * (iv1 * iv1 - 2.0 * yv12 * iv1)) + rqa * a)
+        H[1, 2] = H[2, 1] = np.sum(-2.0 * b2 * q * yv1 * iv1 - rqa * dm)
+        H[2, 2] = np.sum(-(r / v0 + q * iv1) + rqdm * dm)
+        return H
+
+    @staticmethod
     def posterior(theta, x, s, r, want):
         r"""Posterior summaries (map §2.7 ``pn_summres_untransformed``).
 
