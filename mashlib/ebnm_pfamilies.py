@@ -312,6 +312,44 @@ class PointExponentialFamily:
         return ell, d, r
 
     @staticmethod
+    def hessian(theta, x, s, r):
+        r"""Analytic Hessian of :math:`\sum_i\ell_i` in :math:`(\alpha, \ell, \mu)`.
+
+        As for the point-normal family, :math:`\nabla^2\ell_i = rH_0 + qH_1 + rq\,\delta\delta^\top`.
+        With :math:`z = y/s - sa`, :math:`G'(z) = z + M(z)` and
+        :math:`G''(z) = 1 - M(z)(z + M(z))`, the slab log density
+        :math:`\log a - y^2/(2s^2) + G(z)` has :math:`H_1` entries
+        :math:`G''s^2a^2 - G'sa` (:math:`\ell\ell`), :math:`-G''a` (:math:`\ell\mu`),
+        :math:`(G''-1)/s^2` (:math:`\mu\mu`) and :math:`-\pi_0\pi_1` (:math:`\alpha\alpha`);
+        :math:`H_0 = \mathrm{diag}(-\pi_0\pi_1, 0, -1/s^2)` and
+        :math:`\delta = (1,\; 1 - G'sa,\; G'/s)`.
+        """
+        alpha, lb, mu = theta
+        a = np.exp(-lb)
+        y = x - mu
+        v0 = s * s
+        z = y / s - s * a
+        _, Mz = _GM(z)
+        G1 = z + Mz
+        G2 = 1.0 - Mz * G1
+        sa = s * a
+        q = 1.0 - r
+        rq = r * q
+        dl = 1.0 - G1 * sa
+        dm = G1 / s
+        pi0 = sc.expit(alpha)
+        rqdl = rq * dl
+        rqdm = rq * dm
+        H = np.empty((3, 3))
+        H[0, 0] = rq.sum() - x.size * pi0 * (1.0 - pi0)
+        H[0, 1] = H[1, 0] = rqdl.sum()
+        H[0, 2] = H[2, 0] = rqdm.sum()
+        H[1, 1] = np.sum(q * (G2 * sa * sa - G1 * sa) + rqdl * dl)
+        H[1, 2] = H[2, 1] = np.sum(-q * G2 * a + rqdl * dm)
+        H[2, 2] = np.sum((q * (G2 - 1.0) - r) / v0 + rqdm * dm)
+        return H
+
+    @staticmethod
     def posterior(theta, x, s, r, want):
         r"""Posterior summaries.
 
