@@ -72,7 +72,7 @@ __all__ = ["EDResult", "EDFit", "extreme_deconvolution", "cov_ed", "bovy_wrapper
 _DBL_MIN = np.finfo(float).tiny
 _HALF_LOG_2PI = 0.5 * np.log(2.0 * np.pi)
 _RANK_TOL = 1e-12      # eigenvalues below _RANK_TOL * max eigenvalue are treated as zero
-_BLOCK_BYTES = 16e6    # memory budget of one row block of intermediates (cache-friendly)
+_BLOCK_BYTES = 32e6    # memory budget of one row block of intermediates (cache-friendly)
 _PROP_TOL = 1e-12      # S_i = kappa_i S_0 to this relative accuracy -> joint diagonalisation
 
 
@@ -365,10 +365,9 @@ def _accumulate(q, parts):
             R = wv.shape[2]
             qw = qg[..., None] * wv                                    # (nb, k, R)
             A = np.moveaxis(qw, 0, -1) @ np.moveaxis(wv, 0, 1)         # (k, R, R)
-            sq = np.sqrt(qg).T                                         # (k, nb)
-            for t in range(idx.size):
-                Xq = X[:, :, t] * sq[t]                                # (R, R, nb)
-                A[t] -= (Xq @ np.swapaxes(Xq, 1, 2)).sum(axis=0)       # sum_i q L^-T L^-1
+            Xq = X * np.sqrt(qg).T                                     # (R, R, k, nb)
+            Xq = np.ascontiguousarray(Xq.transpose(2, 1, 0, 3)).reshape(idx.size, R, -1)
+            A -= Xq @ np.swapaxes(Xq, 1, 2)                            # sum_i q L^-T L^-1
             Wt = np.swapaxes(W, 1, 2)
             M = Wt @ A @ W
             r = W.shape[2]
