@@ -87,7 +87,9 @@ def _newton(nll, p0, lo, hi, maxiter=200, stop=None, hess=None):
             return p, f, True
         idx = np.flatnonzero(act)
         if hess is not None:
-            H = hess(p)[np.ix_(idx, idx)]
+            H = hess(p)
+            if idx.size < k:
+                H = H[np.ix_(idx, idx)]
         else:
             H = np.empty((idx.size, idx.size))
             for j, kk in enumerate(idx):
@@ -144,10 +146,12 @@ def _optimise(fam, theta0, free, x, s, method, stop=None):
 
     hess = None
     if hasattr(fam, "hessian"):
+        ix = np.ix_(idx, idx)
+
         def hess(p):
             if "p" not in last or not np.array_equal(last["p"], p):
                 nll(p)
-            return -fam.hessian(last["th"], x, s, last["r"])[np.ix_(idx, idx)]
+            return -fam.hessian(last["th"], x, s, last["r"])[ix]
 
     p0 = theta0[idx].copy()
     lo = np.full(idx.size, -np.inf)
@@ -268,6 +272,20 @@ def _fit(fam, x, s, theta0, free, method):
     return best
 
 
+def _lazy_sampler(fam, theta, x, s, fin, r_fin):
+    """Posterior sampler whose parameters are computed on first use (flash never samples)."""
+    params = []
+
+    def sample(nsamp, rng):
+        if not params:
+            r_all = np.full(x.size, sc.expit(theta[0]))
+            r_all[fin] = r_fin
+            params.append(fam.sampler_params(theta, x, s, r_all))
+        return fam.sample(params[0], nsamp, rng)
+
+    return sample
+
+
 def parametric_workhorse(fam, x, s, mode, scale, g_init, fix_g, output, optmethod, control, fname):
     """Fit a parametric family; see the module docstring for the algorithm."""
     want = check_output(output)
@@ -292,7 +310,8 @@ def parametric_workhorse(fam, x, s, mode, scale, g_init, fix_g, output, optmetho
         raise MashInputError(f"{fname}: every s is infinite, so there is nothing to fit g to; "
                              "pass g_init with fix_g=True")
     else:
-        c = 1.0 / np.median(sf)
+        s_lo, s_hi = sf.min(), sf.max()
+        c = 1.0 / (s_lo if s_lo == s_hi else np.median(sf))  # constant s (flash's loadings): no sort
         xr, sr = xf * c, sf * c
         free = np.array([fam.pointmass, scale_val is None, mode_val is None])
         if g_init is not None:
@@ -353,10 +372,7 @@ def parametric_workhorse(fam, x, s, mode, scale, g_init, fix_g, output, optmetho
             else:
                 g = dataclasses.replace(g, sd=scale_val)
         result.fitted_g = g_init if fix_g else g
-        r_all = np.full(x.size, sc.expit(theta[0]))
-        r_all[fin] = r_fin
-        params = fam.sampler_params(theta, x, s, r_all)
-        result._sampler = lambda nsamp, rng: fam.sample(params, nsamp, rng)
+        result._sampler = _lazy_sampler(fam, theta, x.copy(), s.copy(), fin, r_fin)
     if "data" in want:
         import pandas as pd
 
