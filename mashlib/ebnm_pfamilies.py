@@ -72,14 +72,28 @@ def _null_terms(y, s):
 
 
 def _mix(alpha, lN0, lg):
-    """Combine null and slab log densities; return (ell, r, pi0)."""
+    r"""Combine null and slab log densities; return (ell, r, pi0).
+
+    With :math:`t = \log N_0 - \log f` and :math:`w = \pi_0 e^{t}`:
+    :math:`\ell = \log f + \log(\pi_1 + w)`, :math:`r = w/(\pi_1 + w)` (plain exp/log,
+    several times faster than ``logaddexp``). The two-sided ``logaddexp`` form is
+    the fallback when :math:`\pi_1 = 0` or :math:`e^t` could overflow.
+    """
+    pi0 = sc.expit(alpha)
+    pi1 = sc.expit(-alpha)
+    if pi1 > 0:
+        t = lN0 - lg
+        if t.max() < 700.0:
+            w = pi0 * np.exp(t)
+            den = pi1 + w
+            return lg + np.log(den), w / den, pi0
     A = sc.log_expit(alpha) + lN0
     B = sc.log_expit(-alpha) + lg
     ell = np.logaddexp(A, B)
     with np.errstate(invalid="ignore"):
         r = np.exp(A - ell)
     r = np.where(np.isnan(r), 1.0 if alpha > 0 else 0.0, r)
-    return ell, r, sc.expit(alpha)
+    return ell, r, pi0
 
 
 def _sample_trunc_pos(m, s, rng, size):
