@@ -13,9 +13,7 @@ prior: lambda = 10 on the null, 1 elsewhere) by mix-SQP from a uniform start
 """
 from __future__ import annotations
 
-import sys
 import time
-import types
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -370,17 +368,3 @@ def mash_compute_loglik(g, data: MashData, memory_bytes: int = DEFAULT_MEMORY_BY
     """``sum(mash_compute_vloglik(g, data))``."""
     return float(mash_compute_vloglik(g, data, memory_bytes).sum())
 
-
-class _CallableModule(types.ModuleType):
-    """``mashlib.mash`` is both this module and the :func:`mash` function.
-
-    Importing the submodule (e.g. via ``mashlib.summaries``) makes Python bind the *module* to
-    the package attribute ``mashlib.mash``, shadowing the lazily exported function; making
-    the module callable keeps ``ml.mash(data, Ulist)`` working in every import order.
-    """
-
-    def __call__(self, *args, **kwargs):
-        return mash(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule

@@ -34,22 +34,12 @@ from typing import Mapping, Optional
 import numpy as np
 from scipy.special import ndtr, logsumexp
 
+from .mixdist import compute_lfsr  # noqa: F401  (re-exported: lfsr of a mixture posterior)
 from .likelihood import (ComponentBasis, DEFAULT_MEMORY_BYTES, component_loglik,
                          group_spectra, whiten_rows, LOG_2PI)
 
 __all__ = ["posterior_chunk", "compute_posterior_matrices", "compute_posterior_weights",
            "compute_lfsr"]
-
-
-def compute_lfsr(NegativeProb, ZeroProb):
-    """Local false sign rate (ashr ``compute_lfsr``).
-
-    ``lfsr = 1 - NP`` where ``NP > (1 - ZP)/2`` else ``NP + ZP``; negatives clipped to 0.
-    """
-    NP = np.asarray(NegativeProb, float)
-    ZP = np.asarray(ZeroProb, float)
-    out = np.where(NP > 0.5 * (1 - ZP), 1 - NP, NP + ZP)
-    return np.maximum(out, 0.0)
 
 
 def compute_posterior_weights(pi, loglik):
