@@ -159,6 +159,8 @@ def _big_call(J_total, rows, alpha, work, engine="inprocess", n_workers=None, ta
         info["worker_peak_rss_bytes"] = list(client.run(vm_hwm).values())
         client.close()
         cluster.close()
+    if res.estimate.seconds:
+        info["time_estimate_ratio"] = res.estimate.seconds / dt      # printed estimate / actual
     peak = max(info.get("worker_peak_rss_bytes") or [info["peak_rss_bytes"]])
     info["memory_estimate_error"] = peak / info["estimate_peak_bytes"] - 1   # worker peak for Dask
     return info
