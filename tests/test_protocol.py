@@ -115,9 +115,20 @@ def test_changed_parameter_or_newer_input_reruns(tmp_path, protocol_fixture):
     data.write_bytes(protocol_fixture.read_bytes())
     protocol.canonical(data=str(data), cwd=str(tmp_path), log=lines.append)
     out = tmp_path / "in.canonical.rds"
-    os.utime(data, (time.time() + 5, time.time() + 5))  # the input changed after the output
+    os.utime(data, (time.time() + 5, time.time() + 5))  # touched, same content: still up to date
+    protocol.canonical(data=str(data), cwd=str(tmp_path), log=lines.append)
+    assert "up to date" in lines[-1]
+    d = read_rds(data)
+    d["strong.b"] = d["strong.b"] + 1
+    write_rds(data, d)  # new content
     protocol.canonical(data=str(data), cwd=str(tmp_path), log=lines.append)
     assert "wrote" in lines[-1] and out.is_file()
+    naming.sidecar_of(out).unlink()  # no sidecar: the mtime rule
+    protocol.canonical(data=str(data), cwd=str(tmp_path), log=lines.append)
+    assert "up to date" in lines[-1]
+    os.utime(data, (time.time() + 50, time.time() + 50))
+    protocol.canonical(data=str(data), cwd=str(tmp_path), log=lines.append)
+    assert "wrote" in lines[-1]
 
 
 def test_vhat_workflows(tmp_path, protocol_fixture, golden):

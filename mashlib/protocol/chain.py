@@ -1,8 +1,11 @@
 """Step chaining as in SoS: run missing producers first, skip steps that are up to date.
 
-A step is *up to date* when all its outputs exist, each is newer than every input,
-and the JSON sidecar of its first output (if any) records the same step parameters and
-the same input files with the same sha256 (SoS's signature).
+A step is *up to date* when all its outputs exist and its signature holds: the JSON
+sidecar of its first output records the same step parameters, inputs with the same
+content (sha256) and the outputs as they are now.  An output without a sidecar (made
+outside mashlib) is up to date when it is newer than every input (the make rule).
+Content signatures, as SoS's, also skip a step whose input was rewritten unchanged,
+or given under another path with the same content.
 A step whose input is missing runs the step that produces that input first (into the
 same ``cwd``), so ``ed_bovy`` with the defaults runs ``flash``, ``flash_nonneg``,
 ``pca``, ``canonical`` and ``vhat_simple`` before itself.  Every output is written
@@ -236,25 +239,24 @@ def check_inputs(notebook: str, workflow: str, params: dict) -> dict:
 
 
 def _up_to_date(step: Step, p: dict, inputs: list[Path]) -> bool:
+    """Outputs exist and match the step's signature (see the module docstring)."""
     outs = step.outputs(p)
     if not all(o.is_file() for o in outs):
         return False
-    newest_in = max((i.stat().st_mtime for i in inputs), default=0.0)
-    if min(o.stat().st_mtime for o in outs) < newest_in:
-        return False
     side = naming.sidecar_of(outs[0])
-    if side.is_file():
-        try:
-            rec = json.loads(side.read_text())
-        except (OSError, ValueError):
-            return False
-        if rec.get("parameters") != _step_params(step, p):
-            return False
-        # SoS-style signature: the same input files with the same content
-        recorded = rec.get("inputs", {})
-        return set(recorded) == {str(i) for i in inputs} and all(
-            recorded[str(i)] == _sha256(i) for i in inputs)
-    return True
+    if not side.is_file():  # a file made elsewhere: the SoS/make rule on mtimes
+        newest_in = max((i.stat().st_mtime for i in inputs), default=0.0)
+        return min(o.stat().st_mtime for o in outs) >= newest_in
+    try:
+        rec = json.loads(side.read_text())
+    except (OSError, ValueError):
+        return False
+    if rec.get("parameters") != _step_params(step, p):
+        return False
+    # signature: the same parameters, inputs with the same content, outputs untouched
+    if sorted(rec.get("inputs", {}).values()) != sorted(_sha256(i) for i in inputs):
+        return False
+    return all(rec.get("outputs", {}).get(str(o)) == _sha256(o) for o in outs)
 
 
 def _write_outputs(results: dict, step: Step, p: dict, inputs: list[Path], t0: float,
