@@ -501,6 +501,82 @@ def test_analytic_gradients(fam):
             assert g[k] == pytest.approx(num, rel=1e-5, abs=1e-5)
 
 
+@pytest.mark.parametrize("fam", ["PointNormalFamily", "NormalFamily", "PointExponentialFamily"])
+def test_analytic_hessians(fam):
+    # the Newton solver's analytic Hessians against central differences of the gradient
+    from mashlib import ebnm_pfamilies as F
+
+    f = getattr(F, fam)
+    rng = np.random.default_rng(1)
+    x = np.concatenate([rng.normal(0, 2, 40), [0.0, 1e-3, 25.0, -8.0]])
+    s = np.concatenate([rng.uniform(0.3, 2, 40), [1e-2, 1.0, 0.5, 3.0]])
+    if "Exponential" in fam:
+        x = np.abs(x)
+    for theta in ([0.3, -0.2, 0.1], [-3.0, 1.0, -0.4], [2.0, -2.5, 0.0], [-np.inf, 0.4, 0.2]):
+        th = np.array(theta)
+        if fam == "NormalFamily":
+            th[0] = -np.inf
+        _, _, r = f.loglik(th, x, s)
+        H = f.hessian(th, x, s, r)
+        np.testing.assert_array_equal(H, H.T)
+        for k in range(3):
+            if not np.isfinite(th[k]):
+                continue
+            h = 1e-6
+            tp, tm = th.copy(), th.copy()
+            tp[k] += h
+            tm[k] -= h
+            num = (f.loglik(tp, x, s)[1].sum(axis=1) - f.loglik(tm, x, s)[1].sum(axis=1)) / (2 * h)
+            free = np.isfinite(th)
+            np.testing.assert_allclose(H[free, k], num[free], rtol=1e-5, atol=1e-5)
+
+
+def test_mix_fast_form_matches_logaddexp():
+    from scipy import special as sc
+
+    from mashlib.ebnm_pfamilies import _mix
+
+    rng = np.random.default_rng(2)
+    lN0, lg = rng.normal(-3, 10, 2000), rng.normal(-3, 10, 2000)
+    for alpha in (-np.inf, -40.0, -3.0, 0.0, 5.0, 40.0, np.inf):
+        A, B = sc.log_expit(alpha) + lN0, sc.log_expit(-alpha) + lg
+        ell_ref = np.logaddexp(A, B)
+        with np.errstate(invalid="ignore"):
+            r_ref = np.nan_to_num(np.exp(A - ell_ref), nan=1.0 if alpha > 0 else 0.0)
+        ell, r, pi0 = _mix(alpha, lN0, lg)
+        np.testing.assert_allclose(ell, ell_ref, rtol=1e-13, atol=1e-13)
+        np.testing.assert_allclose(r, r_ref, rtol=1e-12, atol=1e-14)
+        assert pi0 == sc.expit(alpha)
+    # overflow guard: exp(lN0 - lg) would overflow, the logaddexp form is used
+    ell, r, _ = _mix(0.0, np.array([0.0, -1.0]), np.array([-800.0, -1.0]))
+    np.testing.assert_allclose(ell, [np.log(0.5), -1.0], rtol=1e-14)
+    np.testing.assert_allclose(r, [1.0, 0.5], rtol=1e-14)
+
+
+def test_pi0_zero_boundary_stops_early(monkeypatch):
+    # issue #3: when the optimum is pi0 = 0 the interior Newton used to creep towards
+    # logit(pi0) = -inf (hundreds of evaluations, then L-BFGS-B); it now stops once the
+    # slab-only fit meets the boundary's KKT condition. Same answer as ebnm_normal.
+    from mashlib import ebnm_parametric as P
+    from mashlib.ebnm_pfamilies import PointNormalFamily
+
+    rng = np.random.default_rng(11)
+    x = rng.normal(0, 0.15, 1500) + rng.normal(0, 0.025, 1500)
+    calls = []
+    real = PointNormalFamily.loglik
+    monkeypatch.setattr(PointNormalFamily, "loglik",
+                        staticmethod(lambda *a, **k: calls.append(1) or real(*a, **k)))
+    called_minimize = []
+    monkeypatch.setattr(P.optimize, "minimize", lambda *a, **k: called_minimize.append(1) or None)
+    r = ebnm_point_normal(x, 0.025, output=FLASH_OUTPUT)
+    monkeypatch.undo()
+    rn = ebnm_normal(x, 0.025)
+    assert r.fitted_g.pi0 == 0.0
+    assert r.log_likelihood == pytest.approx(rn.log_likelihood, abs=1e-8)
+    assert r.fitted_g.sd == pytest.approx(rn.fitted_g.sd[0], rel=1e-7)
+    assert len(calls) < 60 and not called_minimize
+
+
 @pytest.mark.parametrize("fn", [ebnm_point_laplace, ebnm_point_exponential])
 def test_mode_estimate(fn):
     rng = np.random.default_rng(3)
