@@ -195,6 +195,8 @@ def _optimise(fam, theta0, free, x, s, method, stop=None):
 
 
 def _null_mode(x, s):
+    if np.ndim(s) == 0:
+        return float(np.mean(x))
     w = 1.0 / (s * s)
     return float(np.sum(w * x) / np.sum(w))
 
@@ -329,7 +331,9 @@ def parametric_workhorse(fam, x, s, mode, scale, g_init, fix_g, output, optmetho
             theta0[1] = np.log(scale_val * c)
         if mode_val is not None:
             theta0[2] = mode_val * c
-        theta_r = _fit(fam, xr, sr, theta0, free, optmethod)
+        # constant s (flash's loadings): the fit works with a scalar s, so every
+        # s-only term of the log-likelihood and its derivatives is a scalar
+        theta_r = _fit(fam, xr, sr[0] if s_lo == s_hi else sr, theta0, free, optmethod)
         theta = theta_r.copy()
         theta[1] -= np.log(c)
         theta[2] /= c

@@ -124,20 +124,38 @@ class PointNormalFamily:
 
     @staticmethod
     def loglik(theta, x, s, grad=True):
+        r"""Per-observation :math:`\ell_i`, derivatives and null responsibilities.
+
+        Computed from :math:`y^2` with :math:`t = \log N_0 - \log f =
+        \tfrac12\log(v_1/v_0) - \tfrac12 y^2 (1/v_0 - 1/v_1)` (see :func:`_mix`);
+        with a scalar ``s`` every variance term is a scalar.
+        """
         alpha, lb, mu = theta
         b2 = np.exp(2.0 * lb)
-        y = x - mu
-        lN0, v0 = _null_terms(y, s)
+        y = x if mu == 0 else x - mu
+        y2 = y * y
+        v0 = s * s
         v1 = v0 + b2
-        lg = -0.5 * (_LOG_2PI + np.log(v1) + y * y / v1)
-        ell, r, pi0 = _mix(alpha, lN0, lg)
+        iv0 = 1.0 / v0
+        iv1 = 1.0 / v1
+        lg = -0.5 * (_LOG_2PI + np.log(v1)) - (0.5 * iv1) * y2
+        pi0 = sc.expit(alpha)
+        pi1 = sc.expit(-alpha)
+        t = 0.5 * np.log(v1 * iv0) + (0.5 * (iv1 - iv0)) * y2
+        if pi1 > 0 and t.max() < 700.0:
+            w = pi0 * np.exp(t)
+            den = pi1 + w
+            ell = lg + np.log(den)
+            r = w / den
+        else:
+            ell, r, pi0 = _mix(alpha, -0.5 * (_LOG_2PI + np.log(v0)) - (0.5 * iv0) * y2, lg)
         if not grad:
             return ell, None, r
         q = 1.0 - r
         d = np.empty((3, x.size))
         d[0] = r - pi0
-        d[1] = q * b2 * (y * y / (v1 * v1) - 1.0 / v1)
-        d[2] = r * y / v0 + q * y / v1
+        d[1] = q * ((b2 * iv1 * iv1) * y2 - b2 * iv1)
+        d[2] = y * (iv1 + r * (iv0 - iv1))
         return ell, d, r
 
     @staticmethod
@@ -161,26 +179,29 @@ class PointNormalFamily:
         """
         alpha, lb, mu = theta
         b2 = np.exp(2.0 * lb)
-        y = x - mu
+        y = x if mu == 0 else x - mu
+        y2 = y * y
         v0 = s * s
-        v1 = v0 + b2
-        iv1 = 1.0 / v1
-        yv1 = y * iv1
-        yv12 = yv1 * yv1
-        a = b2 * (yv12 - iv1)
+        iv0 = 1.0 / v0
+        iv1 = 1.0 / (v0 + b2)
+        b2iv1 = b2 * iv1
+        a = (b2iv1 * iv1) * y2 - b2iv1
+        dm = y * (iv0 - iv1)
         q = 1.0 - r
         rq = r * q
-        dm = y / v0 - yv1
         pi0 = sc.expit(alpha)
         rqa = rq * a
         rqdm = rq * dm
+        # 2a + 2 b^4 (1/v1^2 - 2 y^2/v1^3) = K1 y^2 + K0
+        K1 = 2.0 * b2iv1 * iv1 - 4.0 * b2iv1 * b2iv1 * iv1
+        K0 = 2.0 * b2iv1 * b2iv1 - 2.0 * b2iv1
         H = np.empty((3, 3))
         H[0, 0] = rq.sum() - x.size * pi0 * (1.0 - pi0)
         H[0, 1] = H[1, 0] = -rqa.sum()
         H[0, 2] = H[2, 0] = rqdm.sum()
-        H[1, 1] = np.sum(q * (2.0 * a + 2.0 * b2 * b2 * (iv1 * iv1 - 2.0 * yv12 * iv1)) + rqa * a)
-        H[1, 2] = H[2, 1] = np.sum(-2.0 * b2 * q * yv1 * iv1 - rqa * dm)
-        H[2, 2] = np.sum(-(r / v0 + q * iv1) + rqdm * dm)
+        H[1, 1] = np.sum(q * (K1 * y2 + K0) + rqa * a)
+        H[1, 2] = H[2, 1] = np.sum((-2.0 * b2iv1 * iv1) * (q * y) - rqa * dm)
+        H[2, 2] = np.sum(rqdm * dm - (iv1 + r * (iv0 - iv1)))
         return H
 
     @staticmethod
