@@ -126,6 +126,7 @@ _EXPORTS: dict[str, str] = {
     "write_rds": "io",
     "read_mashr_input": "io",
     "MashrInput": "io",
+    "simulate_protocol_example": "simulate",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

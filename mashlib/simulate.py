@@ -117,7 +117,7 @@ def _ids(rng, n):
     return [f"chr{c}:{p}:{alleles[x]}:{alleles[y]}" for c, p, x, y in zip(chrom, pos, a1, a2)]
 
 
-def simulate_protocol_example(n_strong: int = 200, n_random: int = 1000, n_null: int = 1000,
+def simulate_protocol_example(n_strong: int = 100, n_random: int = 500, n_null: int = 500,
                               seed: int = 20240, na_fraction: float = 0.002) -> dict[str, pd.DataFrame]:
     """Simulate the mashr input list (see the module docstring for the model).
 
@@ -219,9 +219,9 @@ def main(argv=None) -> int:
     pe.add_argument("--out", default="input/mash", help="output folder (default input/mash)")
     pe.add_argument("--prefix", default="protocol_example", help="file prefix")
     pe.add_argument("--seed", type=int, default=20240, help="numpy Generator seed")
-    pe.add_argument("--n-strong", type=int, default=200)
-    pe.add_argument("--n-random", type=int, default=1000)
-    pe.add_argument("--n-null", type=int, default=1000)
+    pe.add_argument("--n-strong", type=int, default=100)
+    pe.add_argument("--n-random", type=int, default=500)
+    pe.add_argument("--n-null", type=int, default=500)
     pe.add_argument("--no-derived", action="store_true", help="skip the V_simple/prior files (no engine run)")
     a = ap.parse_args(argv)
     try:

@@ -26,7 +26,7 @@ def test_input_structure():
                          "null.b", "null.s", "null.z", "XtX"]
     m = read_mashr_input(INPUT / f"{PFX}.mashr_input.rds")
     assert len(m.conditions) == 34 and m.conditions == TISSUES
-    assert (m.strong.n, m.random.n, m.null.n) == (200, 1000, 1000)
+    assert (m.strong.n, m.random.n, m.null.n) == (100, 500, 500)
     z = m.strong.b / m.strong.s
     np.testing.assert_allclose(m.strong.z.to_numpy(), z.to_numpy(), equal_nan=True)
     # strong = max |z| > 4 (before a few cells were made NA)
