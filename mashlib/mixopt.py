@@ -14,7 +14,8 @@ where :math:`\\lambda` is the ``prior`` (e.g. "nullbiased": :math:`\\lambda_1` =
 * :func:`mix_sqp` folds the penalty into the data: since
   :math:`(\\lambda_k - 1)\\log \\pi_k = (\\lambda_k - 1)\\log(e_k^T\\pi)`, it appends the rows
   of :math:`I_K` with weights :math:`\\lambda - 1` to ``matrix_lik`` (rows of weight 0
-  dropped) and calls :func:`mashlib.mixsqp.mixsqp` with ``eps=1e-6, numiter_em=20``.
+  dropped) and calls :func:`mashlib.mixsqp.mixsqp` with ``eps=1e-6, numiter_em=20``
+  (the identity rows are written straight into mixsqp's private normalised copy of L).
 * :func:`mix_em` iterates the EM fixed point
   :math:`\\pi_k \\leftarrow (\\sum_i \\gamma_{ik} + \\lambda_k - 1) / \\sum_l(\\cdot)`,
   :math:`\\gamma_{ik} \\propto \\pi_k L_{ik}`, accelerated by SQUAREM ``squarem1``
@@ -25,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._errors import MashInputError
-from .mixsqp import STATUS_CONVERGED, mixsqp
+from .mixsqp import STATUS_CONVERGED, _mixsqp, mixsqp  # noqa: F401
 
 __all__ = ["mix_sqp", "mix_em", "penloglik", "squarem", "MixEMResult"]
 
@@ -88,13 +89,17 @@ def mix_sqp(matrix_lik, prior, pi_init=None, control=None, weights=None):
                              "'uniform').")
     if pi_init is None:
         pi_init = np.ones(k)
-    A = np.vstack([np.eye(k), L])
-    w = np.concatenate([prior - 1.0, weights])
-    keep = w != 0
+    # the penalty rows e_k (weight prior_k - 1, zero weights dropped) go first, as ashr's
+    # rbind(diag(k), matrix_lik); mixsqp adds them to its private copy of L, no stacking here
+    pcols = np.flatnonzero(prior != 1.0)
+    keep = weights != 0
+    if not keep.all():
+        L, weights = L[keep], weights[keep]
     ctrl = {"verbose": False, "eps": 1e-6, "numiter_em": 20}
     if control:
         ctrl.update({str(a).replace(".", "_"): b for a, b in control.items()})
-    res = mixsqp(A[keep], w[keep], pi_init, control=ctrl)
+    res = _mixsqp(L, weights, pi_init, False, ctrl, prior=(pcols, prior[pcols] - 1.0),
+                  hessian=False)
     x = res.x / res.x.sum()
     return x, res.status == STATUS_CONVERGED
 

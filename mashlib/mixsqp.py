@@ -135,8 +135,27 @@ def _parse_control(control, m):
     return ctrl
 
 
-def _check_inputs(L, w, x0, log):
-    L = np.asarray(L, dtype=float)  # never modified in place below
+def _bad_entry(L):
+    bad = ~np.isfinite(L) | (L < 0)
+    i, k = np.argwhere(bad)[0]
+    return MashInputError(
+        f"mixsqp: argument 'L' has an invalid entry at row {i}, column {k} "
+        f"(value {L[i, k]}); entries must be finite and non-negative.")
+
+
+def _prepare(L, w, x0, log, normalize, prior=None):
+    r"""Validate the inputs and build the private, row-normalised copy of L.
+
+    The copy is stored transposed, :math:`A = \tilde L^T` (m x N, C order), so that a
+    column of L is a contiguous row of A (the Hessian and the sparse products gather
+    columns) and :math:`Lx`, :math:`L^Tv` are BLAS mat-vecs on A. ``prior = (cols, wts)``
+    prepends the identity rows :math:`e_{cols}` with weights ``wts`` (ashr's Dirichlet
+    penalty, :func:`mashlib.mixopt.mix_sqp`) without stacking a second copy of L.
+    L itself is read, never modified: two reductions check it, one pass writes A.
+
+    Returns A, w (normalised, length N), x0 (normalised), z (log row maxima or zeros).
+    """
+    L = np.asarray(L, dtype=float)
     if L.ndim != 2 or L.shape[0] < 1 or L.shape[1] < 1:
         raise MashInputError(
             f"mixsqp: argument 'L' must be a 2-d numeric matrix with >= 1 row and column, "
@@ -145,40 +164,54 @@ def _check_inputs(L, w, x0, log):
         if np.isnan(L).any():
             raise MashInputError("mixsqp: argument 'L' (log=True) contains NaN; remove those rows.")
         L = np.exp(L - L.max(axis=1, keepdims=True))
-    bad = ~np.isfinite(L) | (L < 0)
-    if bad.any():
-        i, k = np.argwhere(bad)[0]
-        raise MashInputError(
-            f"mixsqp: argument 'L' has an invalid entry at row {i}, column {k} "
-            f"(value {L[i, k]}); entries must be finite and non-negative.")
-    if not (L > 0).any():
-        raise MashInputError("mixsqp: argument 'L' has no positive entry; nothing to fit.")
+    lmin, lmax = float(L.min()), float(L.max())
+    if not (lmin >= 0 and lmax < np.inf):  # NaN fails both comparisons
+        raise _bad_entry(L)
     n, m = L.shape
-    if w is None:
-        w = np.ones(n)
-    w = np.asarray(w, dtype=float).ravel()
-    if w.shape[0] != n or not np.all(np.isfinite(w)) or np.any(w < 0):
+    pcols, pw = (np.empty(0, dtype=int), np.empty(0)) if prior is None else prior
+    r = pcols.size
+    if not (lmax > 0 or r > 0):
+        raise MashInputError("mixsqp: argument 'L' has no positive entry; nothing to fit.")
+    w = np.ones(n) if w is None else np.asarray(w, dtype=float).ravel()
+    w = np.concatenate([pw, w]) if r else w
+    N = n + r
+    if w.shape[0] != N or not np.all(np.isfinite(w)) or np.any(w < 0):
         raise MashInputError(
-            f"mixsqp: argument 'w' must have {n} finite non-negative entries (one per row "
+            f"mixsqp: argument 'w' must have {N} finite non-negative entries (one per row "
             f"of L), got length {w.shape[0]}.")
     if w.sum() <= 0:
         raise MashInputError("mixsqp: argument 'w' sums to zero; give some row a positive weight.")
     w = w / w.sum()
-    if x0 is None:
-        x0 = np.ones(m)
-    x0 = np.asarray(x0, dtype=float).ravel()
+    x0 = np.ones(m) if x0 is None else np.asarray(x0, dtype=float).ravel()
     if x0.shape[0] != m or not np.all(np.isfinite(x0)) or np.any(x0 < 0) or x0.sum() <= 0:
         raise MashInputError(
             f"mixsqp: argument 'x0' must have {m} finite non-negative entries, not all zero "
             f"(one per column of L).")
     x0 = x0 / x0.sum()
-    u = L @ x0
-    if np.any(u <= 0):
-        i = int(np.argmax(u <= 0))
+
+    A = np.empty((m, N))
+    if r:
+        A[:, :r] = 0.0
+        A[pcols, np.arange(r)] = 1.0
+    z = np.zeros(N)
+    step = max(64, int(2 ** 20 // (8 * m)))
+    if normalize and not log:
+        zmax = L.max(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            for i0 in range(0, n, step):
+                np.divide(L[i0:i0 + step].T, zmax[i0:i0 + step], out=A[:, r + i0:r + i0 + step])
+            z[r:] = np.log(zmax)
+    else:
+        for i0 in range(0, n, step):
+            A[:, r + i0:r + i0 + step] = L[i0:i0 + step].T
+    with np.errstate(invalid="ignore"):
+        ok = x0 @ A > 0  # positive row scaling keeps the sign; all-zero rows give NaN
+    if not ok.all():
+        i = int(np.argmin(ok))
         raise MashInputError(
             f"mixsqp: argument 'x0' is not a valid initial estimate: (L @ x0)[{i}] = 0; all "
             "entries of L @ x0 must be positive (give every column some weight).")
-    return L, w, x0
+    return A, w, x0, z
 
 
 # --------------------------------------------------------------------------- numerics
@@ -197,40 +230,82 @@ def mixobjective(L, x, w=None, z=None, e=0.0):
     return float(-np.sum(w * (zz + np.log(u))))
 
 
-def _objective(L, w, x, z, e):
-    u = L @ x + e
-    if u.min() <= 0:
-        return np.inf
-    return float(-np.dot(w, z + np.log(u)))
+class _Problem:
+    r"""The row-normalised problem on the private transposed copy :math:`A = \tilde L^T`.
 
-
-def _mixem_update(L, w, x):
-    r"""One EM step as mixsqp's ``mixem_update``.
-
-    R forms :math:`P = L\,\mathrm{diag}(x + e)`, divides rows by their max :math:`r_i`,
-    adds :math:`e = 10^{-15}` and normalises rows, then :math:`x = P^T w`. Algebraically,
-    with :math:`T = L\,\mathrm{diag}(x+e)`, :math:`D_i = \sum_k T_{ik} + m e r_i` and
-    :math:`v = w / D`,
-
-    .. math:: x^{new} = T^T v + e \sum_i v_i r_i,
-
-    computed block of rows by block of rows so that each block of T stays in cache: one
-    pass over L instead of four passes over an n x m temporary.
+    Products with a sparse x (after the first EM iterations x has a few dozen non-zero
+    entries out of hundreds) touch only the rows :math:`A_S` of its support S:
+    :math:`Lx = A_S^T x_S` costs n|S| instead of nm. Only :math:`L^T v` (gradient, EM
+    step, the QP's optimality test) needs a full pass over the matrix.
     """
-    e = 1e-15
-    n, m = L.shape
-    xe = x + e
-    step = max(64, int(4e6 // (8 * m)))
-    out = np.zeros(m)
-    extra = 0.0
-    buf = np.empty((min(step, n), m))
-    for i0 in range(0, n, step):
-        T = np.multiply(L[i0:i0 + step], xe, out=buf[:min(step, n - i0)])
-        r = T.max(axis=1)
-        v = w[i0:i0 + step] / (T.sum(axis=1) + m * e * r)
-        out += T.T @ v
-        extra += float(v @ r)
-    return out + e * extra
+
+    def __init__(self, A, w, z, eps):
+        self.A, self.L, self.w, self.z, self.eps = A, A.T, w, z, eps
+        self.m = A.shape[0]
+        self._rows = None
+
+    def Lx(self, x):
+        """:math:`Lx` using only the non-zero entries of x."""
+        S = np.flatnonzero(x)
+        if 3 * S.size > self.m:
+            return x @ self.A
+        return x[S] @ self.A[S]
+
+    def objective(self, x):
+        u = self.Lx(x) + self.eps
+        if u.min() <= 0:
+            return np.inf
+        return float(-np.dot(self.w, self.z + np.log(u)))
+
+    def row_stats(self):
+        """Row sums and row maxima of L (computed once)."""
+        if self._rows is None:
+            self._rows = (self.A.sum(axis=0), self.A.max(axis=0))
+        return self._rows
+
+    def em_update(self, x):
+        r"""One EM step as mixsqp's ``mixem_update``.
+
+        R forms :math:`T = L\,\mathrm{diag}(x + e)` (:math:`e = 10^{-15}`), divides rows
+        by their max :math:`r_i`, adds e and normalises rows, then :math:`x = P^T w`.
+        Algebraically, with :math:`D_i = \sum_k T_{ik} + m e r_i` and :math:`v = w/D`,
+
+        .. math:: x^{new} = (x + e) \circ (L^T v) + e \sum_i v_i r_i .
+
+        For sparse x (support S): :math:`\sum_k T_{ik} = A_S^T(x_S + e) + e(s_i - \sum_{k
+        \in S} L_{ik})` with the row sums s of L, and :math:`r_i = \max_{k \in S} L_{ik}
+        (x_k+e)` whenever that is :math:`\ge e \max_k L_{ik}` (else the row is recomputed
+        in full): one full mat-vec :math:`L^T v`. Dense x: blocks of rows in cache.
+        """
+        e = 1e-15
+        A, w, m = self.A, self.w, self.m
+        xe = x + e
+        S = np.flatnonzero(x)
+        if 3 * S.size <= m:
+            rowsum, rowmax = self.row_stats()
+            AS = A[S]
+            TS = AS * xe[S, None]
+            r = TS.max(axis=0)
+            low = np.flatnonzero(r < e * rowmax)
+            if 16 * low.size <= A.shape[1]:
+                if low.size:
+                    r[low] = (A[:, low] * xe[:, None]).max(axis=0)
+                D = TS.sum(axis=0) + e * (rowsum - AS.sum(axis=0)) + m * e * r
+                v = w / D
+                return xe * (A @ v) + e * float(v @ r)
+        N = A.shape[1]
+        step = max(64, int(2 ** 21 // (8 * m)))
+        out = np.zeros(m)
+        extra = 0.0
+        buf = np.empty((m, min(step, N)))
+        for i0 in range(0, N, step):
+            nb = min(step, N - i0)
+            T = np.multiply(A[:, i0:i0 + nb], xe[:, None], out=buf[:, :nb])
+            r = T.max(axis=0)
+            v = w[i0:i0 + nb] / (T.sum(axis=0) + m * e * r)
+            out += T @ v
+            extra += float(v @ r)
+        return out + e * extra
 
 
 class _LazyHessian:
@@ -241,35 +316,37 @@ class _LazyHessian:
     of x and then loses or gains one index per iteration) and :math:`H y` with y supported
     on S. So instead of the full m x m product (n m^2 flops, R's approach) we keep
     :math:`H_{UU}` for the union U of free sets seen in this SQP iteration: the first
-    block by one BLAS syrk on :math:`Z_U = \sqrt{d} \circ L_{:,U}` (n |U|^2), each new index
-    k by one mat-vec :math:`Z_{U}^T z_k`; and :math:`H y = L^T (d \circ (L y))` costs two
-    mat-vecs. Values equal those of the full product up to rounding.
+    block by one product :math:`Z_U Z_U^T`, :math:`Z_U = L_{:,U}^T \mathrm{diag}(\sqrt d)`
+    (n |U|^2; the columns of L are rows of the private transposed copy, and Z grows in a
+    preallocated buffer), each new index k by one mat-vec :math:`Z_U z_k`; and
+    :math:`H y = L^T (d \circ (L y))` costs one product over the support of y and one
+    full mat-vec. Values equal those of the full product up to rounding.
     """
 
     def __init__(self, L, d):
-        self.L, self.d = L, d
+        self.L, self.A, self.d = L, L.T, d
         self.sd = np.sqrt(d)
         self.pos = np.full(L.shape[1], -1)
         self.idx = np.empty(0, dtype=int)
-        self.Z = None
+        self.Z = np.empty((0, L.shape[0]))
         self.Hc = np.empty((0, 0))
 
     def _add(self, new):
-        Zn = self.L[:, new] * self.sd[:, None]
-        k0 = self.idx.size
-        if k0 == 0:
-            self.Z = Zn
-            self.Hc = Zn.T @ Zn
-        else:
-            cross = self.Z.T @ Zn
-            Hc = np.empty((k0 + new.size,) * 2)
-            Hc[:k0, :k0] = self.Hc
+        k0, k1 = self.idx.size, self.idx.size + new.size
+        if k1 > self.Z.shape[0]:
+            Z = np.empty((max(k1, 2 * self.Z.shape[0], 16), self.Z.shape[1]))
+            Z[:k0] = self.Z[:k0]
+            self.Z = Z
+        Zn = np.multiply(self.A[new], self.sd, out=self.Z[k0:k1])
+        Hc = np.empty((k1, k1))
+        Hc[:k0, :k0] = self.Hc
+        if k0:
+            cross = self.Z[:k0] @ Zn.T
             Hc[:k0, k0:] = cross
             Hc[k0:, :k0] = cross.T
-            Hc[k0:, k0:] = Zn.T @ Zn
-            self.Hc = Hc
-            self.Z = np.hstack([self.Z, Zn])
-        self.pos[new] = np.arange(k0, k0 + new.size)
+        Hc[k0:, k0:] = Zn @ Zn.T
+        self.Hc = Hc
+        self.pos[new] = np.arange(k0, k1)
         self.idx = np.concatenate([self.idx, new])
 
     def block(self, idx):
@@ -281,16 +358,11 @@ class _LazyHessian:
         return self.Hc[np.ix_(p, p)]
 
     def matvec(self, y):
-        r""":math:`H y = L^T (d \circ (L y))` (two mat-vecs)."""
-        return self.L.T @ (self.d * (self.L @ y))
+        r""":math:`H y = L^T (d \circ (L y))` (L y over the support of y only)."""
+        S = np.flatnonzero(y)
+        return self.A @ (self.d * (y[S] @ self.A[S]))
 
     matvec_sparse = matvec
-
-
-def _grad_hess(L, w, x, e):
-    u = L @ x + e
-    g = -(L.T @ (w / u))
-    return g, _LazyHessian(L, w / u**2)
 
 
 def _feasible_stepsize(x, p):
@@ -412,7 +484,8 @@ def _activesetqp(H, g, y, maxiter, zerosearchdir, tol, ainc, state=None):
     return y, it
 
 
-def _line_search(f, L, w, z, g, x, y, e, suffdecr, beta, amin):
+
+def _line_search(f, P, g, x, y, suffdecr, beta, amin):
     """Backtracking line search along p = y - x (Nocedal & Wright p. 37)."""
     p = y - x
     afeas, _ = _feasible_stepsize(x, p)
@@ -425,7 +498,7 @@ def _line_search(f, L, w, z, g, x, y, e, suffdecr, beta, amin):
     while True:
         xnew = a * y + (1 - a) * x
         # R stops with "Objective is -Inf" when L xnew + e <= 0; we reject the step instead
-        fnew = _objective(L, w, xnew, z, e)
+        fnew = P.objective(xnew)
         nls += 1
         if xnew.min() >= 0 and fnew + xnew.sum() <= target0 + suffdecr * a * slope:
             break
@@ -470,47 +543,76 @@ def mixsqp(L, w=None, x0=None, log=False, control=None) -> MixSQPResult:
     ``convtol_sqp``. Otherwise it solves the QP sub-problem by the active-set method
     starting from y = x and backtracks: accept step a when
     :math:`f(x_{new}) + \\sum x_{new} \\le f(x) + \\sum x + c\\,a\\,(y-x)^T(g+1)`.
+
+    Cost per SQP iteration: about three full passes over L (EM step, gradient together
+    with :math:`Hx`, and one per optimality test of the QP), everything else on the
+    support of x. BLAS runs single-threaded here (these are memory-bound mat-vecs: extra
+    threads only add synchronisation, and results do not depend on the thread count).
     """
     if not isinstance(log, (bool, np.bool_)):
         raise MashInputError(f"mixsqp: argument 'log' must be True or False, got {log!r}.")
-    L, w, x0 = _check_inputs(L, w, x0, log)
-    n, m0 = L.shape
+    return _mixsqp(L, w, x0, log, control)
+
+
+def _mixsqp(L, w, x0, log, control, prior=None, hessian=True) -> MixSQPResult:
+    """:func:`mixsqp` with optional prepended identity rows ``prior = (cols, weights)``."""
+    from .scale_kernel import blas_threads
+    norm = True
+    if isinstance(control, dict):
+        for k, v in control.items():
+            if str(k).replace(".", "_") == "normalize_rows":
+                norm = bool(v)
+    A, w, x0, z = _prepare(L, w, x0, log, norm, prior)
+    m0 = A.shape[0]
     ctrl = _parse_control(control, m0)
     verbose = bool(ctrl["verbose"])
 
-    nonzero = np.flatnonzero(L.max(axis=0) > 0)
+    nonzero = np.flatnonzero(A.max(axis=1) > 0)
     if m0 == 1 or nonzero.size == 1:
         warnings.warn("mixsqp: only one column of L has positive entries; the solution is "
                       "x[k] = 1 for that column, no optimisation was needed.", UserWarning,
-                      stacklevel=2)
+                      stacklevel=3)
         x = np.zeros(m0)
         x[nonzero] = 1.0
-        return MixSQPResult(x=x, value=mixobjective(L, x, w), status=STATUS_DIDNOTRUN,
+        P = _Problem(A, w, z, 0.0)
+        return MixSQPResult(x=x, value=P.objective(x), status=STATUS_DIDNOTRUN,
                             converged=False, niter=0)
     if nonzero.size < m0:
         warnings.warn("mixsqp: one or more columns of L are all zeros; their mixture "
-                      "weights are trivially zero.", UserWarning, stacklevel=2)
-        L = L[:, nonzero]
+                      "weights are trivially zero.", UserWarning, stacklevel=3)
+        A = A[nonzero]
         x0 = x0[nonzero]
         x0 = x0 / x0.sum()
-    m = L.shape[1]
+    m = A.shape[0]
+    with blas_threads(1):
+        x, stat, it, rows, grad, hess = _sqp_loop(A, w, x0, z, ctrl, verbose, hessian)
+    if stat == STATUS_DIDNOTCONVERGE:
+        warnings.warn(
+            "mixsqp: failed to converge within the iteration limit (maxiter_sqp="
+            f"{ctrl['maxiter_sqp']}). If maxiter_sqp is small, increase it; otherwise "
+            "increasing control 'eps' slightly usually fixes numerical issues.",
+            MashConvergenceWarning, stacklevel=3)
+    f = _Problem(A, w, z, 0.0).objective(x)
+    if m < m0:
+        xf = np.zeros(m0)
+        xf[nonzero] = x
+        x = xf
+    progress = pd.DataFrame(rows, columns=["objective", "max.rdual", "nnz", "stepsize",
+                                           "max.diff", "nqp", "nls"])
+    return MixSQPResult(x=x, value=f, status=stat, converged=(stat == STATUS_CONVERGED),
+                        niter=it, grad=grad, hessian=hess, progress=progress)
 
-    if ctrl["normalize_rows"] and not log:
-        zmax = L.max(axis=1)
-        L = L / zmax[:, None]
-        z = np.log(zmax)
-    else:
-        z = np.zeros(n)
-    eps = ctrl["eps"] - min(0.0, float(L.min()))
-    e = np.full(n, eps)
 
+def _sqp_loop(A, w, x0, z, ctrl, verbose, hessian):
+    P = _Problem(A, w, z, ctrl["eps"])  # L >= 0 was checked: R's eps - min(0, min L) = eps
+    thr = ctrl["zero_threshold_solution"]
     x = x0.copy()
     rows = []
     for _ in range(ctrl["numiter_em"]):
         xold = x
-        x = _mixem_update(L, w, x)
-        obj = _objective(L, w, x, z, e)
-        rows.append((obj, np.nan, int(np.sum(x > ctrl["zero_threshold_solution"])), 1.0,
+        x = P.em_update(x)
+        obj = P.objective(x)
+        rows.append((obj, np.nan, int(np.sum(x > thr)), 1.0,
                      float(np.max(np.abs(x - xold))), np.nan, np.nan))
         if verbose:
             print(f"{len(rows):4d} {obj:+0.9e}  -- EM -- {rows[-1][2]:4d}")
@@ -520,14 +622,20 @@ def mixsqp(L, w=None, x0=None, log=False, control=None) -> MixSQPResult:
     qp_state = {}  # carries the accepted modified-Cholesky multiple between sub-problems
     for it in range(1, ctrl["maxiter_sqp"] + 1):
         xold = x
-        x = _mixem_update(L, w, x)
-        x[x <= ctrl["zero_threshold_solution"]] = 0.0
-        j1 = x > ctrl["zero_threshold_solution"]
-        obj = _objective(L, w, x, z, e)
+        x = P.em_update(x)
+        x[x <= thr] = 0.0
+        j1 = x > thr
+        Lx = P.Lx(x)
+        u = Lx + P.eps
+        obj = float(-np.dot(w, z + np.log(u))) if u.min() > 0 else np.inf
         if not np.isfinite(obj):
             raise MashInputError("mixsqp: objective is -Inf (some L @ x + eps <= 0); "
                                  "check L for rows of zeros or increase control 'eps'.")
-        g, H = _grad_hess(L, w, x, e)
+        d = w / u ** 2
+        # gradient g = -L'(w/u) and Hx = L'(d * Lx) in one pass over the matrix
+        G = A @ np.stack([w / u, d * Lx], axis=1)
+        g = -G[:, 0]
+        H = _LazyHessian(P.L, d)
         gmin = 1.0 + float(g[j1].min())
         nnz = int(np.sum(x > 0))
         if verbose:
@@ -536,37 +644,21 @@ def mixsqp(L, w=None, x0=None, log=False, control=None) -> MixSQPResult:
             status = 0
             rows.append((obj, -gmin, nnz, np.nan, np.nan, np.nan, np.nan))
             break
-        ghat = g - H.matvec(x) + 1.0
+        ghat = g - G[:, 1] + 1.0
         y, nqp = _activesetqp(H, ghat, x, ctrl["maxiter_activeset"],
                               ctrl["zero_threshold_searchdir"], ctrl["convtol_activeset"],
                               ctrl["identity_contrib_increase"], qp_state)
-        a, xnew, nls = _line_search(obj, L, w, z, g, x, y, e, ctrl["suffdecr_linesearch"],
+        a, xnew, nls = _line_search(obj, P, g, x, y, ctrl["suffdecr_linesearch"],
                                     ctrl["stepsizereduce"], ctrl["minstepsize"])
         rows.append((obj, -gmin, nnz, a, float(np.max(np.abs(xnew - xold))), nqp, nls))
         x = xnew
 
     x = x / x.sum()
-    if status == 0:
-        stat = STATUS_CONVERGED
-    else:
-        stat = STATUS_DIDNOTCONVERGE
-        warnings.warn(
-            "mixsqp: failed to converge within the iteration limit (maxiter_sqp="
-            f"{ctrl['maxiter_sqp']}). If maxiter_sqp is small, increase it; otherwise "
-            "increasing control 'eps' slightly usually fixes numerical issues.",
-            MashConvergenceWarning, stacklevel=2)
-
-    e0 = ctrl["eps"]
-    f = mixobjective(L, x, w, z)
-    u = L @ x + e0
-    grad = -((w / u) @ L)
-    Zs = L * (np.sqrt(w) / u)[:, None]
-    hess = Zs.T @ Zs
-    if m < m0:
-        xf = np.zeros(m0)
-        xf[nonzero] = x
-        x = xf
-    progress = pd.DataFrame(rows, columns=["objective", "max.rdual", "nnz", "stepsize",
-                                           "max.diff", "nqp", "nls"])
-    return MixSQPResult(x=x, value=f, status=stat, converged=(status == 0), niter=it,
-                        grad=grad, hessian=hess, progress=progress)
+    stat = STATUS_CONVERGED if status == 0 else STATUS_DIDNOTCONVERGE
+    u = P.Lx(x) + ctrl["eps"]
+    grad = -(A @ (w / u))
+    hess = None
+    if hessian:
+        Zs = A * (np.sqrt(w) / u)
+        hess = Zs @ Zs.T
+    return x, stat, it, rows, grad, hess
