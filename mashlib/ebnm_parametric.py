@@ -58,6 +58,37 @@ def _total(fam, theta, x, s):
     return float(ell.sum())
 
 
+def _floored_step(H, g):
+    r"""Newton step :math:`-V\,\mathrm{diag}(1/\tilde\lambda)\,V^\top g` with the eigenvalues
+    of the symmetric ``H`` floored, :math:`\tilde\lambda = \max(|\lambda|, 10^{-8}\max(1,
+    \lambda_{\max}))`; None if they are not finite.
+
+    1 x 1 and clearly positive definite 2 x 2 Hessians (where no eigenvalue can be
+    floored: :math:`\det H/\operatorname{tr}H > 10^{-8}\max(1, \operatorname{tr}H)`, as
+    :math:`\lambda_{\min} \ge \det H/\operatorname{tr}H` and
+    :math:`\lambda_{\max} \le \operatorname{tr}H`) are solved directly; otherwise
+    ``eigh``.
+    """
+    n = g.size
+    if n == 1:
+        h = float(H[0, 0])
+        if not np.isfinite(h):
+            return None
+        return np.array([-float(g[0]) / max(abs(h), 1e-8 * max(1.0, h))])
+    if n == 2:
+        a, b, c = float(H[0, 0]), float(H[0, 1]), float(H[1, 1])
+        tr = a + c
+        det = a * c - b * b
+        if a > 0 and c > 0 and np.isfinite(det) and det > 1e-8 * tr * max(1.0, tr):
+            g0, g1 = float(g[0]), float(g[1])
+            return np.array([-(c * g0 - b * g1) / det, -(a * g1 - b * g0) / det])
+    ev, V = np.linalg.eigh(H)
+    if not np.all(np.isfinite(ev)):
+        return None
+    ev = np.maximum(np.abs(ev), 1e-8 * max(1.0, ev.max()))
+    return -(V @ ((V.T @ g) / ev))
+
+
 def _newton(nll, p0, lo, hi, maxiter=200, stop=None, hess=None):
     r"""Damped Newton with a finite-difference Hessian of the analytic gradient.
 
@@ -98,12 +129,11 @@ def _newton(nll, p0, lo, hi, maxiter=200, stop=None, hess=None):
                 q[kk] += h
                 H[:, j] = (nll(q)[1][idx] - g[idx]) / h
         H = 0.5 * (H + H.T)
-        ev, V = np.linalg.eigh(H)
-        if not np.all(np.isfinite(ev)):
-            return p, f, False
-        ev = np.maximum(np.abs(ev), 1e-8 * max(1.0, ev.max()))
         step = np.zeros(k)
-        step[idx] = -(V @ ((V.T @ g[idx]) / ev))
+        si = _floored_step(H, g[idx])
+        if si is None:
+            return p, f, False
+        step[idx] = si
         t = 1.0
         for _ls in range(60):
             q = np.clip(p + t * step, lo, hi)
@@ -141,7 +171,7 @@ def _optimise(fam, theta0, free, x, s, method, stop=None):
         f = -ell.sum()
         if not np.isfinite(f):
             return np.inf, np.zeros_like(p)
-        last.update(p=p.copy(), th=th, r=r)
+        last.update(p=p, th=th, r=r)  # _newton never modifies an evaluated point in place
         return f, -d[idx].sum(axis=1)
 
     hess = None
@@ -149,7 +179,7 @@ def _optimise(fam, theta0, free, x, s, method, stop=None):
         ix = np.ix_(idx, idx)
 
         def hess(p):
-            if "p" not in last or not np.array_equal(last["p"], p):
+            if last.get("p") is not p and not np.array_equal(last.get("p"), p):
                 nll(p)
             return -fam.hessian(last["th"], x, s, last["r"])[ix]
 
