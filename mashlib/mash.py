@@ -320,7 +320,9 @@ def mash(data: MashData, Ulist=None, gridmult: float = np.sqrt(2), grid=None,
 
 def mash_compute_posterior_matrices(g, data: MashData, pi_thresh: float = 1e-10, A=None,
                                     output_posterior_cov: bool = False,
-                                    memory_bytes: int = DEFAULT_MEMORY_BYTES) -> dict:
+                                    memory_bytes: int = DEFAULT_MEMORY_BYTES, *,
+                                    max_memory=None, out=None, engine: Optional[str] = None,
+                                    **stream_options):
     """Posterior matrices for (new) data under a fixed model (mashr ``mash_compute_posterior_matrices``).
 
     Parameters
@@ -330,13 +332,28 @@ def mash_compute_posterior_matrices(g, data: MashData, pi_thresh: float = 1e-10,
         is responsible for using the same alpha.
     data : MashData
     pi_thresh, A, output_posterior_cov : as :func:`mash`.
+    max_memory, out, engine, **stream_options
+        Any of these switches to the streaming path,
+        :func:`mashlib.scale.compute_posterior_streaming`: rows are processed in chunks
+        under a ``max_memory`` budget (default ``"2GB"``), optionally written
+        incrementally to an on-disk store ``out`` and/or run on Dask (``engine="dask"``);
+        the numbers are the same. ``stream_options`` are passed through (``client``,
+        ``overwrite``, ``progress``, ``long_table``, ``exclude_conditions``,
+        ``posterior_samples``, ...).
 
     Returns
     -------
     dict
         J x Q DataFrames ``PosteriorMean``, ``PosteriorSD``, ``lfdr``, ``NegativeProb``,
-        ``lfsr``, and ``PosteriorCov`` (J, Q, Q) when asked.
+        ``lfsr``, and ``PosteriorCov`` (J, Q, Q) when asked. The streaming path returns a
+        :class:`mashlib.scale.StreamResult`, indexed the same way (``res["lfsr"]``).
     """
+    if max_memory is not None or out is not None or engine is not None or stream_options:
+        from .scale import compute_posterior_streaming  # noqa: PLC0415  (optional path)
+        return compute_posterior_streaming(
+            g, data, pi_thresh=pi_thresh, A=A, output_posterior_cov=output_posterior_cov,
+            max_memory="2GB" if max_memory is None else max_memory, out=out,
+            engine="inprocess" if engine is None else engine, **stream_options)
     fg = _check_alpha(g, data)
     Ulist = check_Ulist(fg.Ulist, data.n_conditions)
     xU = expand_cov(Ulist, fg.grid, fg.usepointmass)
