@@ -63,6 +63,9 @@ def _GM(z):
 
 
 _INV_SQRT2 = 1.0 / np.sqrt(2.0)
+# (x, s, a, mu, z, M(z)) of the latest point-exponential loglik, reused by its hessian
+# (x and s are held, so an identity match cannot be a recycled id)
+_GM_LAST: list = []
 _SQRT_2_OVER_PI = np.sqrt(2.0 / np.pi)
 
 
@@ -328,15 +331,32 @@ class PointExponentialFamily:
 
     @staticmethod
     def loglik(theta, x, s, grad=True):
+        r"""Per-observation :math:`\ell_i`, derivatives and null responsibilities.
+
+        The slab is :math:`\log f = \log a - y^2/(2s^2) + G(z)`, so the null-minus-slab
+        log ratio :math:`t = -\tfrac12\log(2\pi s^2) - \log a - G(z)` needs no
+        :math:`y^2` (see :func:`_mix`). The last :math:`M(z)` is kept for :meth:`hessian`.
+        """
         alpha, lb, mu = theta
         a = np.exp(-lb)
-        y = x - mu
-        lN0, v0 = _null_terms(y, s)
+        y = x if mu == 0 else x - mu
+        v0 = s * s
         z = y / s - s * a
         # log a + s^2 a^2/2 - a y + log Phi(z)  ==  log a - y^2/(2 s^2) + G(z)
         G, Mz = _GM(z)
-        lg = np.log(a) - 0.5 * y * y / v0 + G
-        ell, r, pi0 = _mix(alpha, lN0, lg)
+        _GM_LAST[:] = [x, s, a, mu, z, Mz]
+        c0 = -0.5 * (_LOG_2PI + np.log(v0))
+        lg = (np.log(a) + G) - (0.5 / v0) * (y * y)
+        pi0 = sc.expit(alpha)
+        pi1 = sc.expit(-alpha)
+        t = (c0 - np.log(a)) - G
+        if pi1 > 0 and t.max() < 700.0:
+            w = pi0 * np.exp(t)
+            den = pi1 + w
+            ell = lg + np.log(den)
+            r = w / den
+        else:
+            ell, r, pi0 = _mix(alpha, lg + t, lg)
         if not grad:
             return ell, None, r
         q = 1.0 - r
@@ -361,10 +381,12 @@ class PointExponentialFamily:
         """
         alpha, lb, mu = theta
         a = np.exp(-lb)
-        y = x - mu
+        y = x if mu == 0 else x - mu
         v0 = s * s
-        z = y / s - s * a
-        _, Mz = _GM(z)
+        lx, ls, la, lmu, z, Mz = _GM_LAST if len(_GM_LAST) == 6 else (None,) * 6
+        if not (lx is x and ls is s and la == a and lmu == mu):  # not the last loglik point
+            z = y / s - s * a
+            _, Mz = _GM(z)
         G1 = z + Mz
         G2 = 1.0 - Mz * G1
         sa = s * a
