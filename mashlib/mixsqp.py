@@ -28,6 +28,7 @@ full matrix is always used (R's SVD approximates L, expect ~1e-6 differences, P8
 from __future__ import annotations
 
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -135,6 +136,59 @@ def _parse_control(control, m):
     return ctrl
 
 
+_BLAS_SET = ("openblas_set_num_threads", "scipy_openblas_set_num_threads",
+             "scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads_64_",
+             "openblas_set_num_threads64_", "MKL_Set_Num_Threads")
+_BLAS_GET = tuple(n.replace("set_num_threads", "get_num_threads").replace(
+    "MKL_Set_Num_Threads", "MKL_Get_Max_Threads") for n in _BLAS_SET)
+_BLAS_CONTROLS = None
+
+
+def _blas_controls():
+    """(setter, getter) of every OpenBLAS / MKL loaded in this process (numpy's and scipy's
+    LAPACK are separate libraries), found once through /proc/self/maps (Linux)."""
+    global _BLAS_CONTROLS
+    if _BLAS_CONTROLS is None:
+        import ctypes
+        import re
+        out = []
+        try:
+            with open("/proc/self/maps") as f:
+                paths = sorted(set(re.findall(r"(/\S*(?:openblas|mkl_rt)\S*\.so\S*)", f.read())))
+        except OSError:
+            paths = []
+        for path in paths:
+            try:
+                lib = ctypes.CDLL(path)
+            except OSError:
+                continue
+            s = next((getattr(lib, n) for n in _BLAS_SET if hasattr(lib, n)), None)
+            g = next((getattr(lib, n) for n in _BLAS_GET if hasattr(lib, n)), None)
+            if s is not None and g is not None:
+                g.restype = ctypes.c_int
+                out.append((s, g))
+        _BLAS_CONTROLS = out
+    return _BLAS_CONTROLS
+
+
+@contextmanager
+def _one_blas_thread():
+    """Run BLAS / LAPACK single-threaded inside (restored on exit).
+
+    mix-SQP's full passes are memory-bound mat-vecs and its dense kernels are small: on a
+    shared machine, extra BLAS threads only spin and synchronise (measured 6x more CPU
+    time under load), and single-threaded results do not depend on the machine.
+    """
+    old = [(s, g()) for s, g in _blas_controls()]
+    for s, _ in old:
+        s(1)
+    try:
+        yield
+    finally:
+        for s, n in old:
+            s(int(n))
+
+
 def _bad_entry(L):
     bad = ~np.isfinite(L) | (L < 0)
     i, k = np.argwhere(bad)[0]
@@ -230,6 +284,14 @@ def mixobjective(L, x, w=None, z=None, e=0.0):
     return float(-np.sum(w * (zz + np.log(u))))
 
 
+def _take_rows(A, S, ws, key):
+    """Rows S of A copied into the work buffer ``ws[key]`` (grown, never shrunk)."""
+    buf = ws.get(key)
+    if buf is None or buf.shape[0] < S.size:
+        buf = ws[key] = np.empty((max(S.size, 16), A.shape[1]))
+    return np.take(A, S, axis=0, out=buf[:S.size], mode="clip")  # "raise" buffers
+
+
 class _Problem:
     r"""The row-normalised problem on the private transposed copy :math:`A = \tilde L^T`.
 
@@ -243,13 +305,18 @@ class _Problem:
         self.A, self.L, self.w, self.z, self.eps = A, A.T, w, z, eps
         self.m = A.shape[0]
         self._rows = None
+        self.ws = {}  # work buffers reused across iterations (fresh pages cost as much as a pass)
+
+    def gather(self, S, key="G"):
+        """:math:`A_S` (rows S of A) in the reusable buffer ``key``."""
+        return _take_rows(self.A, S, self.ws, key)
 
     def Lx(self, x):
         """:math:`Lx` using only the non-zero entries of x."""
         S = np.flatnonzero(x)
         if 3 * S.size > self.m:
             return x @ self.A
-        return x[S] @ self.A[S]
+        return x[S] @ self.gather(S)
 
     def objective(self, x):
         u = self.Lx(x) + self.eps
@@ -283,14 +350,15 @@ class _Problem:
         S = np.flatnonzero(x)
         if 3 * S.size <= m:
             rowsum, rowmax = self.row_stats()
-            AS = A[S]
-            TS = AS * xe[S, None]
+            AS = self.gather(S)
+            rest = rowsum - AS.sum(axis=0)
+            TS = np.multiply(AS, xe[S, None], out=AS)
             r = TS.max(axis=0)
             low = np.flatnonzero(r < e * rowmax)
             if 16 * low.size <= A.shape[1]:
                 if low.size:
                     r[low] = (A[:, low] * xe[:, None]).max(axis=0)
-                D = TS.sum(axis=0) + e * (rowsum - AS.sum(axis=0)) + m * e * r
+                D = TS.sum(axis=0) + e * rest + m * e * r
                 v = w / D
                 return xe * (A @ v) + e * float(v @ r)
         N = A.shape[1]
@@ -323,12 +391,13 @@ class _LazyHessian:
     full mat-vec. Values equal those of the full product up to rounding.
     """
 
-    def __init__(self, L, d):
+    def __init__(self, L, d, ws=None):
         self.L, self.A, self.d = L, L.T, d
+        self.ws = {} if ws is None else ws
         self.sd = np.sqrt(d)
         self.pos = np.full(L.shape[1], -1)
         self.idx = np.empty(0, dtype=int)
-        self.Z = np.empty((0, L.shape[0]))
+        self.Z = self.ws.get("Z", np.empty((0, L.shape[0])))
         self.Hc = np.empty((0, 0))
 
     def _add(self, new):
@@ -336,8 +405,9 @@ class _LazyHessian:
         if k1 > self.Z.shape[0]:
             Z = np.empty((max(k1, 2 * self.Z.shape[0], 16), self.Z.shape[1]))
             Z[:k0] = self.Z[:k0]
-            self.Z = Z
-        Zn = np.multiply(self.A[new], self.sd, out=self.Z[k0:k1])
+            self.Z = self.ws["Z"] = Z
+        Zn = np.take(self.A, new, axis=0, out=self.Z[k0:k1], mode="clip")
+        np.multiply(Zn, self.sd, out=Zn)
         Hc = np.empty((k1, k1))
         Hc[:k0, :k0] = self.Hc
         if k0:
@@ -360,7 +430,7 @@ class _LazyHessian:
     def matvec(self, y):
         r""":math:`H y = L^T (d \circ (L y))` (L y over the support of y only)."""
         S = np.flatnonzero(y)
-        return self.A @ (self.d * (y[S] @ self.A[S]))
+        return self.A @ (self.d * (y[S] @ _take_rows(self.A, S, self.ws, "G")))
 
     matvec_sparse = matvec
 
@@ -556,7 +626,11 @@ def mixsqp(L, w=None, x0=None, log=False, control=None) -> MixSQPResult:
 
 def _mixsqp(L, w, x0, log, control, prior=None, hessian=True) -> MixSQPResult:
     """:func:`mixsqp` with optional prepended identity rows ``prior = (cols, weights)``."""
-    from .scale_kernel import blas_threads
+    with _one_blas_thread():
+        return _mixsqp_body(L, w, x0, log, control, prior, hessian)
+
+
+def _mixsqp_body(L, w, x0, log, control, prior, hessian):
     norm = True
     if isinstance(control, dict):
         for k, v in control.items():
@@ -571,7 +645,7 @@ def _mixsqp(L, w, x0, log, control, prior=None, hessian=True) -> MixSQPResult:
     if m0 == 1 or nonzero.size == 1:
         warnings.warn("mixsqp: only one column of L has positive entries; the solution is "
                       "x[k] = 1 for that column, no optimisation was needed.", UserWarning,
-                      stacklevel=3)
+                      stacklevel=4)
         x = np.zeros(m0)
         x[nonzero] = 1.0
         P = _Problem(A, w, z, 0.0)
@@ -579,19 +653,18 @@ def _mixsqp(L, w, x0, log, control, prior=None, hessian=True) -> MixSQPResult:
                             converged=False, niter=0)
     if nonzero.size < m0:
         warnings.warn("mixsqp: one or more columns of L are all zeros; their mixture "
-                      "weights are trivially zero.", UserWarning, stacklevel=3)
+                      "weights are trivially zero.", UserWarning, stacklevel=4)
         A = A[nonzero]
         x0 = x0[nonzero]
         x0 = x0 / x0.sum()
     m = A.shape[0]
-    with blas_threads(1):
-        x, stat, it, rows, grad, hess = _sqp_loop(A, w, x0, z, ctrl, verbose, hessian)
+    x, stat, it, rows, grad, hess = _sqp_loop(A, w, x0, z, ctrl, verbose, hessian)
     if stat == STATUS_DIDNOTCONVERGE:
         warnings.warn(
             "mixsqp: failed to converge within the iteration limit (maxiter_sqp="
             f"{ctrl['maxiter_sqp']}). If maxiter_sqp is small, increase it; otherwise "
             "increasing control 'eps' slightly usually fixes numerical issues.",
-            MashConvergenceWarning, stacklevel=3)
+            MashConvergenceWarning, stacklevel=4)
     f = _Problem(A, w, z, 0.0).objective(x)
     if m < m0:
         xf = np.zeros(m0)
@@ -635,7 +708,7 @@ def _sqp_loop(A, w, x0, z, ctrl, verbose, hessian):
         # gradient g = -L'(w/u) and Hx = L'(d * Lx) in one pass over the matrix
         G = A @ np.stack([w / u, d * Lx], axis=1)
         g = -G[:, 0]
-        H = _LazyHessian(P.L, d)
+        H = _LazyHessian(P.L, d, ws=P.ws)
         gmin = 1.0 + float(g[j1].min())
         nnz = int(np.sum(x > 0))
         if verbose:

@@ -174,7 +174,7 @@ def test_lazy_hessian_equals_dense(monkeypatch):
     r_lazy = mixsqp(L)
 
     class Dense:
-        def __init__(self, L, d):
+        def __init__(self, L, d, ws=None):
             self.H = (L * d[:, None]).T @ L
 
         def block(self, idx):
