@@ -119,6 +119,7 @@ def main(argv=None):
     ap.add_argument("--repeat", type=int, default=3)
     a = ap.parse_args(argv)
     cases = a.cases or list(GTEX) + ["cov_flash_default", "cov_flash_nonneg"]
+    load_start = os.getloadavg()
     # warm up imports (scipy, pandas, ebnm) so they are not timed
     bench_gtex("iv", 1)
     results = {}
@@ -135,8 +136,11 @@ def main(argv=None):
               f"{r.get('skipped', '')}{'elbo - R = %.4f K=%s' % (r['elbo_minus_R'], r['K']) if 'elbo' in r else ''}",
               flush=True)
     meta = {"python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count(),
-            "loadavg_at_end": os.getloadavg(), "repeat": a.repeat,
-            "note": "wall-clock medians; R timings from the reference MANIFEST (R 4.2.2, 2 cores)"}
+            "loadavg_at_start": load_start, "loadavg_at_end": os.getloadavg(), "repeat": a.repeat,
+            "OPENBLAS_NUM_THREADS": os.environ.get("OPENBLAS_NUM_THREADS"),
+            "note": "ours_s: wall-clock median, ours_cpu_s: process CPU median (the fair figure when the "
+                    "machine is shared: wall > CPU means waiting for a core); R timings from the reference "
+                    "MANIFEST (R 4.2.2, 2 cores)"}
     OUT.parent.mkdir(parents=True, exist_ok=True)
     old = json.loads(OUT.read_text()) if OUT.exists() else {}
     old.setdefault("cases", {}).update(results)
