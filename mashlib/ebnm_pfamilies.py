@@ -522,6 +522,50 @@ class PointLaplaceFamily:
         return ell, d, r
 
     @staticmethod
+    def hessian(theta, x, s, r):
+        r"""Analytic Hessian of :math:`\sum_i\ell_i` in :math:`(\alpha, \ell, \mu)`.
+
+        :math:`\nabla^2\ell_i = rH_0 + qH_1 + rq\,\delta\delta^\top` as for the other
+        families. The slab is :math:`\log(a/2) - y^2/(2s^2) + \mathrm{LSE}(G(z_1), G(z_2))`
+        with :math:`z_{2,1} = \pm y/s - sa`, :math:`\partial_\ell z = sa`,
+        :math:`\partial^2_\ell z = -sa`, :math:`\partial_\mu z_{2,1} = \mp 1/s`; with
+        :math:`\lambda` the weight of :math:`z_2`, the LSE's Hessian is
+        :math:`\sum_j \lambda_j(G''_j\nabla z_j\nabla z_j^\top + G'_j\nabla^2 z_j)
+        + \lambda(1-\lambda)\,ee^\top`, :math:`e = G'_2\nabla z_2 - G'_1\nabla z_1`.
+        """
+        alpha, lb, mu = theta
+        a = np.exp(-lb)
+        y = x if mu == 0 else x - mu
+        v0 = s * s
+        (M1, M2), _, _, lam = PointLaplaceFamily._terms(a, y, s)
+        sa = s * a
+        z2 = y / s - sa
+        z1 = -y / s - sa
+        G1a, G1b = z1 + M1, z2 + M2  # G' at z1, z2
+        G2a, G2b = 1.0 - M1 * G1a, 1.0 - M2 * G1b
+        lm = 1.0 - lam
+        ll = lam * lm
+        dif, sm = G1b - G1a, G1b + G1a
+        lg_l = -1.0 + sa * (lam * G1b + lm * G1a)
+        lg_m = y / v0 + (lm * G1a - lam * G1b) / s
+        h_ll = sa * sa * (lam * G2b + lm * G2a) - sa * (lam * G1b + lm * G1a) + ll * (sa * dif) ** 2
+        h_lm = a * (lm * G2a - lam * G2b) - ll * a * dif * sm
+        h_mm = ((lam * G2b + lm * G2a) + ll * sm * sm - 1.0) / v0
+        q = 1.0 - r
+        rq = r * q
+        dl = -lg_l
+        dm = y / v0 - lg_m
+        pi0 = sc.expit(alpha)
+        H = np.empty((3, 3))
+        H[0, 0] = rq.sum() - x.size * pi0 * (1.0 - pi0)
+        H[0, 1] = H[1, 0] = np.sum(rq * dl)
+        H[0, 2] = H[2, 0] = np.sum(rq * dm)
+        H[1, 1] = np.sum(q * h_ll + rq * dl * dl)
+        H[1, 2] = H[2, 1] = np.sum(q * h_lm + rq * dl * dm)
+        H[2, 2] = np.sum(q * h_mm - r / v0 + rq * dm * dm)
+        return H
+
+    @staticmethod
     def posterior(theta, x, s, r, want):
         r"""Posterior summaries.
 

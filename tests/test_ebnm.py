@@ -501,7 +501,8 @@ def test_analytic_gradients(fam):
             assert g[k] == pytest.approx(num, rel=1e-5, abs=1e-5)
 
 
-@pytest.mark.parametrize("fam", ["PointNormalFamily", "NormalFamily", "PointExponentialFamily"])
+@pytest.mark.parametrize("fam", ["PointNormalFamily", "NormalFamily", "PointExponentialFamily",
+                                 "PointLaplaceFamily"])
 def test_analytic_hessians(fam):
     # the Newton solver's analytic Hessians against central differences of the gradient
     from mashlib import ebnm_pfamilies as F
