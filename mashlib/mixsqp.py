@@ -218,7 +218,8 @@ def _prepare(L, w, x0, log, normalize, prior=None):
         if np.isnan(L).any():
             raise MashInputError("mixsqp: argument 'L' (log=True) contains NaN; remove those rows.")
         L = np.exp(L - L.max(axis=1, keepdims=True))
-    lmin, lmax = float(L.min()), float(L.max())
+    zmax = L.max(axis=1)  # the row maxima normalise the rows below
+    lmin, lmax = float(L.min()), float(zmax.max())
     if not (lmin >= 0 and lmax < np.inf):  # NaN fails both comparisons
         raise _bad_entry(L)
     n, m = L.shape
@@ -250,7 +251,6 @@ def _prepare(L, w, x0, log, normalize, prior=None):
     z = np.zeros(N)
     step = max(64, int(2 ** 20 // (8 * m)))
     if normalize and not log:
-        zmax = L.max(axis=1)
         with np.errstate(invalid="ignore", divide="ignore"):
             for i0 in range(0, n, step):
                 np.divide(L[i0:i0 + step].T, zmax[i0:i0 + step], out=A[:, r + i0:r + i0 + step])
@@ -265,7 +265,7 @@ def _prepare(L, w, x0, log, normalize, prior=None):
         raise MashInputError(
             f"mixsqp: argument 'x0' is not a valid initial estimate: (L @ x0)[{i}] = 0; all "
             "entries of L @ x0 must be positive (give every column some weight).")
-    return A, w, x0, z
+    return A, w, x0, z, bool(normalize or log)
 
 
 # --------------------------------------------------------------------------- numerics
@@ -301,10 +301,11 @@ class _Problem:
     step, the QP's optimality test) needs a full pass over the matrix.
     """
 
-    def __init__(self, A, w, z, eps):
+    def __init__(self, A, w, z, eps, unit_rowmax=False):
         self.A, self.L, self.w, self.z, self.eps = A, A.T, w, z, eps
         self.m = A.shape[0]
         self._rows = None
+        self.unit_rowmax = unit_rowmax  # rows normalised: every row maximum is exactly 1
         self.ws = {}  # work buffers reused across iterations (fresh pages cost as much as a pass)
 
     def gather(self, S, key="G"):
@@ -327,7 +328,8 @@ class _Problem:
     def row_stats(self):
         """Row sums and row maxima of L (computed once)."""
         if self._rows is None:
-            self._rows = (self.A.sum(axis=0), self.A.max(axis=0))
+            self._rows = (self.A.sum(axis=0), np.ones(self.A.shape[1]) if self.unit_rowmax
+                          else self.A.max(axis=0))
         return self._rows
 
     def em_update(self, x):
@@ -479,7 +481,7 @@ def _activeset_searchdir(Hs, bs, ainc, hint=None):
         if i not in cache:
             B = Hs.copy()
             B[diag, diag] += seq[i]
-            c, info = _potrf(B, lower=False, clean=False, overwrite_a=False)
+            c, info = _potrf(B, lower=False, clean=False, overwrite_a=True)
             cache[i] = (info == 0, c)
         return cache[i][0]
 
@@ -636,7 +638,7 @@ def _mixsqp_body(L, w, x0, log, control, prior, hessian):
         for k, v in control.items():
             if str(k).replace(".", "_") == "normalize_rows":
                 norm = bool(v)
-    A, w, x0, z = _prepare(L, w, x0, log, norm, prior)
+    A, w, x0, z, unit = _prepare(L, w, x0, log, norm, prior)
     m0 = A.shape[0]
     ctrl = _parse_control(control, m0)
     verbose = bool(ctrl["verbose"])
@@ -658,7 +660,7 @@ def _mixsqp_body(L, w, x0, log, control, prior, hessian):
         x0 = x0[nonzero]
         x0 = x0 / x0.sum()
     m = A.shape[0]
-    x, stat, it, rows, grad, hess = _sqp_loop(A, w, x0, z, ctrl, verbose, hessian)
+    x, stat, it, rows, grad, hess = _sqp_loop(A, w, x0, z, ctrl, verbose, hessian, unit)
     if stat == STATUS_DIDNOTCONVERGE:
         warnings.warn(
             "mixsqp: failed to converge within the iteration limit (maxiter_sqp="
@@ -676,8 +678,8 @@ def _mixsqp_body(L, w, x0, log, control, prior, hessian):
                         niter=it, grad=grad, hessian=hess, progress=progress)
 
 
-def _sqp_loop(A, w, x0, z, ctrl, verbose, hessian):
-    P = _Problem(A, w, z, ctrl["eps"])  # L >= 0 was checked: R's eps - min(0, min L) = eps
+def _sqp_loop(A, w, x0, z, ctrl, verbose, hessian, unit_rowmax=False):
+    P = _Problem(A, w, z, ctrl["eps"], unit_rowmax)  # L >= 0 was checked: R's eps - min(0, min L) = eps
     thr = ctrl["zero_threshold_solution"]
     x = x0.copy()
     rows = []
