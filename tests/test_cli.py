@@ -132,3 +132,11 @@ def test_notebooks_in_sync_with_builder():
         disk = nbformat.read(str(nbdir / name), as_version=4)
         assert [c.source for c in disk.cells] == [c.source for c in nb.cells], name
         assert [c.metadata.get("tags") for c in disk.cells] == [c.metadata.get("tags") for c in nb.cells]
+
+
+def test_papermill_reads_every_parameter():
+    import papermill as pm
+    nbdir = Path(__file__).resolve().parents[1] / "notebooks"
+    for nb in PARAMS:
+        names = list(pm.inspect_notebook(str(nbdir / f"{nb}.ipynb")))
+        assert names == ["workflow"] + [p.name for p in PARAMS[nb]] + ["interactive"]

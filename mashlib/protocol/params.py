@@ -26,7 +26,7 @@ _COMMON = [
     Param("cwd", "./mashr_workflow_output", "output folder (created if missing)"),
     Param("data", "", "mashr input RDS: strong/random/null .b/.s/.z matrices (variants x conditions)"),
     Param("output_prefix", "", "prefix of output file names (default: basename of --data without extension)"),
-    Param("effect_model", "EE", "EE (exchangeable effects, alpha=0) or EZ (exchangeable z-scores, alpha=1)"),
+    Param("effect_model", "EE", "EE (exchangeable effects: alpha 0) or EZ (exchangeable z-scores: alpha 1)"),
 ]
 
 MIXTURE_PRIOR_PARAMS = _COMMON + [
