@@ -189,7 +189,7 @@ print(f"posterior: {post_file}: {', '.join(post)}; {post['PosteriorMean'].shape[
 posterior_summary(post)"""
 
 DRIVER_EXPLORE = """p = dict(cwd=str(mf))
-show(p, "mash", [mf / f"{prefix}_mash.EE.mash_model.rds", post_file], interactive)"""
+show(p, "mash", [mf / f"{prefix}_mash.EE.mash_model.rds", post_file], interactive, summary=False)"""
 
 
 def driver_nb():

@@ -156,8 +156,11 @@ def _widget_or_static(options: list[str], fn, interactive: bool, label: str):
     _display(w.VBox([w.HTML(f"<b>explore:</b> pick another {label}"), dd, out]))
 
 
-def show(p: dict, workflow: str, outputs: list, interactive: bool = False) -> None:
-    """Summarise a workflow's outputs: tables, heatmaps, and widgets when ``interactive``."""
+def show(p: dict, workflow: str, outputs: list, interactive: bool = False, summary: bool = True) -> None:
+    """Summarise a workflow's outputs: tables, heatmaps, and widgets when ``interactive``.
+
+    ``summary=False`` skips the tables (the mash posterior summary) and keeps the plots.
+    """
     import matplotlib.pyplot as plt
     from ..io import read_rds
     out = Path(outputs[0])
@@ -192,7 +195,8 @@ def show(p: dict, workflow: str, outputs: list, interactive: bool = False) -> No
         print(f"mash loglik = {model['loglik']:.4f}; {int((pi > 0).sum())} of {len(pi)} mixture weights > 0")
         if len(outputs) > 1:
             post = read_rds(outputs[1])
-            _display(posterior_summary(post))
+            if summary:
+                _display(posterior_summary(post))
             rows = list(post["PosteriorMean"].index)
 
             def variant(variant):
