@@ -286,3 +286,22 @@ def test_other_input_file_with_older_mtime_reruns(tmp_path, protocol_fixture):
     protocol.pca(data=str(a), output_prefix="x", cwd=str(tmp_path), log=lines.append)
     protocol.pca(data=str(b), output_prefix="x", cwd=str(tmp_path), log=lines.append)
     assert "wrote" in lines[0] and "wrote" in lines[1]
+
+
+def test_mash_fit_on_ed_bovy_prior_matches_r(chain, golden, protocol_fixture):
+    """Step 2 on step 1's outputs: R's fit on the random set and posterior on the strong set."""
+    cwd, outs, _ = chain
+    m_file, p_file = protocol.mash(data=str(protocol_fixture), vhat_data=str(cwd / f"{PFX}.EE.V_simple.rds"),
+                                   prior_data=str(outs[0]), cwd=str(cwd), log=lambda s: None)
+    m = read_rds(m_file)["mash_model"]
+    assert m["loglik"] == pytest.approx(golden["fit_loglik"], rel=1e-6)
+    np.testing.assert_allclose(m["fitted_g"]["grid"], golden["fit_grid"], rtol=1e-10)
+    from mashlib.summaries import get_estimated_pi
+    g = steps.fitted_g_from_r(m["fitted_g"])
+    np.testing.assert_allclose(get_estimated_pi(g).to_numpy(), golden["fit_pi_cov"], atol=1e-4)
+    post = read_rds(p_file)
+    assert list(post) == golden["post_names"]
+    for key, ref in (("PosteriorMean", "post_mean_row1"), ("PosteriorSD", "post_sd_row1"),
+                     ("lfsr", "post_lfsr_row1"), ("NegativeProb", "post_negprob_row1")):
+        np.testing.assert_allclose(post[key].iloc[0].to_numpy(), golden[ref], atol=1e-4)
+    np.testing.assert_allclose(post["PosteriorCov"].values[:, :, 0], np.array(golden["post_cov_1"]), atol=1e-6)
