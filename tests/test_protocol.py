@@ -305,3 +305,25 @@ def test_mash_fit_on_ed_bovy_prior_matches_r(chain, golden, protocol_fixture):
                      ("lfsr", "post_lfsr_row1"), ("NegativeProb", "post_negprob_row1")):
         np.testing.assert_allclose(post[key].iloc[0].to_numpy(), golden[ref], atol=1e-4)
     np.testing.assert_allclose(post["PosteriorCov"].values[:, :, 0], np.array(golden["post_cov_1"]), atol=1e-6)
+
+
+def test_ud_workflows_equal_library(tmp_path, protocol_fixture):
+    from mashlib import prior as engines
+    kw = dict(data=str(protocol_fixture), cwd=str(tmp_path), mixture_components=["pca", "canonical"],
+              log=lambda s: None)
+    (out,) = protocol.ud(**kw)
+    pr = read_rds(out)
+    names = list(pr["U"])
+    assert names[:13] == json.loads((GOLD / "chain_values.json").read_text())["names_canonical"]
+    assert names[13:] == [f"unconstrained{i}" for i in range(1, 51)]
+    assert list(pr["w"].index) == names and pr["w"].sum() == pytest.approx(1.0)  # no "null" (map 1.10)
+    inp = steps.load_input(protocol_fixture)
+    V = read_rds(tmp_path / f"{PFX}.EE.V_simple.rds").to_numpy()
+    d = steps.make_data(inp.strong.b, inp.strong.s, 0.0, V)
+    comps = steps.read_components(protocol.resolve_params("mixture_prior", "ud", {k: v for k, v in kw.items()
+                                                                                  if k != "log"}))
+    ref = engines.ud(d, steps._bare(comps), seed=999)
+    assert pr["loglik"] == pytest.approx(ref["loglik"], rel=1e-12)
+    np.testing.assert_allclose(pr["w"].to_numpy(), ref["w"].to_numpy(), atol=1e-12)
+    (out,) = protocol.ud_unconstrained(effect_model="EZ", **kw)
+    assert out.name == f"{PFX}.EZ.prior.rds" and np.isfinite(read_rds(out)["loglik"])
