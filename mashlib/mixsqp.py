@@ -24,6 +24,12 @@ modified Cholesky that adds :math:`a I`), and backtracks along :math:`y - x`.
 Differences from R: the truncated SVD of ``L`` (irlba, ``tol.svd``) is skipped; the
 full matrix is always used (R's SVD approximates L, expect ~1e-6 differences, P8).
 ``verbose`` defaults to False.
+
+Implementation (same iterates as R up to floating-point reassociation): one private
+row-normalised copy of L, stored transposed (columns of L contiguous); products with
+the sparse iterates use only the rows of the support; the Hessian is formed only on
+the QP's free sets (:class:`_LazyHessian`); ashr's Dirichlet rows are written into the
+copy instead of being stacked onto L; BLAS runs single-threaded (:func:`_one_blas_thread`).
 """
 from __future__ import annotations
 
@@ -427,6 +433,8 @@ class _LazyHessian:
         if new.size:
             self._add(new)
         p = self.pos[idx]
+        if p.size == self.Hc.shape[0] and np.array_equal(p, np.arange(p.size)):
+            return self.Hc  # the whole block in order (first QP iteration): no copy
         return self.Hc[np.ix_(p, p)]
 
     def matvec(self, y):
@@ -617,8 +625,10 @@ def mixsqp(L, w=None, x0=None, log=False, control=None) -> MixSQPResult:
     :math:`f(x_{new}) + \\sum x_{new} \\le f(x) + \\sum x + c\\,a\\,(y-x)^T(g+1)`.
 
     Cost per SQP iteration: four full mat-vecs with L (EM step, gradient, :math:`Hx`,
-    one per optimality test of the QP), everything else on the support of x. BLAS runs single-threaded here (these are memory-bound mat-vecs: extra
-    threads only add synchronisation, and results do not depend on the thread count).
+    one per optimality test of the QP), everything else on the support of x; the
+    Hessian block :math:`H_{SS}` (n|S|^2) dominates while the support is large. BLAS
+    runs single-threaded here (memory-bound mat-vecs and small factorisations: extra
+    threads only spin and synchronise, and results do not depend on the thread count).
     """
     if not isinstance(log, (bool, np.bool_)):
         raise MashInputError(f"mixsqp: argument 'log' must be True or False, got {log!r}.")
