@@ -327,3 +327,15 @@ def test_ud_workflows_equal_library(tmp_path, protocol_fixture):
     np.testing.assert_allclose(pr["w"].to_numpy(), ref["w"].to_numpy(), atol=1e-12)
     (out,) = protocol.ud_unconstrained(effect_model="EZ", **kw)
     assert out.name == f"{PFX}.EZ.prior.rds" and np.isfinite(read_rds(out)["loglik"])
+
+
+def test_vhat_mle_chain_matches_r(chain, golden, protocol_fixture):
+    """vhat=mle: the prior built with V_simple (already there: skipped), then the EM V (map 1.7)."""
+    cwd, _, _ = chain
+    lines = []
+    (out,) = protocol.vhat_mle(data=str(protocol_fixture), cwd=str(cwd), vhat="mle", log=lines.append)
+    assert out.name == f"{PFX}.EE.V_mle.rds"
+    assert [ln.split("]")[0][1:] for ln in lines if "up to date" in ln][-1] == "ed_bovy"
+    V = read_rds(out)
+    assert list(V.columns) == CONDS
+    np.testing.assert_allclose(V.to_numpy(), np.array(golden["V_mle"]), atol=1e-6)
