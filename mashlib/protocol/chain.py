@@ -75,7 +75,7 @@ def _prior_step(name):
         return ins
     extra = ("seed",) if name.startswith("ud") else ()
     return Step(name, lambda p: [naming.prior_file(p["cwd"], _prefix(p), p["effect_model"])], inputs,
-                ("effect_model", "mixture_components", "vhat") + extra, steps.STEP_COMPUTE[name])
+                ("effect_model", "mixture_components") + extra, steps.STEP_COMPUTE[name])
 
 
 def _mash_model(p):
