@@ -140,3 +140,24 @@ def test_papermill_reads_every_parameter():
     for nb in PARAMS:
         names = list(pm.inspect_notebook(str(nbdir / f"{nb}.ipynb")))
         assert names == ["workflow"] + [p.name for p in PARAMS[nb]] + ["interactive"]
+
+
+def test_demo_runs_the_driver_end_to_end(capsys, tmp_path, protocol_fixture):
+    """`mashlib demo` on the 8-condition fixture laid out as the shipped example."""
+    from mashlib.io import read_mashr_input
+    from mashlib.vhat import vhat_simple
+    inp = tmp_path / "in"
+    inp.mkdir()
+    (inp / "protocol_example.mashr_input.rds").write_bytes(protocol_fixture.read_bytes())
+    pre = read_mashr_input(protocol_fixture).preprocess()
+    write_rds(inp / "protocol_example.EE.mash.rds", pre.to_dict())
+    write_rds(inp / "protocol_example.EE.V_simple.rds", vhat_simple(pre.null.b, pre.null.s))
+    out = tmp_path / "out"
+    rc, stdout, err = _run(capsys, "demo", "--input", str(inp), "--output", str(out))
+    assert rc == 0, err
+    assert (out / "mash_protocol.ipynb").is_file()
+    assert (out / "mixture_prior" / "protocol_example.EE.prior.pdf").stat().st_size > 1000
+    assert (out / "mixture_prior" / "protocol_example.ed_bovy.ipynb").is_file()
+    post = read_rds(out / "mash_fit" / "protocol_example_mash.EE.posterior.rds")
+    assert post["PosteriorMean"].shape == (17, 8) and "PosteriorCov" in post
+    assert "posterior:" in stdout
