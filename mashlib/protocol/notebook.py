@@ -221,7 +221,11 @@ def execute_notebook(notebook: str, parameters: dict, output_path, cwd=None, log
     MashInputError
         With the notebook's own error message (one line) when a cell fails.
     """
-    import papermill as pm
+    try:
+        import papermill as pm
+    except ImportError:  # pragma: no cover - the notebooks extra is not installed
+        raise MashInputError("papermill is not installed: pip install 'mashlib[notebooks]', "
+                             "or run in-process with --no-notebook") from None
     src = notebook_path(notebook)
     output_path = Path(output_path)
     with atomic_path(output_path) as tmp:
