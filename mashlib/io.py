@@ -53,9 +53,11 @@ __all__ = [
     "RList",
     "read_rds",
     "write_rds",
+    "serialize_rds",
     "EffectSet",
     "MashrInput",
     "read_mashr_input",
+    "mashr_input_from_dict",
     "write_mashr_input",
     "preprocess_matrices",
 ]
@@ -343,6 +345,10 @@ class _Writer:
         elif kind == "f":
             t = _REALSXP
             f = flat.astype(">f8")
+            nan = np.isnan(f)
+            if nan.any():  # missing values are R's NA_real_ (not NaN), as R writes them
+                f = f.view(">u8").copy()
+                f[nan] = 0x7FF00000000007A2
             payload = f.tobytes()
         else:
             raise MashInputError(f"write_rds: cannot write numpy dtype {flat.dtype} to R")

@@ -185,3 +185,10 @@ def test_reserialisation_is_byte_identical_to_r(rel):
             continue
     mine = serialize_rds(read_rds(REF / rel))
     assert mine[:6] == raw[:6] and mine[10:] == raw[10:]
+
+
+def test_nan_is_written_as_r_na(tmp_path):
+    raw = serialize_rds(np.array([1.0, np.nan]))
+    assert raw.endswith(struct.pack(">d", 1.0) + bytes.fromhex("7ff00000000007a2"))
+    back = read_rds(write_rds(tmp_path / "na.rds", np.array([1.0, np.nan])))
+    assert back[0] == 1.0 and np.isnan(back[1])
