@@ -76,3 +76,16 @@ def test_derived_files_match_the_pipeline():
     assert "PCA_1" in names and "equal_effects" in names and f"ED_{names[0]}" in names
     assert list(prior["w"].index) == ["null"] + names
     assert prior["w"].sum() == pytest.approx(1.0)
+
+
+@pytest.mark.skipif(not __import__("os").environ.get("MASHLIB_SLOW"),
+                    reason="~1 min: set MASHLIB_SLOW=1 to regenerate the shipped prior")
+def test_shipped_prior_regenerates(tmp_path):
+    from mashlib import protocol
+    (out,) = protocol.ed_bovy(data=str(INPUT / f"{PFX}.mashr_input.rds"), output_prefix=PFX, cwd=str(tmp_path),
+                              log=lambda s: None)
+    new, old = read_rds(out), read_rds(INPUT / f"{PFX}.EE.prior.rds")
+    assert list(new["U"]) == list(old["U"])
+    np.testing.assert_allclose(new["w"].to_numpy(), old["w"].to_numpy(), atol=1e-6)
+    for k in old["U"]:
+        np.testing.assert_allclose(np.asarray(new["U"][k]), np.asarray(old["U"][k]), atol=1e-6)
