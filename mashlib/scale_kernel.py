@@ -35,6 +35,7 @@ from typing import Callable, Sequence
 import numpy as np
 from scipy.special import ndtr
 
+from ._blas import blas_threads  # noqa: F401  (re-exported for the streaming modules)
 from ._errors import MashInputError
 
 Kernel = Callable[..., dict]
@@ -347,71 +348,3 @@ def bytes_per_row(K: int, R: int, Q: int | None = None, *, common: bool = False,
         per += 400.0 * Q
     return per
 
-
-# ----------------------------------------------------------------------------- BLAS threads
-_BLAS_SETTERS = ("openblas_set_num_threads", "scipy_openblas_set_num_threads64_",
-                 "scipy_openblas_set_num_threads_64_", "openblas_set_num_threads64_",
-                 "MKL_Set_Num_Threads")
-_BLAS_GETTERS = ("openblas_get_num_threads", "scipy_openblas_get_num_threads64_",
-                 "scipy_openblas_get_num_threads_64_", "openblas_get_num_threads64_",
-                 "MKL_Get_Max_Threads")
-
-
-def _blas_libs():
-    """(setter, getter) pairs of the BLAS libraries loaded in this process (Linux)."""
-    import ctypes
-    import re
-    try:
-        with open("/proc/self/maps") as f:
-            paths = sorted(set(re.findall(r"(/\S*(?:openblas|mkl_rt)\S*\.so\S*)", f.read())))
-    except OSError:
-        return []
-    out = []
-    for p in paths:
-        try:
-            lib = ctypes.CDLL(p)
-        except OSError:
-            continue
-        s = next((getattr(lib, n) for n in _BLAS_SETTERS if hasattr(lib, n)), None)
-        g = next((getattr(lib, n) for n in _BLAS_GETTERS if hasattr(lib, n)), None)
-        if s is not None and g is not None:
-            g.restype = ctypes.c_int
-            out.append((s, g))
-    return out
-
-
-class blas_threads:
-    """Context manager limiting the BLAS thread pool (OpenBLAS/MKL) to ``n`` threads.
-
-    The kernels work on stacks of small (R x R) matrices, where a multi-threaded BLAS
-    spends its time synchronising: one thread is 1.3x (common covariance) to 7x
-    (per-row covariance, batched ``eigh``) faster on 2 cores. Parallelism comes from
-    running chunks concurrently instead. Uses ``threadpoolctl`` when installed, else
-    the libraries' own ``*_set_num_threads`` through ctypes; ``n=None`` does nothing.
-    """
-
-    def __init__(self, n: int | None = 1):
-        self.n = n
-        self._restore = []
-
-    def __enter__(self):
-        if self.n is None:
-            return self
-        try:
-            from threadpoolctl import threadpool_limits
-        except ImportError:
-            for s, g in _blas_libs():
-                self._restore.append((s, g()))
-                s(int(self.n))
-        else:
-            self._tp = threadpool_limits(limits=int(self.n), user_api="blas")
-        return self
-
-    def __exit__(self, *exc):
-        tp = getattr(self, "_tp", None)
-        if tp is not None:
-            tp.restore_original_limits()
-        for s, old in self._restore:
-            s(int(old))
-        self._restore = []
-        return False

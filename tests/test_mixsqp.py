@@ -145,7 +145,7 @@ def test_mixobjective():
 
 def test_modified_cholesky_search_equals_sequential():
     """The bisection / warm-started search picks exactly R's multiple a."""
-    ms = importlib.import_module("mashlib.mixsqp")  # the module, not the same-named function
+    ms = importlib.import_module("mashlib.mixsqp_qp")
 
     def sequential(H):
         a0, a = 1e-15, (0.0 if H.diagonal().min() > 1e-15 else 1e-15 - H.diagonal().min())
