@@ -77,3 +77,15 @@ class blas_threads:
             s(int(old))
         self._restore = []
         return False
+
+
+def single_blas_thread(func):
+    """Decorator: run ``func`` under ``blas_threads(1)`` (see the module docstring)."""
+    import functools
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        with blas_threads(1):
+            return func(*args, **kwargs)
+
+    return wrapper

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import logsumexp
 
+from ._blas import single_blas_thread
 from ._errors import MashInputError
 from .covariances import check_Ulist, expand_cov, normalize_Ulist
 from .data import MashData
@@ -213,6 +214,7 @@ def _A_array(A, R):
     return Aa
 
 
+@single_blas_thread
 def mash(data: MashData, Ulist=None, gridmult: float = np.sqrt(2), grid=None,
          normalizeU: Optional[bool] = None, usepointmass: Optional[bool] = None,
          g: Optional[FittedG] = None, fixg: bool = False, prior="nullbiased",
@@ -318,6 +320,7 @@ def mash(data: MashData, Ulist=None, gridmult: float = np.sqrt(2), grid=None,
                       row_ids=data.row_ids)
 
 
+@single_blas_thread
 def mash_compute_posterior_matrices(g, data: MashData, pi_thresh: float = 1e-10, A=None,
                                     output_posterior_cov: bool = False,
                                     memory_bytes: int = DEFAULT_MEMORY_BYTES, *,
@@ -370,6 +373,7 @@ def mash_compute_posterior_matrices(g, data: MashData, pi_thresh: float = 1e-10,
     return _result_frames(post, data, A)
 
 
+@single_blas_thread
 def mash_compute_vloglik(g, data: MashData, memory_bytes: int = DEFAULT_MEMORY_BYTES) -> np.ndarray:
     """Per-effect log-likelihood of ``data`` under a fitted model (mashr ``mash_compute_vloglik``).
 
