@@ -237,9 +237,14 @@ def compute_ud_unconstrained(p: dict, out: Path) -> dict:
 def compute_plot_U(p: dict, out: Path) -> dict:
     """Heatmaps of the prior in ``data`` (map 1.13); returns the figures for the notebook."""
     from ..plots import plot_U
-    figs = plot_U(str(p["data"]), max_comp=int(p["max_comp"]), to_cor=bool(p["to_cor"]),
-                  tol=float(p["tol"]), remove_label=bool(p["remove_label"]), name=p["name"] or "",
-                  output=out, png=True)
+    try:
+        figs = plot_U(str(p["data"]), max_comp=int(p["max_comp"]), to_cor=bool(p["to_cor"]),
+                      tol=float(p["tol"]), remove_label=bool(p["remove_label"]), name=p["name"] or "",
+                      output=out, png=True)
+    except MashInputError as exc:
+        if "tol" in str(exc) and "none of the" in str(exc):
+            raise MashInputError(f"{exc} On the command line: --tol 0") from None
+        raise
     return {out: figs}
 
 
