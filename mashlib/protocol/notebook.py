@@ -232,7 +232,8 @@ def execute_notebook(notebook: str, parameters: dict, output_path, cwd=None, log
         nb_tmp = tmp.with_suffix(".ipynb")
         try:
             pm.execute_notebook(str(src), str(nb_tmp), parameters=parameters, kernel_name="python3",
-                                cwd=str(cwd or os.getcwd()), progress_bar=False, log_output=log_output)
+                                cwd=str(cwd or os.getcwd()), progress_bar=False, log_output=log_output,
+                                extra_arguments=["--IPKernelApp.log_level=ERROR"])  # no TCP warning
         except pm.PapermillExecutionError as exc:
             with contextlib.suppress(FileNotFoundError):
                 nb_tmp.unlink()
