@@ -21,6 +21,7 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(VPY) -m pytest -q tests
+	$(VPY) -m pytest -q --nbval-lax -p no:cacheprovider notebooks/
 
 lab: $(STAMP)
 	$(VPY) -m pip install --quiet -e ".[lab]"

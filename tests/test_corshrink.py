@@ -1,7 +1,6 @@
 """CorShrink (mashlib.corshrink) against CorShrink 0.1-6 reference values."""
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -14,10 +13,6 @@ from mashlib.corshrink import (_fisher_inputs, _merge_control, _pairwise, corshr
                                corshrink_matrix, fisher_z_se, vhat_corshrink)
 
 REF = Path(__file__).parent / "data" / "reference"
-HAVE_ASH = importlib.util.find_spec("mashlib.ash") is not None
-needs_ash = pytest.mark.skipif(not HAVE_ASH, reason="mashlib.ash (ash with mixEM, halfuniform) "
-                                                    "is not available yet")
-
 
 def _json(*parts):
     with open(REF.joinpath(*parts)) as fh:
@@ -95,7 +90,6 @@ def test_bad_input():
 
 
 # ----------------------------------------------------------------- parity with R (needs ash)
-@needs_ash
 def test_unit_corshrink_matrix_matches_r():
     ref = _json("golden", "unit_values.json")["CorShrinkMatrix"]
     out = corshrink_matrix(np.array(ref["input"]), nsamp=np.full((4, 4), 30.0),
@@ -106,7 +100,6 @@ def test_unit_corshrink_matrix_matches_r():
     assert list(out["cor"].columns) == ["1", "2", "3", "4"]
 
 
-@needs_ash
 def test_vhat_corshrink_sim_protocol_matches_r(null_z):
     ref = _json("corshrink", "corshrink_data_halfuniform.json")
     V = vhat_corshrink(null_z)
@@ -121,7 +114,6 @@ def test_vhat_corshrink_sim_protocol_matches_r(null_z):
     np.linalg.cholesky(V.to_numpy())
 
 
-@needs_ash
 def test_corshrink_data_full_output_matches_r(null_z):
     ref = _json("corshrink", "corshrink_data_halfuniform.json")
     out = corshrink_data(null_z, ash_control={"mixcompdist": "halfuniform"}, report_model=True)
@@ -136,7 +128,6 @@ def test_corshrink_data_full_output_matches_r(null_z):
     np.testing.assert_allclose(out_d["cor"].to_numpy(), np.array(ref_d["cor"]), atol=1e-4)
 
 
-@needs_ash
 def test_corshrink_matrix_scalar_nsamp_matches_r():
     ref = _json("corshrink", "corshrink_matrix_halfuniform_nsamp.json")
     cor = pd.read_csv(REF / "corshrink" / "null_z_cor.csv")
@@ -145,7 +136,6 @@ def test_corshrink_matrix_scalar_nsamp_matches_r():
     assert list(out["cor"].columns) == ref["colnames"]
 
 
-@needs_ash
 def test_chain_fixture_vhat_corshrink_matches_r():
     f = _json("golden", "fixture_mashr_input.json")
     b = np.array(f["null.b"]["values"], dtype=float)
@@ -157,7 +147,6 @@ def test_chain_fixture_vhat_corshrink_matches_r():
     np.testing.assert_allclose(V.to_numpy(), ref, atol=1e-4)
 
 
-@needs_ash
 def test_missing_values_and_pcor():
     rng = np.random.default_rng(2)
     A = rng.normal(size=(200, 4))

@@ -75,9 +75,6 @@ def _run_case(Y, case):
 
 def _fit_case(Y, case):
     kw, needs = CASES[case]
-    missing = [n for n in needs if _family(n) is None]
-    if missing:
-        pytest.skip(f"ebnm family {missing[0]} not yet available in mashlib.ebnm")
     kw = dict(kw)
     if isinstance(kw.get("ebnm_fn"), str):
         kw["ebnm_fn"] = _family(kw["ebnm_fn"])

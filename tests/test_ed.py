@@ -118,8 +118,7 @@ def test_sim_small_case_d_cov_ed():
 
 def test_chain2_ed_full_error_covariances():
     """The protocol test chain: S_j V S_j full errors (V != I), 17 rows, 17 components."""
-    cov = pytest.importorskip("mashlib.covariances")
-    data_mod = pytest.importorskip("mashlib.data")
+    from mashlib import covariances as cov, data as data_mod
     g = REF / "golden"
     fx = json.loads((g / "fixture_mashr_input.json").read_text())
     b = np.asarray(fx["strong.b"]["values"], float)

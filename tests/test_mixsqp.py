@@ -2,7 +2,6 @@
 import importlib
 import json
 import pathlib
-import warnings
 
 import numpy as np
 import pytest

@@ -1,9 +1,7 @@
 """Protocol prior engines (mashlib.prior) against the R chain (golden/chain_values.json)."""
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +13,6 @@ from mashlib.prior import (ENGINES, ed_bovy, mixture_prior, prior_weights, read_
                            ud_control, ud_unconstrained, validate_components, validate_prior)
 
 REF = Path(__file__).parent / "data" / "reference"
-HAVE_UDR = importlib.util.find_spec("mashlib.udr") is not None
 
 
 def _json(*parts):
@@ -147,7 +144,6 @@ def test_ud_ted_on_ee_data_is_a_clear_error(chain):
         mixture_prior(chain["md"], chain["comps"], engine="ud_ted")
 
 
-@pytest.mark.skipif(not HAVE_UDR, reason="mashlib.udr (ud_init/ud_fit) is not available yet")
 def test_ud_engines_structure(chain):
     ch = chain["ch"]
     ref = _json("golden", "ud_values.json")
@@ -180,9 +176,6 @@ def test_ud_engines_structure(chain):
     assert list(r0["U"])[-2:] == ["unconstrained1", "unconstrained2"]
 
 
-@pytest.mark.skipif(os.environ.get("MASHLIB_SLOW_TESTS") != "1",
-                    reason="33 s: mash weight step on the 1500 x 20 sim_protocol strong set; "
-                           "set MASHLIB_SLOW_TESTS=1")
 def test_sim_protocol_prior_weights_given_r_U():
     """ed_bovy's weight step with R's 112 U (R's cov_ed took 1132 s, so U is imported)."""
     from mashlib.data import mash_set_data

@@ -145,7 +145,6 @@ def test_vhat_workflows(tmp_path, protocol_fixture, golden):
 
 
 def test_vhat_corshrink(tmp_path, protocol_fixture, golden):
-    pytest.importorskip("mashlib.ash")
     (out,) = protocol.vhat_corshrink_xcondition(data=str(protocol_fixture), cwd=str(tmp_path), log=lambda s: None)
     assert out.name == f"{PFX}.EE.V_vhat_corshrink_xcondition.rds"
     np.testing.assert_allclose(read_rds(out).to_numpy(), np.array(golden["V_corshrink"]), atol=1e-4)

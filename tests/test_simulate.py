@@ -78,8 +78,6 @@ def test_derived_files_match_the_pipeline():
     assert prior["w"].sum() == pytest.approx(1.0)
 
 
-@pytest.mark.skipif(not __import__("os").environ.get("MASHLIB_SLOW"),
-                    reason="~1 min: set MASHLIB_SLOW=1 to regenerate the shipped prior")
 def test_shipped_prior_regenerates(tmp_path):
     from mashlib import protocol
     (out,) = protocol.ed_bovy(data=str(INPUT / f"{PFX}.mashr_input.rds"), output_prefix=PFX, cwd=str(tmp_path),
