@@ -29,6 +29,7 @@ Every function returns an :class:`~mashlib.ebnm_core.EbnmResult`.
 from __future__ import annotations
 
 
+from . import ebnm_core as _core
 from ._errors import MashInputError
 from .ebnm_core import (  # noqa: F401  (re-exported)
     DEFAULT_OUTPUT,
@@ -56,15 +57,8 @@ __all__ = [
     "ebnm_unimodal_nonnegative",
     "ebnm_unimodal_nonpositive",
     "ebnm_ash",
-    "EbnmResult",
-    "PointNormal",
-    "PointLaplace",
-    "PointExponential",
-    "NormalMix",
-    "UniMix",
-    "DEFAULT_OUTPUT",
-    "OUTPUT_ALL",
-    "FLASH_OUTPUT",
+    # the result and prior classes and output sets of ebnm_core
+    *(n for n in _core.__all__ if n != "OUTPUT_NAMES"),
     "PRIOR_FAMILIES",
 ]
 

@@ -24,11 +24,11 @@ log-likelihood is :math:`\sum_i \log\sum_k \pi_k f_k(x_i)` (unpenalised, ash's `
 from __future__ import annotations
 
 import numpy as np
-from scipy import optimize
 from scipy import special as sc
 
 from ._errors import MashInputError
-from .ebnm_core import DEFAULT_OUTPUT, EbnmResult, UniMix, check_mode, check_output, check_xs
+from .ebnm_core import (DEFAULT_OUTPUT, EbnmResult, UniMix, check_mode, check_output, check_xs, drop_lfsr_off_zero,
+                        fit_mode, set_posterior)
 from .ebnm_grids import scale_unimix
 from .ebnm_nonparametric import _ash_grid
 from .ebnm_unimix import (
@@ -138,12 +138,7 @@ def ash_workhorse(x, s, mode, scale, g_init, fix_g, output, control, fname, fami
                 ll = float(np.sum(sc.logsumexp(lL_ + np.log(p_)[None, :], axis=1)))
             return ll, p_, a_, b_
 
-        if mode_val is None:
-            res = optimize.minimize_scalar(lambda m: -fit_at(m)[0], bounds=(xf.min(), xf.max()),
-                                           method="bounded")
-            mu = float(res.x)
-        else:
-            mu = mode_val
+        mu = fit_mode(fit_at, xf, mode_val)
         _, pi, a, b = fit_at(mu)
         if mixcompdist == "halfuniform" and pointmass:
             pass  # components already in ashr's order: null, [-b_k, 0], [0, b_k]
@@ -156,23 +151,15 @@ def ash_workhorse(x, s, mode, scale, g_init, fix_g, output, control, fname, fami
     need = want & {"posterior_mean", "posterior_sd", "posterior_second_moment", "lfsr"}
     point = a[a == b]
     centre = point[0] if point.size else (mode_val if mode_val is not None else 0.0)
-    if "lfsr" in need and centre != 0:
-        import warnings
-
-        warnings.warn(f"{fname}: lfsr is not returned when the mode is not zero (as ebnm)", RuntimeWarning,
-                      stacklevel=3)
-        need = need - {"lfsr"}
+    need = drop_lfsr_off_zero(need, centre, fname, stacklevel=3)
     if need:
         post = unimix_posterior(xf, sf, pi, a, b, need, lL)
-        if not fin.all():
+
+        def prior_vals():
             m, m2, lf = unimix_prior_moments(pi, a, b)
-            prior_vals = {"mean": m, "sd": np.sqrt(max(m2 - m * m, 0.0)), "second_moment": m2, "lfsr": lf}
-            full = {k: np.full(x.size, prior_vals[k]) for k in post}
-            for k in full:
-                full[k][fin] = post[k]
-            post = full
-        order = [k for k in ("mean", "sd", "second_moment", "lfsr") if k in post]
-        result.posterior_arrays = {k: post[k] for k in order}
+            return {"mean": m, "sd": np.sqrt(max(m2 - m * m, 0.0)), "second_moment": m2, "lfsr": lf}
+
+        set_posterior(result, post, fin, x.size, prior_vals)
     if "fitted_g" in want or "posterior_sampler" in want:
         result.fitted_g = g_init if fix_g else UniMix(pi=pi, a=a, b=b)
         result._sampler = lambda nsamp, rng: sample_unimix(x, s, pi, a, b, nsamp, rng)

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
+from scipy import optimize
 from scipy import special as sc
 
 from ._errors import MashInputError
@@ -278,6 +279,48 @@ def check_scale(scale, fname: str):
         raise MashInputError(f"{fname}: scale={scale} must be one positive finite number for this family "
                              "(or 'estimate')")
     return float(sc_[0])
+
+
+# --------------------------------------------------------------------------- mixture-family fit helpers
+def fit_mode(fit_at, xf, mode_val):
+    r"""The fixed mode, or (``mode_val is None``) the one maximising ``fit_at(mu)[0]``.
+
+    The log-likelihood is maximised over :math:`[\min x, \max x]` (finite-s
+    observations ``xf``) by bounded Brent, as ebnm's ``optimize`` for the mode.
+    """
+    if mode_val is not None:
+        return mode_val
+    res = optimize.minimize_scalar(lambda m: -fit_at(m)[0], bounds=(xf.min(), xf.max()), method="bounded")
+    return float(res.x)
+
+
+def drop_lfsr_off_zero(need: set, centre: float, fname: str, stacklevel: int) -> set:
+    """``need`` without ``lfsr`` (and a warning) when the mode is not zero, as ebnm.
+
+    ``stacklevel`` is the caller's, as it would pass to :func:`warnings.warn`.
+    """
+    if "lfsr" in need and centre != 0:
+        warnings.warn(f"{fname}: lfsr is not returned when the mode is not zero (as ebnm)", RuntimeWarning,
+                      stacklevel=stacklevel + 1)
+        return need - {"lfsr"}
+    return need
+
+
+def set_posterior(result: EbnmResult, post: dict, fin: np.ndarray, n: int, prior_values: Callable[[], dict]):
+    """Store posterior summaries (computed on the finite-s rows ``fin``) in ``result``.
+
+    Rows with infinite s get the prior's summaries, ``prior_values()`` (name -> scalar,
+    called only when there are such rows); columns in the order mean, sd,
+    second_moment, lfsr.
+    """
+    if not fin.all():
+        prior = prior_values()
+        full = {k: np.full(n, prior[k]) for k in post}
+        for k in full:
+            full[k][fin] = post[k]
+        post = full
+    order = [k for k in ("mean", "sd", "second_moment", "lfsr") if k in post]
+    result.posterior_arrays = {k: post[k] for k in order}
 
 
 # --------------------------------------------------------------------------- numerics

@@ -21,7 +21,6 @@ Observations with :math:`s_i = \infty` are left out of the fit and get the prior
 from __future__ import annotations
 
 import numpy as np
-from scipy import optimize
 from scipy import special as sc
 
 from ._errors import MashInputError
@@ -34,6 +33,9 @@ from .ebnm_core import (
     check_mode,
     check_output,
     check_xs,
+    drop_lfsr_off_zero,
+    fit_mode,
+    set_posterior,
 )
 from .ebnm_grids import scale_normalmix
 
@@ -181,12 +183,7 @@ def ebnm_normal_scale_mixture(x, s=1, mode=0, scale="estimate", g_init=None, fix
             pi = _nm_fit_pi(lL, p0)
             return _nm_total(lL, pi), pi, sdk
 
-        if mode_val is None:
-            res = optimize.minimize_scalar(lambda m: -fit_at(m)[0], bounds=(xf.min(), xf.max()),
-                                           method="bounded")
-            mu = float(res.x)
-        else:
-            mu = mode_val
+        mu = fit_mode(fit_at, xf, mode_val)
         _, pi, sd = fit_at(mu)
 
     result = EbnmResult(prior_family="normal_scale_mixture")
@@ -194,23 +191,16 @@ def ebnm_normal_scale_mixture(x, s=1, mode=0, scale="estimate", g_init=None, fix
     if "log_likelihood" in want:
         result.log_likelihood = _nm_total(lL, pi)
     need = want & {"posterior_mean", "posterior_sd", "posterior_second_moment", "lfsr"}
-    if "lfsr" in need and mu != 0:
-        import warnings
-
-        warnings.warn(f"{fname}: lfsr is not returned when the mode is not zero (as ebnm)", RuntimeWarning,
-                      stacklevel=2)
-        need = need - {"lfsr"}
+    need = drop_lfsr_off_zero(need, mu, fname, stacklevel=2)
     if need:
         post = _nm_posterior(xf, sf, mu, pi, sd, need, lL)
-        if not fin.all():
+
+        def prior_vals():
             prior = _mix_summaries(np.broadcast_to(pi, (1, pi.size)), np.full((1, pi.size), mu),
                                    (sd * sd)[None, :], sd, need)
-            full = {k: np.full(x.size, v[0]) for k, v in prior.items()}
-            for k in full:
-                full[k][fin] = post[k]
-            post = full
-        order = [k for k in ("mean", "sd", "second_moment", "lfsr") if k in post]
-        result.posterior_arrays = {k: post[k] for k in order}
+            return {k: v[0] for k, v in prior.items()}
+
+        set_posterior(result, post, fin, x.size, prior_vals)
     g = NormalMix(pi=pi, mean=np.full(pi.size, mu), sd=sd)
     if "fitted_g" in want or "posterior_sampler" in want:
         result.fitted_g = g_init if fix_g else g
