@@ -1,7 +1,9 @@
-"""sim_protocol (20 conditions): the protocol's mash_fit steps against R.
+"""sim_protocol (20 conditions): the protocol chain against R, step by step.
 
-R's ed_bovy prior (112 matrices, whose cov_ed took 1,132 s in R) is taken from the
-reference, as the issue allows; the ED step itself is checked in tests/test_ed.py.
+* mixture_prior ed_bovy from R's 56 components (their own parity is in test_cov_flash.py
+  and test_covariances.py): ED matrices 1e-4 relative Frobenius, weights 1e-4.
+* The mash_fit steps below use R's 112-matrix prior, so that they test the fit and not
+  the ED upstream of it.
 
 * mash_1: ``mash(mash_set_data(random.b, random.s, V = V_simple, zero_Bhat_Shat_reset = 1000),
   U)`` on the 10,000-row random set (R: 2,514 s): loglik 1e-6 relative, pi 1e-4.
@@ -68,3 +70,25 @@ def test_strong_posterior_with_r_pi_matches_r(chain):
 def test_strong_posterior_after_our_fit_matches_r(chain):
     ref, _, m, strong = chain
     _check_posteriors(ml.mash_compute_posterior_matrices(m, strong), ref["posterior_strong"], 1e-4)
+
+
+def test_ed_bovy_prior_from_r_components_matches_r():
+    """mixture_prior ed_bovy on the 1,500 x 20 strong set from R's 56 components and V_simple:
+    cov_ed (R: 1,132 s, 1,855 EM steps) then the mash weights (R: 68 s)."""
+    from mashlib.prior import ed_bovy
+
+    ref = json.loads((D / "prior_fit_post_cov_ed_EE.json").read_text())
+    comps_ref = json.loads((D / "components_EE.json").read_text())["U"]
+    comps = {k: np.array(comps_ref["matrices"][k]) for k in comps_ref["names"]}
+    V = np.array(json.loads((D / "vhat_simple.json").read_text())["V_EE"])
+    strong = read_mashr_input(D / "mashr_input.rds").preprocess().strong
+    data = ml.mash_set_data(strong.b, strong.s, alpha=0, V=V, zero_Bhat_Shat_reset=1000)
+    prior = ed_bovy(data, comps)
+    assert list(prior["U"]) == ref["prior_U"]["names"]
+    for name in ref["prior_U"]["names"]:
+        R_U = np.array(ref["prior_U"]["matrices"][name])
+        err = np.linalg.norm(np.asarray(prior["U"][name]) - R_U) / np.linalg.norm(R_U)
+        assert err < 1e-4, name
+    assert list(prior["w"].index) == ref["prior_w"]["names"]
+    np.testing.assert_allclose(prior["w"].to_numpy(), ref["prior_w"]["values"], atol=1e-4)
+    assert prior["loglik"] is None
