@@ -92,3 +92,14 @@ def test_ed_bovy_prior_from_r_components_matches_r():
     assert list(prior["w"].index) == ref["prior_w"]["names"]
     np.testing.assert_allclose(prior["w"].to_numpy(), ref["prior_w"]["values"], atol=1e-4)
     assert prior["loglik"] is None
+
+
+@pytest.mark.parametrize("model, alpha", [("EE", 0), ("EZ", 1)])
+def test_vhat_simple_on_null_set_matches_r(model, alpha):
+    from mashlib.vhat import vhat_simple
+
+    ref = json.loads((D / "vhat_simple.json").read_text())
+    null = read_mashr_input(D / "mashr_input.rds").preprocess().null
+    V = vhat_simple(null.b, null.s, alpha=alpha)
+    assert list(V.columns) == ref["colnames"] and list(V.index) == ref["colnames"]
+    np.testing.assert_allclose(V.to_numpy(), np.array(ref[f"V_{model}"]), rtol=0, atol=1e-8)
