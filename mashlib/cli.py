@@ -2,15 +2,7 @@
 
 ``mashlib run X`` replaces ``sos run pipeline/X.ipynb``::
 
-    mashlib run mixture_prior ed_bovy --output-prefix protocol_example \\
-        --data input/mash/protocol_example.mashr_input.rds --cwd output/mixture_prior
-    mashlib run mash_fit mash --output-prefix protocol_example_mash \\
-        --data input/mash/protocol_example.EE.mash.rds \\
-        --vhat-data input/mash/protocol_example.EE.V_simple.rds \\
-        --prior-data output/mixture_prior/protocol_example.EE.prior.rds \\
-        --effect-model EE --compute-posterior --cwd output/mash_fit
-    mashlib run mixture_prior plot_U --output-prefix protocol_example_plots \\
-        --data output/mixture_prior/protocol_example.EE.prior.rds --cwd output/mixture_prior
+    {examples}
 
 Options map ``--kebab-case`` to notebook parameters (``--output-prefix`` ->
 ``output_prefix``); booleans take ``--flag``/``--no-flag`` (or ``--flag true``); list
@@ -29,6 +21,19 @@ import time
 from pathlib import Path
 
 from ._errors import MashInputError
+
+#: the protocol's three steps on the command line (also in the driver notebook's intro)
+EXAMPLE_COMMANDS = """mashlib run mixture_prior ed_bovy --output-prefix protocol_example \\
+    --data input/mash/protocol_example.mashr_input.rds --cwd output/mixture_prior
+mashlib run mash_fit mash --output-prefix protocol_example_mash \\
+    --data input/mash/protocol_example.EE.mash.rds \\
+    --vhat-data input/mash/protocol_example.EE.V_simple.rds \\
+    --prior-data output/mixture_prior/protocol_example.EE.prior.rds \\
+    --effect-model EE --compute-posterior --cwd output/mash_fit
+mashlib run mixture_prior plot_U --output-prefix protocol_example_plots \\
+    --data output/mixture_prior/protocol_example.EE.prior.rds --cwd output/mixture_prior"""
+if __doc__:  # None under python -OO
+    __doc__ = __doc__.replace("{examples}", EXAMPLE_COMMANDS.replace("\n", "\n    "))
 
 __all__ = ["main", "parse_run_args", "run_help"]
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from ..cli import EXAMPLE_COMMANDS
 from .params import PARAMS, WORKFLOWS
 
 __all__ = ["build", "notebooks"]
@@ -126,17 +127,9 @@ Inputs (`input/mash/`, synthetic: 34 tissue-like conditions, made by
 to run on real data. The same three steps on the command line:
 
 ```
-mashlib run mixture_prior ed_bovy --output-prefix protocol_example \\
-    --data input/mash/protocol_example.mashr_input.rds --cwd output/mixture_prior
-mashlib run mash_fit mash --output-prefix protocol_example_mash \\
-    --data input/mash/protocol_example.EE.mash.rds \\
-    --vhat-data input/mash/protocol_example.EE.V_simple.rds \\
-    --prior-data output/mixture_prior/protocol_example.EE.prior.rds \\
-    --effect-model EE --compute-posterior --cwd output/mash_fit
-mashlib run mixture_prior plot_U --output-prefix protocol_example_plots \\
-    --data output/mixture_prior/protocol_example.EE.prior.rds --cwd output/mixture_prior
+{examples}
 ```
-"""
+""".replace("{examples}", EXAMPLE_COMMANDS)
 
 DRIVER_PARAMS = """input_dir = ""  # folder with the protocol_example.* inputs (empty: the shipped input/mash)
 output_dir = ""  # output root; steps write to <output_dir>/mixture_prior and <output_dir>/mash_fit (empty: <repo>/output)
