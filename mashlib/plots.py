@@ -154,6 +154,17 @@ def _heatmap(ax, X: np.ndarray, labels: list[str], title: str, to_cor: bool, cma
     # pcolormesh rows run bottom-up; reversing the rows (R's lat[n:1, ]) puts row 1 on top
     mesh = ax.pcolormesh(np.arange(n + 1), np.arange(n + 1), masked[::-1], cmap=cmap,
                          vmin=-1.0, vmax=1.0, edgecolors="white", linewidth=0.5)
+    _square_axes(ax, n, labels)
+    ax.set_title(title, fontsize=10, loc="left")
+    return mesh, lat
+
+
+def _square_axes(ax, n: int, labels) -> None:
+    """Style a heatmap of an n x n matrix drawn on cells [0, n]^2 with row 1 on top.
+
+    Equal aspect, the labels centred on the cells (x rotated 45 degrees, y top-down),
+    no tick marks or spines.
+    """
     ax.set_aspect("equal")
     ax.set_xticks(np.arange(n) + 0.5)
     ax.set_xticklabels(labels, rotation=45, ha="right", fontsize=8)
@@ -162,8 +173,6 @@ def _heatmap(ax, X: np.ndarray, labels: list[str], title: str, to_cor: bool, cma
     ax.tick_params(length=0)
     for sp in ax.spines.values():
         sp.set_visible(False)
-    ax.set_title(title, fontsize=10, loc="left")
-    return mesh, lat
 
 
 def _r_round(x: float, digits: int = 6) -> str:
@@ -393,14 +402,7 @@ def plot_sharing(m_or_matrix, factor: float = 0.5, lfsr_thresh: float = 0.05,
     cmap = prior_palette(128)
     im = ax.pcolormesh(np.arange(n + 1), np.arange(n + 1), np.ma.masked_invalid(S[::-1]),
                        cmap=cmap, vmin=-1.0, vmax=1.0, edgecolors="white", linewidth=0.5)
-    ax.set_aspect("equal")
-    ax.set_xticks(np.arange(n) + 0.5)
-    ax.set_xticklabels(labels, rotation=45, ha="right", fontsize=8)
-    ax.set_yticks(np.arange(n) + 0.5)
-    ax.set_yticklabels(labels[::-1], fontsize=8)
-    ax.tick_params(length=0)
-    for sp in ax.spines.values():
-        sp.set_visible(False)
+    _square_axes(ax, n, labels)
     if annotate is None:
         annotate = n <= 20
     if annotate:
