@@ -197,24 +197,21 @@ def squarem(par, fixptfn, objfn, control=None):
             pnew = fixptfn(pnew)
             feval += 1
         if np.isnan(pnew).any():
+            reject = True
+        elif np.isfinite(objfn_inc):
+            lnew = objfn(pnew)
+            leval += 1
+            reject = np.isnan(lnew) or lnew > lold + objfn_inc
+        else:
+            lnew = lold
+            reject = False
+        if reject:  # fall back to the plain fixed-point step p2
             pnew = p2
             lnew = objfn(p2)
             leval += 1
             if alpha == step_max:
                 step_max = max(step_max0, step_max / mstep)
             alpha = 1.0
-        elif np.isfinite(objfn_inc):
-            lnew = objfn(pnew)
-            leval += 1
-            if np.isnan(lnew) or lnew > lold + objfn_inc:
-                pnew = p2
-                lnew = objfn(p2)
-                leval += 1
-                if alpha == step_max:
-                    step_max = max(step_max0, step_max / mstep)
-                alpha = 1.0
-        else:
-            lnew = lold
         if alpha == step_max:
             step_max = mstep * step_max
         if step_min < 0 and alpha == step_min:
