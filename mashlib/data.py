@@ -130,6 +130,17 @@ def _first_cell(mask):
     return int(j), int(r)
 
 
+def _reset_or_raise(S, mask, reset, message):
+    """``S`` with the cells in ``mask`` set to ``reset`` when ``reset > 0``, else raise.
+
+    The :class:`MashInputError` text is ``message(j, r)`` for the first masked cell.
+    """
+    if reset > 0:
+        return np.where(mask, reset, S)
+    j, r = _first_cell(mask)
+    raise MashInputError(message(j, r))
+
+
 def check_positive_definite(V, name="V"):
     """Check a covariance/correlation matrix as mashr ``check_positive_definite`` (P1).
 
@@ -300,23 +311,15 @@ def mash_set_data(Bhat, Shat=None, alpha=0.0, df=np.inf, pval=None, V=None,
         if zero.any():
             both = zero & (B <= zero_check_tol)
             if both.any():
-                if zero_Bhat_Shat_reset > 0:
-                    S = np.where(both, zero_Bhat_Shat_reset, S)
-                else:
-                    j, r = _first_cell(both)
-                    raise MashInputError(
-                        f"Shat: both Bhat and Shat are zero (or near zero) at row {j}, condition {r} "
-                        f"(tol {zero_check_tol:g}). Fix the input, raise/lower zero_check_tol, or set "
-                        "zero_Bhat_Shat_reset to a positive SE (the protocol uses 1000).")
+                S = _reset_or_raise(S, both, zero_Bhat_Shat_reset, lambda j, r: (
+                    f"Shat: both Bhat and Shat are zero (or near zero) at row {j}, condition {r} "
+                    f"(tol {zero_check_tol:g}). Fix the input, raise/lower zero_check_tol, or set "
+                    "zero_Bhat_Shat_reset to a positive SE (the protocol uses 1000)."))
             else:
-                if zero_Shat_reset > 0:
-                    S = np.where(zero, zero_Shat_reset, S)
-                else:
-                    j, r = _first_cell(zero)
-                    raise MashInputError(
-                        f"Shat: zero or negative standard error at row {j}, condition {r} "
-                        f"(value {S[j, r]:g} <= {zero_check_tol:g}). Set Shat to a positive number, "
-                        "lower zero_check_tol, or use zero_Shat_reset.")
+                S = _reset_or_raise(S, zero, zero_Shat_reset, lambda j, r: (
+                    f"Shat: zero or negative standard error at row {j}, condition {r} "
+                    f"(value {S[j, r]:g} <= {zero_check_tol:g}). Set Shat to a positive number, "
+                    "lower zero_check_tol, or use zero_Shat_reset."))
     if V is None:
         V = np.eye(R)
     _check_labels(V, bcols, "V")
