@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from . import io_mashr as _io_mashr
 from ._atomic import atomic_path
 from ._errors import MashInputError
 from .io_mashr import (EffectSet, MashrInput, mashr_input_from_dict, preprocess_matrices,  # noqa: F401 - re-exported
@@ -53,12 +54,7 @@ __all__ = [
     "read_rds",
     "write_rds",
     "serialize_rds",
-    "EffectSet",
-    "MashrInput",
-    "read_mashr_input",
-    "mashr_input_from_dict",
-    "write_mashr_input",
-    "preprocess_matrices",
+    *_io_mashr.__all__,  # re-exported
 ]
 
 # --------------------------------------------------------------------------- containers
