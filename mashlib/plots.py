@@ -163,13 +163,15 @@ def _square_axes(ax, n: int, labels) -> None:
     """Style a heatmap of an n x n matrix drawn on cells [0, n]^2 with row 1 on top.
 
     Equal aspect, the labels centred on the cells (x rotated 45 degrees, y top-down),
-    no tick marks or spines.
+    no tick marks or spines. With many conditions the font shrinks (8 pt up to 12
+    conditions, down to 4 pt) so that neighbouring labels do not overlap.
     """
     ax.set_aspect("equal")
+    size = float(np.clip(8.0 * 12.0 / max(n, 1), 4.0, 8.0))
     ax.set_xticks(np.arange(n) + 0.5)
-    ax.set_xticklabels(labels, rotation=45, ha="right", fontsize=8)
+    ax.set_xticklabels(labels, rotation=45, ha="right", fontsize=size)
     ax.set_yticks(np.arange(n) + 0.5)
-    ax.set_yticklabels(labels[::-1], fontsize=8)
+    ax.set_yticklabels(labels[::-1], fontsize=size)
     ax.tick_params(length=0)
     for sp in ax.spines.values():
         sp.set_visible(False)
