@@ -70,7 +70,8 @@ from ._errors import MashInputError
 # numeric kernels live in ed_kernels (module size); re-exported for tests and benchmarks
 from .ed_kernels import (_DBL_MIN, _HALF_LOG_2PI, _PROP_TOL, _RANK_TOL,  # noqa: F401
                          _chol_inv, _Comp, _estep, _estep_prop, _factor_psd, _mstep,
-                         _proportional, _rotate_groups, _whiten)
+                         _proportional, _proportional_scaled, _rotate_groups, _ScaledV,
+                         _whiten)
 
 __all__ = ["EDResult", "EDFit", "extreme_deconvolution", "cov_ed", "bovy_wrapper"]
 
@@ -148,14 +149,8 @@ def _fix_flags(fix, K: int, name: str) -> np.ndarray:
     return arr.copy()
 
 
-def _prep_ycovar(ycovar, N: int, R: int):
-    """Validate ``ycovar`` and return (kind, Linv, logdetS, common, S).
-
-    ``Linv`` whitens the errors, :math:`L_i^{-1} S_i L_i^{-T} = I`: for ``kind == "diag"`` it is
-    the (n, R) array of :math:`1/\\sqrt{S_{i,rr}}`, for ``"full"`` the (n, R, R) inverse
-    Cholesky factors; n is 1 when every row shares the same error covariance (``common``).
-    ``S`` is the validated (n, R) variances or (n, R, R) symmetrised covariances.
-    """
+def _parse_ycovar(ycovar, N: int, R: int):
+    """``ycovar`` array -> (kind, S): (n, R) variances ("diag") or (n, R, R) ("full")."""
     S = np.asarray(ycovar, dtype=float)
     if S.ndim == 1:
         if S.shape != (R,):
@@ -173,6 +168,42 @@ def _prep_ycovar(ycovar, N: int, R: int):
     else:
         raise MashInputError(f"ycovar: shape {S.shape} not understood; use (N, R) variances, "
                              f"(N, R, R) or (R, R) covariances, with N={N}, R={R}")
+    return kind, S
+
+
+def _prep_ycovar(ycovar, N: int, R: int):
+    """Validate ``ycovar`` and return (kind, Linv, logdetS, common, S).
+
+    ``Linv`` whitens the errors, :math:`L_i^{-1} S_i L_i^{-T} = I`: for ``kind == "diag"`` it is
+    the (n, R) array of :math:`1/\\sqrt{S_{i,rr}}`, for ``"full"`` the (n, R, R) inverse
+    Cholesky factors; n is 1 when every row shares the same error covariance (``common``).
+    ``S`` is the validated (n, R) variances or (n, R, R) symmetrised covariances.
+    A :class:`~mashlib.ed_kernels._ScaledV` (:math:`S_i = D_iVD_i`, from :func:`bovy_wrapper`)
+    gives ``kind == "scaled"`` and is returned as both ``Linv`` and ``S``: the kernels build
+    each row block's factors from it (no (N, R, R) array); rows that all share one scale
+    vector fall back to the common (1, R, R) covariance.
+    """
+    if isinstance(ycovar, _ScaledV):
+        sv = ycovar
+        if sv.d.shape != (N, R) or sv.V.shape != (R, R):
+            raise MashInputError(f"ycovar: scaled errors of shape {sv.d.shape} / {sv.V.shape} "
+                                 f"do not match N={N}, R={R}")
+        if not (np.all(np.isfinite(sv.d)) and np.all(np.isfinite(sv.V))):
+            raise MashInputError("ycovar contains non-finite values; fix the standard errors")
+        bad = np.argwhere(~(sv.d > 0))
+        if bad.size:
+            raise MashInputError(f"ycovar: the error covariance of row {bad[0, 0]} is not "
+                                 f"positive definite; check Shat and V")
+        if not (N == 1 or np.all(sv.d == sv.d[:1])):
+            try:
+                logdet = sv.factor()
+            except np.linalg.LinAlgError:
+                raise MashInputError("ycovar: the error covariance of row 0 is not positive "
+                                     "definite; check Shat and V") from None
+            return "scaled", sv, logdet, False, sv
+        kind, S = "full", sv.cov(0, 1)                # one row's covariance, common to all
+    else:
+        kind, S = _parse_ycovar(ycovar, N, R)
     if not np.all(np.isfinite(S)):
         raise MashInputError("ycovar contains non-finite values; fix the standard errors")
     if S.shape[0] > 1 and np.all(S == S[:1]):
@@ -209,7 +240,8 @@ def extreme_deconvolution(ydata, ycovar, xamp, xmean=None, xcovar=None, fixamp=N
         Observations :math:`y_i`.
     ycovar : array
         Error covariances :math:`S_i`: (N, R) per-row diagonal variances, (N, R, R) full, or a
-        common (R, R) matrix / (R,) diagonal.
+        common (R, R) matrix / (R,) diagonal; internally also
+        :class:`~mashlib.ed_kernels._ScaledV` (:math:`S_i = D_iVD_i`, never materialised).
     xamp : array (K,)
         Initial mixture weights :math:`\\alpha`.
     xmean : array (K, R), optional
@@ -274,7 +306,9 @@ def extreme_deconvolution(ydata, ycovar, xamp, xmean=None, xcovar=None, fixamp=N
     kind, Linv, logdetS, common, S = _prep_ycovar(ycovar, N, R)
     comp = _Comp([_factor_psd(v, f"xcovar[{(names[j] if names else j)!r}]")
                   for j, v in enumerate(V0)])
-    prop = _proportional(kind, S) if proportional else None
+    prop = None
+    if proportional:
+        prop = _proportional_scaled(S) if kind == "scaled" else _proportional(kind, S)
     if prop is not None:                            # S_i = kappa_i S_0: whiten by S_0 only
         S0, kappa = prop
         kappa = np.broadcast_to(kappa, (N,)) if kappa.size == 1 else kappa
@@ -283,13 +317,15 @@ def extreme_deconvolution(ydata, ycovar, xamp, xmean=None, xcovar=None, fixamp=N
         Z = Y @ L0inv.T
         z2 = np.einsum("ia,ia->i", Z, Z)
         ldS = 2.0 * np.log(np.diag(L0)).sum() + R * np.log(kappa)
-    else:
-        Z = _whiten(kind, Linv, Y)                  # L_i^{-1} y_i, computed once
+    else:                                           # L_i^{-1} y_i, computed once
+        Z = Linv.whiten(Y) if kind == "scaled" else _whiten(kind, Linv, Y)
 
     # row blocks: keep the (nb, R, sum r) intermediates under the memory budget, and give
     # each thread a block (numpy releases the GIL in matmul / LAPACK loops)
     per_row = 8.0 * sum(3 * R * max(W.shape[1], 1) + 3 * W.shape[1] ** 2
                         + (6 * R * R if 2 * W.shape[1] > R else 0) for W in comp.W)
+    if kind == "scaled":                            # per-block L_i^{-1} (and S_i when direct)
+        per_row += 8.0 * R * R * (1 + 3 * any(2 * W.shape[1] > R for W in comp.W))
     if prop is not None:
         per_row = 8.0 * (4 * sum(max(W.shape[1], 1) for W in comp.W) + 3 * K)
         threads = 1
@@ -391,6 +427,8 @@ def _ed_ycovar(data, subset: np.ndarray):
     if V.shape != (R, R):
         raise MashInputError(f"data.V has shape {V.shape}, expected {R} x {R}")
     if not np.all(V == np.eye(R)):                    # exact comparison, as R
+        if np.all(Shat > 0) and np.all(np.isfinite(Shat)):
+            return _ScaledV(Shat, V)                  # S_i V S_i, never materialised
         return Shat[:, :, None] * V[None] * Shat[:, None, :]
     return Shat ** 2                                  # diagonal errors
 
@@ -400,9 +438,11 @@ def bovy_wrapper(data, Ulist_init, subset=None, tol: float = 1e-6, maxiter: floa
     """mashr's ``bovy_wrapper``: ED on ``data.Bhat[subset]`` from ``Ulist_init``.
 
     Error covariances :math:`S_i`: contrast data :math:`L S_i V S_i L^T`; per-row V
-    :math:`S_i V_i S_i`; a common V that is not exactly the identity :math:`S_i V S_i` (full);
-    otherwise the diagonal :math:`\\hat s_i^2`.  Weights start at 1/K, means are fixed at 0,
-    and every refined matrix gets :math:`+ n_{subset}^{-1/2} I` (mashr issue 91).
+    :math:`S_i V_i S_i`; a common V that is not exactly the identity :math:`S_i V S_i` (full,
+    passed as the structured :class:`~mashlib.ed_kernels._ScaledV`: O(J R) memory instead of
+    O(J R^2), mashr issue 125); otherwise the diagonal :math:`\\hat s_i^2`.  Weights start at
+    1/K, means are fixed at 0, and every refined matrix gets :math:`+ n_{subset}^{-1/2} I`
+    (mashr issue 91).
 
     Parameters
     ----------

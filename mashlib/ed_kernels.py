@@ -4,12 +4,13 @@ The model, the EM step and its three exact evaluations (joint diagonalisation, W
 direct) are described in the docstring of :mod:`mashlib.ed`; this module holds the batched
 pieces used by :func:`mashlib.ed.extreme_deconvolution`:
 
+* ``_ScaledV``: structured errors :math:`S_i = D_iVD_i` (per-row factors built per block);
 * ``_factor_psd`` (V = W W^T on the column space), ``_whiten``, ``_row_lse``, ``_Comp``;
 * ``_chol_inv``: batched Cholesky and vectorised triangular inverse (direct path);
 * ``_estep_block`` / ``_accumulate`` / ``_estep`` / ``_mstep``: general-path E and M steps
   (Woodbury for rank <= R/2, direct above), batched over row blocks x components;
-* ``_proportional`` / ``_rotate_groups`` / ``_estep_prop``: the joint-diagonalisation path
-  for :math:`S_i = \\kappa_i S_0`.
+* ``_proportional`` (``_proportional_scaled``) / ``_rotate_groups`` / ``_estep_prop``: the
+  joint-diagonalisation path for :math:`S_i = \\kappa_i S_0`.
 """
 from __future__ import annotations
 
@@ -38,6 +39,43 @@ def _factor_psd(V: np.ndarray, name: str) -> np.ndarray:
                              f"{lam[0]:.3g}); pass PSD covariance matrices")
     keep = lam > _RANK_TOL * top if top > 0 else np.zeros(lam.size, dtype=bool)
     return Q[:, keep] * np.sqrt(lam[keep])
+
+
+class _ScaledV:
+    """Structured error covariances :math:`S_i = D_iVD_i`, :math:`D_i = \\mathrm{diag}(d_i)`.
+
+    A common correlation V with per-row standard errors (mashr's ``S_i V S_i``), stored as the
+    (N, R) scales ``d`` (all > 0) and one (R, R) V instead of an (N, R, R) array: with
+    :math:`V = L_VL_V^T`, :math:`\\mathrm{chol}(S_i) = D_iL_V`, so
+    :math:`L_i^{-1} = L_V^{-1}D_i^{-1}` and :math:`\\log|S_i| = 2\\sum_r\\log d_{ir} + \\log|V|`.
+    The kernels build the per-row factors of a row block on demand (:meth:`linv`,
+    :meth:`cov`), so memory stays O(N R + block) instead of O(N R^2).
+    """
+
+    def __init__(self, d: np.ndarray, V: np.ndarray):
+        self.d = np.asarray(d, dtype=float)
+        self.V = np.asarray(V, dtype=float)
+        self.Lvinv = None
+
+    def factor(self):
+        """Factor V (``LinAlgError`` if not PD), set ``Lvinv``; return :math:`\\log|S_i|` (N,)."""
+        Lv = np.linalg.cholesky(0.5 * (self.V + self.V.T))
+        self.Lvinv = np.linalg.inv(Lv)
+        return 2.0 * (np.log(self.d).sum(axis=1) + np.log(np.diag(Lv)).sum())
+
+    def linv(self, s: int, e: int) -> np.ndarray:
+        """:math:`L_i^{-1} = L_V^{-1}D_i^{-1}` for rows s:e, (e-s, R, R)."""
+        return self.Lvinv[None] * (1.0 / self.d[s:e])[:, None, :]
+
+    def cov(self, s: int, e: int) -> np.ndarray:
+        """Symmetrised :math:`S_i = D_iVD_i` for rows s:e, (e-s, R, R)."""
+        d = self.d[s:e]
+        S = d[:, :, None] * self.V[None] * d[:, None, :]
+        return 0.5 * (S + np.swapaxes(S, 1, 2))
+
+    def whiten(self, X: np.ndarray) -> np.ndarray:
+        """:math:`L_i^{-1}x_i` for the rows of X (N, R)."""
+        return (X / self.d) @ self.Lvinv.T
 
 
 def _whiten(kind, Linv, X):
@@ -225,12 +263,19 @@ def _estep(Z, Linv, logdetS, kind, common, mean, groups, logamp, K, blocks, pool
     """Whole E step over row blocks (optionally in threads): (sum lse, q sums, accumulators).
 
     With the data Y and error covariances S, groups of rank > R/2 use T = S + V directly."""
+    R = Z.shape[1]
+    need_S = any(2 * r > R for r, _, _ in groups)
+
     def run(se):
         s, e = se
-        Lb = Linv if common else Linv[s:e]
         lb = np.repeat(logdetS, e - s) if logdetS.shape[0] == 1 else logdetS[s:e]
-        direct = None if Y is None else (Y[s:e], S if S.shape[0] == 1 else S[s:e])
-        logq, parts = _estep_block(Z[s:e], Lb, lb, kind, mean, groups, logamp, K, direct)
+        if kind == "scaled":                     # S_i = D_i V D_i: this block's factors only
+            Lb, kb = Linv.linv(s, e), "full"
+            direct = None if Y is None else (Y[s:e], S.cov(s, e) if need_S else None)
+        else:
+            Lb, kb = (Linv if common else Linv[s:e]), kind
+            direct = None if Y is None else (Y[s:e], S if S.shape[0] == 1 else S[s:e])
+        logq, parts = _estep_block(Z[s:e], Lb, lb, kb, mean, groups, logamp, K, direct)
         lse = _row_lse(logq)
         with np.errstate(under="ignore", invalid="ignore"):
             q = np.exp(logq - lse[:, None])
@@ -306,6 +351,22 @@ def _proportional(kind: str, S: np.ndarray):
     if not np.all(dev <= _PROP_TOL * kappa * d[0].max()):
         return None
     S0 = np.diag(S[0]) if kind == "diag" else S[0]
+    return S0, kappa
+
+
+def _proportional_scaled(sv: _ScaledV, block_bytes: float = 32e6):
+    """:func:`_proportional` for :class:`_ScaledV` errors, checked block by block (same test)."""
+    N, R = sv.d.shape
+    diag = (sv.d * np.diag(sv.V)) * sv.d                        # diagonal of S_i
+    kappa = diag.sum(axis=1) / diag[0].sum()
+    S0 = sv.cov(0, 1)[0]
+    lim = _PROP_TOL * kappa * diag[0].max()
+    nb = max(1, int(block_bytes // (24.0 * R * R)))
+    for s in range(0, N, nb):
+        e = min(N, s + nb)
+        dev = np.abs(sv.cov(s, e) - kappa[s:e, None, None] * S0[None])
+        if not np.all(dev.reshape(e - s, -1).max(axis=1) <= lim[s:e]):
+            return None
     return S0, kappa
 
 
