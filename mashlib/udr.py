@@ -17,6 +17,11 @@ whitened data :math:`x' = xR^{-1}`, :math:`V = R^TR`) for the components with
 :math:`\\ell = \\sum_i \\log\\sum_k w_k N(x_i; 0, U_k + V_i)` plus the log-penalty.  The loop stops
 when the penalised log-likelihood increases by less than ``tol_lik`` (a decrease also stops it).
 
+Memory (mashr #125): for EE mash data with a common V the non-iid :math:`V_i = S_iVS_i` are
+kept implicit (:class:`mashlib.udr_updates.RowScaledV`: (n, m) scales + one V), and the
+E-step and every non-iid update run over row blocks of about 32 MB, accumulating the sums
+the M-step needs; peak memory is O(nm + nk + block) instead of O(nm^2) per array.
+
 Departures from udr, each explicit (never silent):
 
 * **P17** (iid scaled components: udr updates ``s`` but never rescales ``mat``, so the fit
@@ -100,7 +105,9 @@ class UdFit:
     Attributes
     ----------
     X : ndarray (n, m)
-    V : ndarray (m, m) when iid, else (n, m, m)
+    V : ndarray (m, m) when iid, else (n, m, m) or, for EE mash data with a common V,
+        a :class:`mashlib.udr_updates.RowScaledV` (:math:`V_i = S_iVS_i` kept implicit:
+        (n, m) scales and one (m, m) V; indexable like the (n, m, m) array)
     U : dict name -> UdComponent
     w : ndarray (k,)
         Mixture weights, in the order of ``U`` (``w_named`` gives a Series).
@@ -155,7 +162,11 @@ def ud_fit_control_default() -> dict:
 
 # ----------------------------------------------------------------------------- likelihood
 def _logdens(X, U, V):
-    """n x k matrix of :math:`\\log N(x_i; 0, U_k + V_i)`, batched Cholesky."""
+    """n x k matrix of :math:`\\log N(x_i; 0, U_k + V_i)`, batched Cholesky.
+
+    Non-iid V (an (n, m, m) array or :class:`mashlib.udr_updates.RowScaledV`) is processed in
+    row blocks of about ``udr_updates._BLOCK_BYTES`` per (rows, k, m, m) array.
+    """
     n, m = X.shape
     k = U.shape[0]
     out = np.empty((n, k))
@@ -167,10 +178,8 @@ def _logdens(X, U, V):
             z = X @ Linv[j].T
             out[:, j] = -0.5 * np.einsum("ia,ia->i", z, z) - ld[j] - 0.5 * m * _LOG2PI
         return out
-    step = max(1, int(4e7 // (8 * m * m * k)))
-    for s in range(0, n, step):
-        e = min(n, s + step)
-        L = np.linalg.cholesky(U[None] + V[s:e, None])            # (b, k, m, m)
+    for s, e in up.row_blocks(n, m, k):                           # V: array or RowScaledV
+        L = np.linalg.cholesky(U[None] + V[s:e][:, None])          # (b, k, m, m)
         Xb = np.broadcast_to(X[s:e, None, :, None], (e - s, k, m, 1))
         z = np.linalg.solve(L, Xb)[..., 0]
         out[s:e] = (-0.5 * (z * z).sum(axis=2)
@@ -237,6 +246,8 @@ def _data_XV(dat, V):
             # unequal columns are judged non-iid (and TED then fails); compare rows instead
             if np.max(np.abs(Shat - shat[None, :])) < 1e-15:
                 return Bhat, shat[:, None] * Vd * shat[None, :]
+            if np.all(Shat > 0) and np.all(np.isfinite(Shat)):
+                return Bhat, up.RowScaledV(Shat, Vd)      # O(n m), never (n, m, m)
             return Bhat, Shat[:, :, None] * Vd[None] * Shat[:, None, :]
         Vi = np.moveaxis(Vd, 2, 0)
         return Bhat, Shat[:, :, None] * Vi * Shat[:, None, :]
@@ -287,7 +298,8 @@ def ud_init(dat, V=None, n_rank1: Optional[int] = None, n_unconstrained: Optiona
     n, m = X.shape
     if n < 2 or m < 2:
         raise MashInputError(f"ud_init: X is {n} x {m}; it needs at least 2 rows and 2 columns")
-    if not np.all(np.isfinite(V)):
+    finite = V.isfinite() if isinstance(V, up.RowScaledV) else np.all(np.isfinite(V))
+    if not finite:
         raise MashInputError("ud_init: V should not contain missing or infinite values")
     if V.ndim == 2:
         if V.shape != (m, m):
@@ -299,10 +311,14 @@ def ud_init(dat, V=None, n_rank1: Optional[int] = None, n_unconstrained: Optiona
         if V.shape != (n, m, m):
             raise MashInputError(f"ud_init: V should be {m} x {m} or one {m} x {m} matrix per "
                                  f"row of X ({n}), got shape {V.shape}")
-        lam = np.linalg.eigvalsh(0.5 * (V + np.swapaxes(V, 1, 2)))
-        bad = np.where(lam.min(axis=1) <= -1e-8)[0]
+        bad = []
+        for s, e in up.row_blocks(n, m):
+            Vb = V[s:e]
+            lam = np.linalg.eigvalsh(0.5 * (Vb + np.swapaxes(Vb, 1, 2)))
+            bad.append(s + np.where(lam.min(axis=1) <= -1e-8)[0])
+        bad = np.concatenate(bad)
         if bad.size:
-            V = V.copy()
+            V = np.array(V, dtype=float)                  # explicit copy (also RowScaledV)
             for i in bad:
                 V[i] = _makeposdef(V[i])
             warnings.warn(f"V was modified because {bad.size} matrices were not positive "

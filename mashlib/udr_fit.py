@@ -244,7 +244,7 @@ def ud_fit(fit: UdFit, X=None, control: Optional[dict] = None, verbose: bool = F
         fit.X = X
     ctl = _resolve_control(fit, control)
     if not fit.iid and (ctl["scaled_update"] == "fa" or ctl["rank1_update"] == "fa"):
-        ctl["_Vinv"] = np.linalg.inv(fit.V)              # V_i are fixed: invert once
+        ctl["_Vinv"] = up.inv_rows(fit.V)                # V_i are fixed: invert once
     upd = {"scaled": ctl["scaled_update"], "rank1": ctl["rank1_update"],
            "unconstrained": ctl["unconstrained_update"]}
     if verbose:

@@ -3,7 +3,9 @@
 Two settings.  *iid*: after :func:`mashlib.udr` whitens the data (:math:`V = R^TR`,
 :math:`x' = xR^{-1}`, :math:`U' = R^{-T}UR^{-1}`) every row follows
 :math:`x' \\sim N(0, U' + I)`.  *non-iid*: :math:`x_i \\sim N(0, U + V_i)` with a row-specific
-:math:`V_i` (stacked ``(n, m, m)``).  ``p`` is the column of responsibilities of the component.
+:math:`V_i` (stacked ``(n, m, m)``, or the implicit
+:class:`RowScaledV`; rows are processed in blocks of about 32 MB, so memory is O(nm + block)
+with the implicit form).  ``p`` is the column of responsibilities of the component.
 
 All functions are vectorised over rows (batched inverses for the non-iid case).
 """
@@ -203,8 +205,66 @@ def em_scaled_iid(X, U0, p, minval=0.0):
 
 
 # ----------------------------------------------------------------------------- non-iid updates
+_BLOCK_BYTES = 32e6     # bytes of one (rows x components x m x m) block in the non-iid kernels
+
+
+class RowScaledV:
+    """Row covariances :math:`V_i = S_iVS_i`, :math:`S_i = \\mathrm{diag}(s_i)`, kept implicit.
+
+    EE mash data with a common V: stores the (n, m) scales and one (m, m) V instead of an
+    (n, m, m) array (compare :class:`mashlib.ed_kernels._ScaledV`).  Behaves like that array
+    for ``shape``, ``ndim``, ``len``, integer / slice indexing (blocks are built on demand with
+    the same elementwise formula, so they equal the explicit array bit for bit) and
+    ``np.asarray``.  :meth:`inv` gives :math:`V_i^{-1} = S_i^{-1}V^{-1}S_i^{-1}` in the same form.
+    """
+
+    ndim = 3
+
+    def __init__(self, shat, V):
+        self.shat = np.asarray(shat, dtype=float)
+        self.V = np.asarray(V, dtype=float)
+
+    @property
+    def shape(self):
+        n, m = self.shat.shape
+        return (n, m, m)
+
+    def __len__(self):
+        return self.shat.shape[0]
+
+    def __getitem__(self, idx):
+        if isinstance(idx, (int, np.integer)):
+            d = self.shat[idx]
+            return d[:, None] * self.V * d[None, :]
+        if isinstance(idx, slice):
+            d = self.shat[idx]
+            return d[:, :, None] * self.V[None] * d[:, None, :]
+        raise TypeError("RowScaledV supports integer and slice indexing only")
+
+    def __array__(self, dtype=None, copy=None):
+        out = self[:]
+        return out if dtype is None else out.astype(dtype)
+
+    def isfinite(self):
+        return bool(np.all(np.isfinite(self.shat)) and np.all(np.isfinite(self.V)))
+
+    def inv(self):
+        return RowScaledV(1.0 / self.shat, np.linalg.inv(self.V))
+
+
+def inv_rows(V):
+    """:math:`V_i^{-1}` for all rows: structured for :class:`RowScaledV`, else batched."""
+    return V.inv() if isinstance(V, RowScaledV) else np.linalg.inv(V)
+
+
+def row_blocks(n, m, k=1):
+    """(start, end) row blocks with about ``_BLOCK_BYTES`` per (rows, k, m, m) block."""
+    step = max(1, int(_BLOCK_BYTES // (8 * m * m * max(k, 1))))
+    return [(s, min(n, s + step)) for s in range(0, n, step)]
+
+
 def _inv_UV(U, V):
-    """Batched :math:`(U + V_i)^{-1}` (symmetrised), V of shape (n, m, m)."""
+    """Batched :math:`(U + V_i)^{-1}` (symmetrised), V of shape (b, m, m)."""
     Ti = np.linalg.inv(U[None] + V)
     return 0.5 * (Ti + np.swapaxes(Ti, 1, 2))
 
@@ -218,16 +278,22 @@ def ed_notiid(X, U, V, p, lam=0.0, sigma2=1.0, S0=None):
 
     ``lam = 0`` is udr's update; ``lam > 0`` is mashlib's extension of ``ed_reg_iid`` to
     non-iid data (udr ignores lambda there), with :math:`\\sigma^2 = m/\\mathrm{tr}(S_0U^{-1})`.
+    Rows are processed in blocks (:func:`row_blocks`); V may be a :class:`RowScaledV`.
     Returns (U, sigma2).
     """
-    Ti = _inv_UV(U, V)
-    c = np.einsum("ab,ibc,ic->ia", U, Ti, X)          # U T_i^{-1} x_i
+    n, m = X.shape
     sp = p.sum()
-    Tsum = np.einsum("i,iab->ab", p, Ti)
-    num = (c * p[:, None]).T @ c + sp * U - U @ Tsum @ U
+    cc = np.zeros((m, m))
+    Tsum = np.zeros((m, m))
+    for s, e in row_blocks(n, m):
+        Ti = _inv_UV(U, V[s:e])
+        c = np.einsum("ab,ibc,ic->ia", U, Ti, X[s:e])          # U T_i^{-1} x_i
+        pb = p[s:e]
+        cc += (c * pb[:, None]).T @ c
+        Tsum += np.einsum("i,iab->ab", pb, Ti)
+    num = cc + sp * U - U @ Tsum @ U
     if lam == 0:
         return num / sp, sigma2
-    m = U.shape[0]
     Un = (num + sigma2 * lam * S0) / (sp + lam)
     return Un, m / np.trace(S0 @ np.linalg.inv(Un))
 
@@ -236,48 +302,66 @@ def fa_scaled_notiid(X, U0, V, Q, p, s, Vinv=None):
     """Scale update of :math:`U = sQQ^T` with row-specific :math:`V_i` (udr ``fa_scaled_notiid``).
 
     :math:`\\Sigma_i = (Q^TV_i^{-1}Q + I/s)^{-1}`, :math:`b_i = x_i^TV_i^{-1}Q\\Sigma_i`,
-    :math:`s = \\sum_i p_i\\,\\mathrm{tr}(b_i^Tb_i + \\Sigma_i)/(r\\sum p)`.
+    :math:`s = \\sum_i p_i\\,\\mathrm{tr}(b_i^Tb_i + \\Sigma_i)/(r\\sum p)` (row blocks).
     """
     if s == 0 or not np.any(U0 != 0) or Q.shape[1] == 0:
         return s
+    n, m = X.shape
     r = Q.shape[1]
-    Vinv = np.linalg.inv(V) if Vinv is None else Vinv
-    VinvQ = Vinv @ Q                                   # (n, m, r)
-    Sigma = np.linalg.inv(np.einsum("ar,iab->irb", Q, VinvQ) + np.eye(r) / s)
-    b = np.einsum("ia,iar,irs->is", X, VinvQ, Sigma)
-    trB = (b ** 2).sum(axis=1) + np.trace(Sigma, axis1=1, axis2=2)
-    return float((trB * p).sum() / (p.sum() * r))
+    Vinv = inv_rows(V) if Vinv is None else Vinv
+    tot = 0.0
+    for a, e in row_blocks(n, m):
+        VinvQ = Vinv[a:e] @ Q                              # (b, m, r)
+        Sigma = np.linalg.inv(np.einsum("ar,iab->irb", Q, VinvQ) + np.eye(r) / s)
+        b = np.einsum("ia,iar,irs->is", X[a:e], VinvQ, Sigma)
+        trB = (b ** 2).sum(axis=1) + np.trace(Sigma, axis1=1, axis2=2)
+        tot += (trB * p[a:e]).sum()
+    return float(tot / (p.sum() * r))
 
 
 def fa_rank1_notiid(X, u, V, p, Vinv=None):
-    """Rank-1 factor update with row-specific :math:`V_i` (udr ``fa_rank1_notiid``)."""
-    A = np.linalg.inv(V) if Vinv is None else Vinv
-    utA = np.einsum("a,iab->ib", u, A)
-    sigma2 = 1.0 / ((utA * u).sum(axis=1) + 1.0)
-    mu = sigma2 * (utA * X).sum(axis=1)
-    Ax = np.einsum("iab,ib->ia", A, X)
-    uw = ((p * mu)[:, None] * Ax).sum(axis=0)
-    Vw = np.einsum("i,iab->ab", p * (mu ** 2 + sigma2), A)
+    """Rank-1 factor update with row-specific :math:`V_i` (udr ``fa_rank1_notiid``, row blocks)."""
+    n, m = X.shape
+    Vinv = inv_rows(V) if Vinv is None else Vinv
+    uw = np.zeros(m)
+    Vw = np.zeros((m, m))
+    for s, e in row_blocks(n, m):
+        A = Vinv[s:e]
+        utA = np.einsum("a,iab->ib", u, A)
+        sigma2 = 1.0 / ((utA * u).sum(axis=1) + 1.0)
+        mu = sigma2 * (utA * X[s:e]).sum(axis=1)
+        Ax = np.einsum("iab,ib->ia", A, X[s:e])
+        pb = p[s:e]
+        uw += ((pb * mu)[:, None] * Ax).sum(axis=0)
+        Vw += np.einsum("i,iab->ab", pb * (mu ** 2 + sigma2), A)
     return np.linalg.solve(Vw, uw)
 
 
 def em_scaled_notiid(X, U0, V, p):
     """Scale s maximising :math:`\\sum_i p_i\\log N(x_i; 0, sU_0 + V_i)` (R: L-BFGS-B from 10)."""
-    m = U0.shape[0]
+    n, m = X.shape
+    blocks = row_blocks(n, m)
 
     def negll(s):
-        T = s * U0[None] + V
-        L = np.linalg.cholesky(T)
-        z = np.linalg.solve(L, X[..., None])[..., 0]
-        ll = (-0.5 * (z ** 2).sum(axis=1) - np.log(np.diagonal(L, axis1=1, axis2=2)).sum(axis=1)
-              - 0.5 * m * np.log(2 * np.pi))
-        return -float((p * ll).sum())
+        tot = 0.0
+        for a, e in blocks:
+            L = np.linalg.cholesky(s * U0[None] + V[a:e])
+            z = np.linalg.solve(L, X[a:e, :, None])[..., 0]
+            ll = (-0.5 * (z ** 2).sum(axis=1)
+                  - np.log(np.diagonal(L, axis1=1, axis2=2)).sum(axis=1)
+                  - 0.5 * m * np.log(2 * np.pi))
+            tot += (p[a:e] * ll).sum()
+        return -float(tot)
 
     def grad(s):
-        B = np.linalg.inv(s * U0[None] + V)
-        Y = np.einsum("ia,iab->ib", X, B)
-        trsum = np.trace(np.einsum("i,iab->ab", p, B) @ U0)
-        return -(-trsum + float(np.einsum("i,ia,ab,ib->", p, Y, U0, Y)))
+        Bsum = np.zeros((m, m))
+        quad = 0.0
+        for a, e in blocks:
+            B = np.linalg.inv(s * U0[None] + V[a:e])
+            Y = np.einsum("ia,iab->ib", X[a:e], B)
+            Bsum += np.einsum("i,iab->ab", p[a:e], B)
+            quad += float(np.einsum("i,ia,ab,ib->", p[a:e], Y, U0, Y))
+        return -(-np.trace(Bsum @ U0) + quad)
     return _lbfgsb_scalar(negll, grad, 10.0, 0.0, 1e6)
 
 
