@@ -15,6 +15,8 @@ is fast and optional pieces load only when used.
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 
 __version__ = "0.1.0"
 
@@ -148,10 +150,19 @@ def __dir__():
 
 
 # A few public functions share their name with the submodule that defines them
-# (``mashlib.mash``, ``mashlib.ash``, ...).  Importing such a submodule makes Python set
-# the package attribute to the module, shadowing the lazy export, so these are bound
-# eagerly here: the function wins, and the submodule stays importable as usual.
-_SAME_NAME = [name for name, mod in _EXPORTS.items() if name == mod]
-for _name in _SAME_NAME:
-    globals()[_name] = getattr(importlib.import_module(f"{__name__}.{_name}"), _name)
-del _name
+# (``mashlib.mash``, ``mashlib.ash``, ...). Importing such a submodule makes Python set the
+# package attribute to the module, which would shadow the function; the package's class
+# below hands out the function instead, so ``mashlib.mash(...)`` works in any import order
+# while everything stays lazily imported.
+_SAME_NAME = frozenset(name for name, mod in _EXPORTS.items() if name == mod)
+
+
+class _Package(types.ModuleType):
+    def __getattribute__(self, name):
+        value = super().__getattribute__(name)
+        if name in _SAME_NAME and isinstance(value, types.ModuleType):
+            value = getattr(value, name)
+        return value
+
+
+sys.modules[__name__].__class__ = _Package
