@@ -108,7 +108,10 @@ def run_chunks_dask(payload, source, todo, chunk_rows, J, on_result, *, client=N
     client, cluster = _client(client, n_workers)
     try:
         nw = max(1, len(client.scheduler_info().get("workers", {})) or (n_workers or 1))
-        pf = client.scatter(payload, broadcast=True, hash=False)
+        # scatter a one-element list: a dict would be scattered value by value under its own
+        # keys ("model", ...), which collide with the previous call's keys being released
+        # ("lost dependencies"); a list gets fresh random keys
+        (pf,) = client.scatter([payload], broadcast=True, hash=False)
         queue = list(todo)
         attempts = {}
         ac = distributed.as_completed()
@@ -177,7 +180,7 @@ def calc_relative_lik_matrix_dask(data, Ulist, *, client=None, n_workers=None, c
     """
     client, cluster = _client(client, n_workers)
     try:
-        Uf = client.scatter(Ulist, broadcast=True, hash=False)
+        (Uf,) = client.scatter([Ulist], broadcast=True, hash=False)  # fresh keys (see above)
         futs = []
         for a in range(0, data.n_effects, chunk_rows):
             b = min(data.n_effects, a + chunk_rows)
