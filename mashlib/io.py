@@ -478,7 +478,4 @@ def write_rds(path: str | os.PathLike, obj: Any, compress: bool = True) -> Path:
                 gz.write(data)
         else:
             tmp.write_bytes(data)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the usual mode
     return path

@@ -18,7 +18,6 @@ import dataclasses
 import datetime as _dt
 import hashlib
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -283,9 +282,6 @@ def _write_outputs(results: dict, step: Step, p: dict, inputs: list[Path], t0: f
     }
     with atomic_path(naming.sidecar_of(first)) as tmp:
         tmp.write_text(json.dumps(rec, indent=1) + "\n")
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
 
 
 def run_step(name: str, p: dict, notebook: str, log: Callable[[str], None] = print,
