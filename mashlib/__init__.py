@@ -126,8 +126,8 @@ _EXPORTS: dict[str, str] = {
     # io
     "read_rds": "io",
     "write_rds": "io",
-    "read_mashr_input": "io_mashr",
-    "MashrInput": "io_mashr",
+    "read_mashr_input": "io",
+    "MashrInput": "io",
     "simulate_protocol_example": "simulate",
 }
 

@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ._errors import MashInputError
+from .._errors import MashInputError
+from .rds import read_rds, write_rds
 
 __all__ = [
     "EffectSet",
@@ -260,13 +261,9 @@ def read_mashr_input(path: str | os.PathLike, require: tuple[str, ...] = ("stron
     MashrInput
         Not yet preprocessed: call :meth:`MashrInput.preprocess`.
     """
-    from .io import read_rds  # noqa: PLC0415 - io re-exports this module
-
     return mashr_input_from_dict(read_rds(path), str(path), require)
 
 
 def write_mashr_input(path: str | os.PathLike, data: MashrInput) -> Path:
     """Write a :class:`MashrInput` as the R named list (atomic)."""
-    from .io import write_rds  # noqa: PLC0415 - io re-exports this module
-
     return write_rds(path, data.to_dict())

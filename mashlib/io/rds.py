@@ -42,11 +42,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import io_mashr as _io_mashr
-from ._atomic import atomic_path
-from ._errors import MashInputError
-from .io_mashr import (EffectSet, MashrInput, mashr_input_from_dict, preprocess_matrices,  # noqa: F401 - re-exported
-                       read_mashr_input, write_mashr_input)
+from .._atomic import atomic_path
+from .._errors import MashInputError
 
 __all__ = [
     "RArray",
@@ -54,7 +51,6 @@ __all__ = [
     "read_rds",
     "write_rds",
     "serialize_rds",
-    *_io_mashr.__all__,  # re-exported
 ]
 
 # --------------------------------------------------------------------------- containers
