@@ -46,7 +46,7 @@ GTEX = {
 
 
 def _ebnm(names):
-    e = importlib.import_module("mashlib.ebnm")  # the module, not the same-named function
+    e = importlib.import_module("mashlib.eb.ebnm")  # the module, not the same-named function
 
     if names is None:
         return None, None

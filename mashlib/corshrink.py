@@ -134,7 +134,7 @@ def _ash_kwargs(ash_fn, ctrl: dict) -> dict:
             continue
         else:
             raise MashInputError(f"`ash_control`: setting {k!r} = {v!r} is not supported by "
-                                 f"mashlib.ash.ash; supported: {sorted(p for p in params if p not in ('betahat', 'sebetahat'))}.")
+                                 f"mashlib.ash; supported: {sorted(p for p in params if p not in ('betahat', 'sebetahat'))}.")
     return out
 
 
@@ -228,7 +228,7 @@ def corshrink_matrix(cormat, nsamp=None, zscore_sd=None, thresh_up: float = 0.99
     zhat, se, pos = _fisher_inputs(C, nsamp, zscore_sd, thresh_up, thresh_down)
     ctrl = _merge_control(ash_control, maxiter)
     try:
-        from .ash import ash  # noqa: PLC0415
+        from .eb import ash  # noqa: PLC0415
     except ImportError as e:        # pragma: no cover - only while ash is being written
         raise ImportError(f"corshrink needs mashlib.ash (ash with mixEM): {e}") from e
     fit = ash(zhat, se, **_ash_kwargs(ash, ctrl))

@@ -111,7 +111,7 @@ def cov_flash(data, factors="default", subset=None, remove_singleton=False, tag=
         factor.
     """
     from .ebmf import flash_backfit, flash_greedy, flash_greedy_init_softImpute, flash_init, ldf, nonneg_init
-    from .ebnm import ebnm_point_exponential, ebnm_point_normal
+    from .eb.ebnm import ebnm_point_exponential, ebnm_point_normal
 
     if factors not in ("default", "nonneg"):
         raise MashInputError(f"factors: {factors!r} is not one of 'default', 'nonneg'.")

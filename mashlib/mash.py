@@ -133,7 +133,7 @@ def set_prior(K: int, prior="nullbiased", nullweight: float = 10) -> np.ndarray:
 
 def optimize_pi(matrix_lik, prior, optmethod: str = "mixSQP", control=None) -> np.ndarray:
     """Mixture weights from a J x P likelihood matrix (mashr ``optimize_pi``), uniform start."""
-    from . import mixopt
+    from .eb import mixopt
     K = matrix_lik.shape[1]
     pi_init = np.full(K, 1.0 / K)
     if optmethod in ("mixSQP", "mixIP"):

@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 
 from mashlib._errors import MashInputError
-from mashlib.ash import UniMix, ash, autoselect_mixsd, compute_lfsr, mash_1by1, qval_from_lfdr
-from mashlib.mixdist import (e2truncnorm, etruncnorm, normalmix_posterior,
+from mashlib.eb import UniMix, ash, autoselect_mixsd, compute_lfsr, mash_1by1, qval_from_lfdr
+from mashlib.eb.mixdist import (e2truncnorm, etruncnorm, normalmix_posterior,
                              posterior_component_probs, unimix_loglik_matrix, unimix_posterior)
 
 REF = pathlib.Path(__file__).parent / "data" / "reference"

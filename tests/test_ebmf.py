@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-ebnm_mod = importlib.import_module("mashlib.ebnm")  # the module, not the same-named function
+ebnm_mod = importlib.import_module("mashlib.eb.ebnm")  # the module, not the same-named function
 from mashlib._errors import MashInputError
 from mashlib.ebmf import (
     FlashFit,

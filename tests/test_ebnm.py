@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from mashlib._errors import MashInputError
-from mashlib.ebnm import (
+from mashlib.eb.ebnm import (
     FLASH_OUTPUT,
     OUTPUT_ALL,
     PRIOR_FAMILIES,
@@ -126,7 +126,7 @@ def test_dispatch_matches_family_function(vec):
 
 
 def test_unit_normal_scale_mixture(units):
-    from mashlib.ebnm import ebnm_normal_scale_mixture
+    from mashlib.eb.ebnm import ebnm_normal_scale_mixture
 
     u, x = units["ebnm_normal_scale_mixture"], units["ebnm_point_normal"]
     r = ebnm_normal_scale_mixture(x["x"], x["s"])
@@ -137,7 +137,7 @@ def test_unit_normal_scale_mixture(units):
 
 
 def test_vec_normal_scale_mixture(vec):
-    from mashlib.ebnm import ebnm_normal_scale_mixture
+    from mashlib.eb.ebnm import ebnm_normal_scale_mixture
 
     inp, fits = vec
     ref = fits["normal_scale_mixture"]
@@ -151,7 +151,7 @@ def test_vec_normal_scale_mixture(vec):
 
 
 def test_smn_grid_table_matches_definition():
-    from mashlib.ebnm_grids import _SMN_KL, _SMN_M, smn_kl, smn_mult
+    from mashlib.eb.ebnm._grids import _SMN_KL, _SMN_M, smn_kl, smn_mult
 
     for j in (0, 20, 99):
         assert smn_kl(_SMN_M[j]) == pytest.approx(_SMN_KL[j], rel=1e-8)
@@ -161,7 +161,7 @@ def test_smn_grid_table_matches_definition():
 
 @pytest.mark.parametrize("family", ["unimodal_symmetric", "unimodal_nonnegative", "ash"])
 def test_vec_unimodal(vec, family):
-    E = importlib.import_module("mashlib.ebnm")  # the module, not the same-named function
+    E = importlib.import_module("mashlib.eb.ebnm")  # the module, not the same-named function
 
     inp, fits = vec
     ref = fits[family]
@@ -180,7 +180,7 @@ def test_vec_unimodal(vec, family):
 
 def test_unimix_engine_with_r_grid_is_exact(vec):
     # with R's own grid the ash part (nullbiased prior, mixSQP, posteriors) matches to 1e-9
-    from mashlib.ebnm import UniMix, ebnm_unimodal_symmetric
+    from mashlib.eb.ebnm import UniMix, ebnm_unimodal_symmetric
 
     inp, fits = vec
     ref = fits["unimodal_symmetric"]
@@ -196,7 +196,7 @@ def test_unimix_engine_with_r_grid_is_exact(vec):
 
 
 def test_unimodal_and_nonpositive_shapes(vec):
-    from mashlib.ebnm import ebnm_unimodal, ebnm_unimodal_nonnegative, ebnm_unimodal_nonpositive
+    from mashlib.eb.ebnm import ebnm_unimodal, ebnm_unimodal_nonnegative, ebnm_unimodal_nonpositive
 
     inp, _ = vec
     x, s = inp["x_abs"].to_numpy()[:500], inp["s"].to_numpy()[:500]
@@ -388,7 +388,7 @@ def test_package_exports_and_callable_module():
 
 # ------------------------------------------------------------------ nonparametric robustness
 def _np_fns():
-    E = importlib.import_module("mashlib.ebnm")  # the module, not the same-named function
+    E = importlib.import_module("mashlib.eb.ebnm")  # the module, not the same-named function
 
     return [E.ebnm_normal_scale_mixture, E.ebnm_unimodal, E.ebnm_unimodal_symmetric,
             E.ebnm_unimodal_nonnegative, E.ebnm_ash]
@@ -432,7 +432,7 @@ def test_nonparametric_zero_x_and_zero_s(k):
 
 
 def test_nonparametric_bad_input():
-    E = importlib.import_module("mashlib.ebnm")  # the module, not the same-named function
+    E = importlib.import_module("mashlib.eb.ebnm")  # the module, not the same-named function
 
     with pytest.raises(MashInputError, match="g_init"):
         E.ebnm_unimodal([1.0, 2.0], 1.0, g_init=PointLaplace(0.5, 0.0, 1.0))
@@ -447,8 +447,8 @@ def test_nonparametric_bad_input():
 
 
 def test_priors_shared_with_ash():
-    from mashlib.ash import ash
-    from mashlib.ebnm import ebnm_ash
+    from mashlib.eb import ash
+    from mashlib.eb.ebnm import ebnm_ash
 
     x = np.array([1.0, 2.0, -3.0, 0.5, 4.0, 0.1, -0.7, 2.5])
     a = ash(x, np.ones(8))
@@ -459,7 +459,7 @@ def test_priors_shared_with_ash():
 
 def test_point_normal_equals_ash_with_its_prior():
     # ebnm's own test: ebnm_ash(g_init = point-normal fit, fix_g) reproduces the point-normal posterior
-    from mashlib.ebnm import ebnm_ash
+    from mashlib.eb.ebnm import ebnm_ash
 
     rng = np.random.default_rng(1)
     n = 1000
@@ -475,7 +475,7 @@ def test_point_normal_equals_ash_with_its_prior():
 @pytest.mark.parametrize("fam", ["PointNormalFamily", "NormalFamily", "PointLaplaceFamily",
                                  "PointExponentialFamily"])
 def test_analytic_gradients(fam):
-    from mashlib import ebnm_pfamilies as F
+    from mashlib.eb.ebnm import _pfamilies as F
 
     f = getattr(F, fam)
     rng = np.random.default_rng(0)
@@ -504,7 +504,7 @@ def test_analytic_gradients(fam):
                                  "PointLaplaceFamily"])
 def test_analytic_hessians(fam):
     # the Newton solver's analytic Hessians against central differences of the gradient
-    from mashlib import ebnm_pfamilies as F
+    from mashlib.eb.ebnm import _pfamilies as F
 
     f = getattr(F, fam)
     rng = np.random.default_rng(1)
@@ -536,7 +536,7 @@ def test_analytic_hessians(fam):
 def test_mix_fast_form_matches_logaddexp():
     from scipy import special as sc
 
-    from mashlib.ebnm_pfamilies import _mix
+    from mashlib.eb.ebnm._pfamilies import _mix
 
     rng = np.random.default_rng(2)
     lN0, lg = rng.normal(-3, 10, 2000), rng.normal(-3, 10, 2000)
@@ -559,8 +559,8 @@ def test_pi0_zero_boundary_stops_early(monkeypatch):
     # issue #3: when the optimum is pi0 = 0 the interior Newton used to creep towards
     # logit(pi0) = -inf (hundreds of evaluations, then L-BFGS-B); it now stops once the
     # slab-only fit meets the boundary's KKT condition. Same answer as ebnm_normal.
-    from mashlib import ebnm_parametric as P
-    from mashlib.ebnm_pfamilies import PointNormalFamily
+    from mashlib.eb.ebnm import _parametric as P
+    from mashlib.eb.ebnm._pfamilies import PointNormalFamily
 
     rng = np.random.default_rng(11)
     x = rng.normal(0, 0.15, 1500) + rng.normal(0, 0.025, 1500)
@@ -596,7 +596,7 @@ def test_mode_estimate(fn):
 def test_unimix_grid_matches_r_flash_grids():
     # flashier gtex case iii (ebnm_unimodal_symmetric): R's grids for n = 1000 (loadings) and
     # n = 44 (factors, KL target 1/44 > 1e-2 is clamped to the 1e-2 sequence); compare b_k / b_1
-    from mashlib.ebnm_grids import scale_unimix
+    from mashlib.eb.ebnm._grids import scale_unimix
 
     ref = json.loads((REF / "gtex_flash" / "flash_iii.json").read_text())
     for key, n in (("L_ghat", 1000), ("F_ghat", 44)):
@@ -614,7 +614,7 @@ def test_unimix_grid_matches_r_flash_grids():
 def test_smn_grid_n1000_flash():
     # R's multiplier for n = 1000 (flashier gtex case ii); our table interpolation differs by 1.4e-4
     # relative (see ebnm_grids: R's table nodes are not known), which moves the fit only slightly
-    from mashlib.ebnm_grids import smn_mult
+    from mashlib.eb.ebnm._grids import smn_mult
 
     ref = json.loads((REF / "gtex_flash" / "flash_ii.json").read_text())
     sd = np.array(ref["L_ghat"][0]["sd"])

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from mashlib._errors import MashConvergenceWarning, MashInputError
-from mashlib.mixopt import mix_em, mix_sqp, penloglik
-from mashlib.mixsqp import STATUS_CONVERGED, STATUS_DIDNOTCONVERGE, mixobjective, mixsqp
+from mashlib.eb.mixopt import mix_em, mix_sqp, penloglik
+from mashlib.eb import STATUS_CONVERGED, STATUS_DIDNOTCONVERGE, mixobjective, mixsqp
 
 REF = pathlib.Path(__file__).parent / "data" / "reference" / "golden" / "unit_values.json"
 E = 1e-8
@@ -144,7 +144,7 @@ def test_mixobjective():
 
 def test_modified_cholesky_search_equals_sequential():
     """The bisection / warm-started search picks exactly R's multiple a."""
-    ms = importlib.import_module("mashlib.mixsqp_qp")
+    ms = importlib.import_module("mashlib.eb._qp")
 
     def sequential(H):
         a0, a = 1e-15, (0.0 if H.diagonal().min() > 1e-15 else 1e-15 - H.diagonal().min())
@@ -167,7 +167,7 @@ def test_modified_cholesky_search_equals_sequential():
 
 def test_lazy_hessian_equals_dense(monkeypatch):
     """Forming H only on the free set gives the same iterates as the dense L'diag(d)L."""
-    ms = importlib.import_module("mashlib.mixsqp")  # the module, not the same-named function
+    ms = importlib.import_module("mashlib.eb._mixsqp")  # the module, not the same-named function
 
     L = np.exp(_simulate(n=300, m=25, seed=7))
     r_lazy = mixsqp(L)

@@ -21,7 +21,7 @@ from .variance import tau_with
 
 def default_ebnm():
     """mashlib's ``ebnm_point_normal`` (imported lazily)."""
-    from ..ebnm import ebnm_point_normal
+    from ..eb.ebnm import ebnm_point_normal
 
     return ebnm_point_normal
 

@@ -26,12 +26,12 @@ from __future__ import annotations
 import numpy as np
 from scipy import special as sc
 
-from ._errors import MashInputError
-from .ebnm_core import (DEFAULT_OUTPUT, EbnmResult, UniMix, check_mode, check_output, check_xs, drop_lfsr_off_zero,
+from ..._errors import MashInputError
+from ._core import (DEFAULT_OUTPUT, EbnmResult, UniMix, check_mode, check_output, check_xs, drop_lfsr_off_zero,
                         fit_mode, set_posterior)
-from .ebnm_grids import scale_unimix
-from .ebnm_nonparametric import _ash_grid
-from .ebnm_unimix import (
+from ._grids import scale_unimix
+from ._nonparametric import _ash_grid
+from ._unimix import (
     fit_mixprop,
     sample_unimix,
     unimix_loglik_matrix,
@@ -87,10 +87,10 @@ def ash_workhorse(x, s, mode, scale, g_init, fix_g, output, control, fname, fami
     mode_val = check_mode(mode, fname)
     if mixcompdist not in MIXCOMPDISTS:
         raise MashInputError(f"{fname}: mixcompdist={mixcompdist!r} is not one of {list(MIXCOMPDISTS)}")
-    from .ebnm_core import NormalMix, PointNormal
+    from ._core import NormalMix, PointNormal
 
     if mixcompdist == "normal" or isinstance(g_init, (NormalMix, PointNormal)):
-        from .ebnm_nonparametric import ebnm_normal_scale_mixture
+        from ._nonparametric import ebnm_normal_scale_mixture
 
         if mixsd is not None:
             scale = mixsd

@@ -26,7 +26,7 @@ import numpy as np
 from scipy import optimize
 from scipy import special as sc
 
-from ._errors import MashInputError
+from ..._errors import MashInputError
 
 __all__ = [
     "EbnmResult",
@@ -130,7 +130,7 @@ class PointExponential:
 
 # NormalMix(pi, mean, sd) and UniMix(pi, a, b) are the classes of mashlib.ash (ashr's
 # normalmix / unimix), so ash and ebnm priors are interchangeable (g_init, fix_g).
-from .ash import NormalMix, UniMix  # noqa: E402
+from .._ash import NormalMix, UniMix  # noqa: E402
 
 
 # --------------------------------------------------------------------------- result

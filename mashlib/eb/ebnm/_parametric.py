@@ -29,8 +29,8 @@ import numpy as np
 from scipy import optimize
 from scipy import special as sc
 
-from ._errors import MashInputError
-from .ebnm_core import (
+from ..._errors import MashInputError
+from ._core import (
     DEFAULT_OUTPUT,
     EbnmResult,
     _LOG_2PI,
@@ -39,7 +39,7 @@ from .ebnm_core import (
     check_scale,
     check_xs,
 )
-from .ebnm_pfamilies import (
+from ._pfamilies import (
     NormalFamily,
     PointExponentialFamily,
     PointLaplaceFamily,

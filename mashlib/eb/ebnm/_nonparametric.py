@@ -23,8 +23,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import special as sc
 
-from ._errors import MashInputError
-from .ebnm_core import (
+from ..._errors import MashInputError
+from ._core import (
     DEFAULT_OUTPUT,
     _LOG_2PI,
     EbnmResult,
@@ -37,7 +37,7 @@ from .ebnm_core import (
     fit_mode,
     set_posterior,
 )
-from .ebnm_grids import scale_normalmix
+from ._grids import scale_normalmix
 
 __all__ = ["ebnm_normal_scale_mixture"]
 
@@ -48,7 +48,7 @@ def _nm_loglik_matrix(x, s, mu, sd):
 
 
 def _nm_fit_pi(lL, pi0):
-    from .mixsqp import mixsqp
+    from .._mixsqp import mixsqp
 
     mx = lL.max(axis=1, keepdims=True)
     L = np.exp(lL - mx)

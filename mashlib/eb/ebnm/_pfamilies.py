@@ -36,16 +36,16 @@ from __future__ import annotations
 import numpy as np
 from scipy import special as sc
 
-from ._errors import MashInputError
-from .ebnm_core import _LOG_2PI, NormalMix, PointNormal, logit
-from .ebnm_pfamilies_base import (  # noqa: F401 - _GM, _null_terms, _sample_trunc_pos re-exported
+from ..._errors import MashInputError
+from ._core import _LOG_2PI, NormalMix, PointNormal, logit
+from ._pfamilies_base import (  # noqa: F401 - _GM, _null_terms, _sample_trunc_pos re-exported
     _GM,
     _GM_LAST,
     _mix,
     _null_terms,
     _sample_trunc_pos,
 )
-from .ebnm_pfamilies_onesided import (  # noqa: F401 - re-exported
+from ._pfamilies_onesided import (  # noqa: F401 - re-exported
     PointExponentialFamily,
     PointLaplaceFamily,
     _onesided_summaries,

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from ._errors import MashInputError
+from .._errors import MashInputError
 from .mixdist import (compute_lfsr, normalmix_loglik_matrix, normalmix_posterior,
                       unimix_loglik_matrix, unimix_posterior)
 from .mixopt import mix_em, mix_sqp

@@ -39,9 +39,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from ._blas import blas_threads
-from ._errors import MashConvergenceWarning, MashInputError
-from .mixsqp_qp import _activesetqp, _LazyHessian, _line_search, _take_rows
+from .._blas import blas_threads
+from .._errors import MashConvergenceWarning, MashInputError
+from ._qp import _activesetqp, _LazyHessian, _line_search, _take_rows
 
 __all__ = ["mixsqp", "MixSQPResult", "mixsqp_control_default", "mixobjective",
            "STATUS_CONVERGED", "STATUS_DIDNOTCONVERGE", "STATUS_DIDNOTRUN"]

@@ -239,7 +239,7 @@ def scale_unimix(x, s, mode=0.0, KLdiv_target=None) -> np.ndarray:
     (ebnm's own table extent is not known; the fallback may therefore trigger at a
     different point than in R).
     """
-    from .ebnm_unigrid_table import LEVELS, SEQS
+    from ._unigrid_table import LEVELS, SEQS
 
     x = np.asarray(x, float)
     s = np.asarray(s, float)

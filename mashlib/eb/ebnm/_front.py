@@ -29,9 +29,9 @@ Every function returns an :class:`~mashlib.ebnm_core.EbnmResult`.
 from __future__ import annotations
 
 
-from . import ebnm_core as _core
-from ._errors import MashInputError
-from .ebnm_core import (  # noqa: F401  (re-exported)
+from . import _core
+from ..._errors import MashInputError
+from ._core import (  # noqa: F401  (re-exported)
     DEFAULT_OUTPUT,
     FLASH_OUTPUT,
     OUTPUT_ALL,
@@ -43,7 +43,7 @@ from .ebnm_core import (  # noqa: F401  (re-exported)
     PointNormal,
     UniMix,
 )
-from .ebnm_parametric import ebnm_normal, ebnm_point_exponential, ebnm_point_laplace, ebnm_point_normal
+from ._parametric import ebnm_normal, ebnm_point_exponential, ebnm_point_laplace, ebnm_point_normal
 
 __all__ = [
     "ebnm",
@@ -79,15 +79,15 @@ PRIOR_FAMILIES = (
 def __getattr__(name):
     # the nonparametric families live in their own modules (imported on first use)
     if name == "ebnm_normal_scale_mixture":
-        from .ebnm_nonparametric import ebnm_normal_scale_mixture
+        from ._nonparametric import ebnm_normal_scale_mixture
 
         return ebnm_normal_scale_mixture
     if name in {"ebnm_unimodal", "ebnm_unimodal_symmetric", "ebnm_unimodal_nonnegative",
                 "ebnm_unimodal_nonpositive", "ebnm_ash"}:
-        from . import ebnm_ashfam
+        from . import _ashfam as ebnm_ashfam
 
         return getattr(ebnm_ashfam, name)
-    raise AttributeError(f"module 'mashlib.ebnm' has no attribute {name!r}")
+    raise AttributeError(f"module 'mashlib.eb.ebnm._front' has no attribute {name!r}")
 
 
 def ebnm(x, s=1, prior_family="point_normal", mode=0, scale="estimate", g_init=None, fix_g=False,

@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._errors import MashInputError
-from .mixsqp import STATUS_CONVERGED, _mixsqp, mixsqp  # noqa: F401
+from .._errors import MashInputError
+from ._mixsqp import STATUS_CONVERGED, _mixsqp, mixsqp  # noqa: F401
 
 __all__ = ["mix_sqp", "mix_em", "penloglik", "squarem", "MixEMResult"]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import special as sc
 
-from .ebnm_core import _LOG_2PI
+from ._core import _LOG_2PI
 
 
 def _GM(z):

@@ -151,7 +151,7 @@ def unimix_prior_moments(pi, a, b):
 
 def fit_mixprop(lL, prior, control=None):
     """ashr ``estimate_mixprop`` with mixSQP (map §2.3 step 7); returns pi (K,)."""
-    from .mixopt import mix_sqp
+    from ..mixopt import mix_sqp
 
     mx = lL.max(axis=1, keepdims=True)
     L = np.exp(lL - mx)

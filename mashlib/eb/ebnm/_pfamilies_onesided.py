@@ -8,9 +8,9 @@ from __future__ import annotations
 import numpy as np
 from scipy import special as sc
 
-from ._errors import MashInputError
-from .ebnm_core import _LOG_2PI, PointExponential, PointLaplace, logit, trunc_pos_moments
-from .ebnm_pfamilies_base import _GM, _GM_LAST, _mix, _null_terms, _onesided_init, _sample_trunc_pos
+from ..._errors import MashInputError
+from ._core import _LOG_2PI, PointExponential, PointLaplace, logit, trunc_pos_moments
+from ._pfamilies_base import _GM, _GM_LAST, _mix, _null_terms, _onesided_init, _sample_trunc_pos
 
 __all__ = ["PointExponentialFamily", "PointLaplaceFamily"]
 
