@@ -98,7 +98,7 @@ def bench_cov_flash(factors, repeat):
     import pandas as pd
 
     from mashlib.cov_flash import cov_flash
-    from mashlib.data import mash_set_data
+    from mashlib.model import mash_set_data
 
     sp = REF / "sim_protocol"
     meta = json.loads((sp / "meta_setup.json").read_text())["timings"]["components_EE"]

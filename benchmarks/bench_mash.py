@@ -64,7 +64,7 @@ def _read_rds(name):
 
 
 def _scale_U(data):
-    from mashlib.covariances import cov_canonical
+    from mashlib.model import cov_canonical
     setup = json.load(open(SCALE / "scale_setup.json"))
     U = cov_canonical(data)
     U.update({k: np.array(v) for k, v in setup["Uextra"]["matrices"].items()})
@@ -74,10 +74,10 @@ def _scale_U(data):
 def _timed_mash(data, U):
     """mash() with per-phase timings (likelihood, fit, posterior)."""
     import importlib
-    M = importlib.import_module("mashlib.mash")
-    from mashlib.covariances import expand_cov, normalize_Ulist
-    from mashlib.likelihood import calc_relative_lik_matrix
-    from mashlib.posterior import compute_posterior_matrices, compute_posterior_weights
+    M = importlib.import_module("mashlib.model.fit")
+    from mashlib.model import expand_cov, normalize_Ulist
+    from mashlib.model import calc_relative_lik_matrix
+    from mashlib.model import compute_posterior_matrices, compute_posterior_weights
     c0, t0 = time.process_time(), time.perf_counter()
     grid = M.autoselect_grid(data)
     Un = normalize_Ulist(U)
@@ -99,8 +99,8 @@ def _timed_mash(data, U):
 
 
 def step(name: str) -> dict:
-    from mashlib.covariances import cov_canonical
-    from mashlib.data import mash_set_data
+    from mashlib.model import cov_canonical
+    from mashlib.model import mash_set_data
     if name == "sim_2000x5":
         B, S = simple_sims(500, 5, 1.0)
         d = mash_set_data(B, S)
@@ -116,8 +116,8 @@ def step(name: str) -> dict:
         out = _timed_mash(d, _scale_U(d))
         return out
     if name == "posterior50k":
-        from mashlib.covariances import normalize_Ulist
-        from mashlib.mash import FittedG, mash_compute_loglik, mash_compute_posterior_matrices
+        from mashlib.model import normalize_Ulist
+        from mashlib.model import FittedG, mash_compute_loglik, mash_compute_posterior_matrices
         B, S = _read_rds("Bhat_new_50000x20.rds"), _read_rds("Shat_new_50000x20.rds")
         cond = [f"cond{i + 1}" for i in range(B.shape[1])]
         d = mash_set_data(B, S, conditions=cond)

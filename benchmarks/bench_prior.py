@@ -48,7 +48,7 @@ def _mats(d):
 
 def _mash_data(Bhat, Shat, V):
     try:
-        from mashlib.data import mash_set_data
+        from mashlib.model import mash_set_data
         return mash_set_data(Bhat, Shat, V=V)
     except Exception:                                # data module not available
         return SimpleNamespace(Bhat=Bhat, Shat=Shat, V=V, commonV=True, alpha=0.0)
@@ -111,7 +111,7 @@ def bench_ed_gtex():
     X = X.select_dtypes("number").to_numpy(dtype=float)
     data = _mash_data(X, np.ones_like(X), np.eye(X.shape[1]))
     try:
-        from mashlib.covariances import cov_pca
+        from mashlib.model import cov_pca
         U0 = cov_pca(data, 5)
     except Exception as e:                            # pragma: no cover
         return dict(skipped=f"cov_pca unavailable: {e}")

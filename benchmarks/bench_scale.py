@@ -58,7 +58,7 @@ def big_model(R=44, n_kept=100, seed=5):
     """Canonical covariances on R conditions + 3 ED-like full-rank + 3 rank-1; 12-point grid;
     random pi on ``n_kept`` components (null included)."""
     import mashlib as ml
-    from mashlib.mash import FittedG
+    from mashlib.model import FittedG
     rng = np.random.default_rng(seed)
     conds = [f"tissue{i + 1:02d}" for i in range(R)]
     U = ml.cov_canonical(ml.mash_set_data(rng.normal(size=(4, R)), 1.0, conditions=conds))
@@ -97,7 +97,7 @@ def run_r_case(n):
     import pandas as pd
     import mashlib as ml
     from mashlib.io import read_rds
-    from mashlib.mash import FittedG
+    from mashlib.model import FittedG
     from mashlib.scale import compute_posterior_streaming
     B = read_rds(REF / "Bhat_new_50000x20.rds").iloc[:n]
     S = np.asarray(read_rds(REF / "Shat_new_50000x20.rds"), float)[:n]

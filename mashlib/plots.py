@@ -385,7 +385,7 @@ def plot_sharing(m_or_matrix, factor: float = 0.5, lfsr_thresh: float = 0.05,
     if isinstance(m_or_matrix, (pd.DataFrame, np.ndarray, list)):
         S = m_or_matrix
     else:
-        from .summaries import get_pairwise_sharing  # noqa: PLC0415
+        from .model import get_pairwise_sharing  # noqa: PLC0415
 
         S = get_pairwise_sharing(m_or_matrix, factor=factor, lfsr_thresh=lfsr_thresh)
     labels = None
@@ -429,7 +429,7 @@ def _pm_psd(m):
     else:
         pm = psd = None
         try:
-            from .summaries import get_pm, get_psd  # noqa: PLC0415
+            from .model import get_pm, get_psd  # noqa: PLC0415
 
             pm, psd = get_pm(m), get_psd(m)
         except ImportError:

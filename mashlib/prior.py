@@ -182,8 +182,8 @@ def prior_weights(data, U: Mapping, **mash_kw) -> pd.Series:
     pandas.Series
         ``"null"`` followed by the names of ``U``.
     """
-    from .mash import mash  # noqa: PLC0415
-    from .summaries import get_estimated_pi  # noqa: PLC0415
+    from .model import mash  # noqa: PLC0415
+    from .model import get_estimated_pi  # noqa: PLC0415
 
     m = mash(data, Ulist=dict(U), outputlevel=1, **mash_kw)
     return get_estimated_pi(m)
@@ -271,7 +271,7 @@ def _ud_engine(data, components, update: str, n_unconstrained: int, seed: int,
     R = int(np.asarray(data.Bhat).shape[1])
     if components is not None:          # validated, then ignored (pecotmr version A)
         validate_components(components, R=R)
-    from .covariances import cov_canonical  # noqa: PLC0415
+    from .model import cov_canonical  # noqa: PLC0415
     from .udr import ud_fit, ud_init  # noqa: PLC0415
 
     U_can = cov_canonical(data)

@@ -150,7 +150,7 @@ def _align(model: StreamModel, input_conds, n_cols: int, exclude, V):
 def _prepare_data(B, S, alpha, V):
     """mash_set_data on one chunk (the engine's when present, for identical validation)."""
     try:
-        from .data import mash_set_data
+        from .model import mash_set_data
     except ImportError:
         return transform_chunk(B, S, alpha)
     d = mash_set_data(B, S, alpha=alpha, V=V)

@@ -55,7 +55,7 @@ def close_client(client, cluster) -> None:
 def _warm_rss():
     import mashlib.scale  # noqa: F401 - import what a task imports, then measure
     try:
-        import mashlib.posterior  # noqa: F401
+        import mashlib.model.posterior  # noqa: F401
     except ImportError:
         pass
     from mashlib.scale_plan import current_rss
@@ -154,7 +154,7 @@ def run_chunks_dask(payload, source, todo, chunk_rows, J, on_result, *, client=N
 
 
 def _lik_task(data_chunk, Ulist):
-    from .likelihood import calc_relative_lik_matrix
+    from .model import calc_relative_lik_matrix
     return calc_relative_lik_matrix(data_chunk, Ulist)
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from mashlib._errors import MashInputError
 from mashlib.cov_flash import cov_flash
-from mashlib.data import mash_set_data
+from mashlib.model import mash_set_data
 from mashlib.ebmf import flash_backfit, flash_greedy, flash_greedy_init_softImpute, flash_init
 from mashlib.eb.ebnm import ebnm_point_normal
 

@@ -7,10 +7,10 @@ import pandas as pd
 import pytest
 
 from mashlib._errors import MashInputError
-from mashlib.covariances import (check_covmat, check_Ulist, cov_canonical, cov_empirical,
+from mashlib.model import (check_covmat, check_Ulist, cov_canonical, cov_empirical,
                                  cov_from_factors, cov_pca, cov_udi, expand_cov, normalize_Ulist,
                                  scale_cov)
-from mashlib.data import mash_set_data
+from mashlib.model import mash_set_data
 
 REF = Path(__file__).parent / "data" / "reference"
 
@@ -113,7 +113,7 @@ def test_check_covmat_errors():
 
 
 def test_U_condition_labels_checked_in_mash():
-    from mashlib.mash import mash
+    from mashlib.model import mash
     d = mash_set_data(pd.DataFrame([[1.0, 2.0], [0.5, -1.0]], columns=["a", "b"]), 1.0)
     U = {"u": pd.DataFrame(np.eye(2), index=["b", "a"], columns=["b", "a"])}
     with pytest.raises(MashInputError, match=r"Ulist\['u'\]: columns"):

@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from mashlib._errors import MashInputError
-from mashlib.data import mash_set_data, mash_update_data
+from mashlib.model import mash_set_data, mash_update_data
 
 B = np.array([[1.0, 2.0], [2.0, 6.0]])
 S = np.array([[1.0, 1.0], [2.0, 2.0]])

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from scipy.stats import multivariate_normal
 
-from mashlib.covariances import cov_canonical, cov_pca, expand_cov, normalize_Ulist
-from mashlib.data import mash_set_data
-from mashlib.likelihood import calc_lik_matrix, calc_relative_lik_matrix
+from mashlib.model import cov_canonical, cov_pca, expand_cov, normalize_Ulist
+from mashlib.model import mash_set_data
+from mashlib.model import calc_lik_matrix, calc_relative_lik_matrix
 
 REF = Path(__file__).parent / "data" / "reference"
 
@@ -86,7 +86,7 @@ def test_indefinite_component_and_failure_warning():
 def test_posterior_against_direct_formulas():
     """posterior_chunk vs the textbook per-row formulas (incl. an indefinite U and A)."""
     from scipy.special import ndtr
-    from mashlib.posterior import posterior_chunk
+    from mashlib.model import posterior_chunk
     rng = np.random.default_rng(7)
     c, R = 6, 3
     B = rng.standard_normal((c, R)) * 2

@@ -16,12 +16,12 @@ import pandas as pd
 import pytest
 
 from mashlib._errors import MashInputError
-from mashlib.covariances import cov_canonical, cov_pca
-from mashlib.data import mash_set_data
-from mashlib.mash import (FittedG, autoselect_grid, mash, mash_compute_loglik,
+from mashlib.model import cov_canonical, cov_pca
+from mashlib.model import mash_set_data
+from mashlib.model import (FittedG, autoselect_grid, mash, mash_compute_loglik,
                           mash_compute_posterior_matrices, mash_compute_vloglik)
-from mashlib.posterior import compute_lfsr
-from mashlib.summaries import get_estimated_pi
+from mashlib.model import compute_lfsr
+from mashlib.model import get_estimated_pi
 
 REF = Path(__file__).parent / "data" / "reference"
 SIM = REF / "sim_small"
@@ -211,7 +211,7 @@ def test_chain2_protocol_fit():
 
     """
     from mashlib import ed
-    from mashlib.summaries import get_log10bf, get_pairwise_sharing, get_significant_results
+    from mashlib.model import get_log10bf, get_pairwise_sharing, get_significant_results
     from mashlib.vhat import estimate_null_correlation_simple
     c2 = _json(REF / "golden" / "chain2_values.json")
     V = estimate_null_correlation_simple(mash_set_data(*_prep("null"), zero_Bhat_Shat_reset=1000))
@@ -250,8 +250,8 @@ def test_chain2_protocol_fit():
 
 def test_posterior_kernel_contract_and_chunking(capsys):
     """posterior_chunk on a block equals the chunked driver; effect-specific V equals common V."""
-    from mashlib.covariances import expand_cov
-    from mashlib.posterior import compute_posterior_matrices, posterior_chunk
+    from mashlib.model import expand_cov
+    from mashlib.model import compute_posterior_matrices, posterior_chunk
     r = _json(SIM / "b2_mash_hetero_alpha1_canonical.json")
     d = _sim_data("b2", 1).subset(np.arange(300))
     g = _ref_g(r)
@@ -286,7 +286,7 @@ def test_underflowing_kept_components_give_finite_weights():
     d = mash_set_data(np.array([[40.0, -40.0], [0.1, 0.2]]), 1.0)
     U = {"eq": np.ones((2, 2)), "id": np.eye(2)}
     g = FittedG(pi=np.array([0.5, 0.5, 0.0, 0.0, 0.0]), Ulist=U, grid=np.array([0.1, 100.0]))
-    from mashlib.likelihood import calc_relative_lik_matrix
+    from mashlib.model import calc_relative_lik_matrix
     lm = calc_relative_lik_matrix(d, g.expanded())
     assert (np.exp(lm["loglik_matrix"][0, :2]) == 0).all()   # kept null, eq.1 underflow
     post = mash_compute_posterior_matrices(g, d)
@@ -297,7 +297,7 @@ def test_underflowing_kept_components_give_finite_weights():
 
 def test_mash_callable_in_any_import_order():
     import mashlib as ml
-    import mashlib.summaries  # noqa: F401  (binds the submodule mashlib.mash)
+    import mashlib.model.summaries  # noqa: F401  (binds the submodule mashlib.mash)
     d = mash_set_data(UNIT_B, UNIT_S)
     m = ml.mash(d, cov_canonical(d), grid=[0.5, 1, 2])
     assert m.loglik == pytest.approx(_json(REF / "golden" / "unit_values.json")["mash_small"]["loglik"],

@@ -183,10 +183,10 @@ def test_plot_sharing_and_meta(tmp_path):
 
 
 def test_sharing_and_meta_from_a_mash_fit():
-    from mashlib.covariances import cov_canonical
-    from mashlib.data import mash_set_data
-    from mashlib.mash import mash
-    from mashlib.summaries import get_pairwise_sharing, get_pm, get_psd
+    from mashlib.model import cov_canonical
+    from mashlib.model import mash_set_data
+    from mashlib.model import mash
+    from mashlib.model import get_pairwise_sharing, get_pm, get_psd
 
     with open(REF / "golden" / "fixture_mashr_input.json") as fh:
         f = json.load(fh)

@@ -33,8 +33,8 @@ def _prep(f, key):
 
 @pytest.fixture(scope="module")
 def chain():
-    from mashlib.covariances import cov_canonical, cov_pca
-    from mashlib.data import mash_set_data
+    from mashlib.model import cov_canonical, cov_pca
+    from mashlib.model import mash_set_data
 
     f = _json("golden", "fixture_mashr_input.json")
     ch = _json("golden", "chain_values.json")
@@ -84,7 +84,7 @@ def test_ed_bovy_matches_r_chain(chain, ed_prior):
 
 
 def test_prior_weight_mash_loglik_matches_r(chain, ed_prior):
-    from mashlib.mash import mash
+    from mashlib.model import mash
 
     m = mash(chain["md"], Ulist=ed_prior["U"], outputlevel=1)
     assert m.loglik == pytest.approx(chain["ch"]["prior_loglik_mash"], rel=1e-6)
@@ -178,7 +178,7 @@ def test_ud_engines_structure(chain):
 
 def test_sim_protocol_prior_weights_given_r_U():
     """ed_bovy's weight step with R's 112 U (R's cov_ed took 1132 s, so U is imported)."""
-    from mashlib.data import mash_set_data
+    from mashlib.model import mash_set_data
 
     D = REF / "sim_protocol"
     ref = _json("sim_protocol", "prior_fit_post_cov_ed_EE.json")

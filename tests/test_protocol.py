@@ -153,7 +153,7 @@ def test_vhat_corshrink(tmp_path, protocol_fixture, golden):
 def _small_prior(path, data_path):
     """A 3-component prior so that mash fits take a moment (the full ED prior has 32)."""
     inp = steps.load_input(data_path)
-    from mashlib.covariances import cov_canonical, cov_pca
+    from mashlib.model import cov_canonical, cov_pca
     d = steps.make_data(inp.strong.b, inp.strong.s, 0.0)
     can, pca = cov_canonical(d), cov_pca(d, 2)
     U = {"equal_effects": can["equal_effects"], "identity": can["identity"],
@@ -207,7 +207,7 @@ def fitted(tmp_path_factory, protocol_fixture):
 
 
 def test_mash_fit_outputs_equal_library(fitted, protocol_fixture):
-    from mashlib.mash import mash, mash_compute_posterior_matrices
+    from mashlib.model import mash, mash_compute_posterior_matrices
     cwd, outs, U = fitted
     assert outs == [cwd / "fx.EE.mash_model.rds", cwd / "fx.EE.posterior.rds"]
     saved = read_rds(outs[0])
@@ -295,7 +295,7 @@ def test_mash_fit_on_ed_bovy_prior_matches_r(chain, golden, protocol_fixture):
     m = read_rds(m_file)["mash_model"]
     assert m["loglik"] == pytest.approx(golden["fit_loglik"], rel=1e-6)
     np.testing.assert_allclose(m["fitted_g"]["grid"], golden["fit_grid"], rtol=1e-10)
-    from mashlib.summaries import get_estimated_pi
+    from mashlib.model import get_estimated_pi
     g = steps.fitted_g_from_r(m["fitted_g"])
     np.testing.assert_allclose(get_estimated_pi(g).to_numpy(), golden["fit_pi_cov"], atol=1e-4)
     post = read_rds(p_file)

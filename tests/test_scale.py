@@ -11,7 +11,7 @@ import pytest
 
 import mashlib as ml
 from mashlib._errors import MashInputError
-from mashlib.mash import FittedG
+from mashlib.model import FittedG
 from mashlib.scale import (ChunkFailedError, compute_posterior_streaming, estimate_memory,
                            get_pairwise_sharing_from_samples, open_store, parse_memory,
                            prepare_model, save_npy_store)
@@ -317,7 +317,7 @@ def test_pairwise_sharing_from_stream_result(case):
 
 def test_relative_lik_matrix_dask_equals_inprocess(case):
     distributed = pytest.importorskip("distributed")
-    from mashlib.likelihood import calc_relative_lik_matrix
+    from mashlib.model import calc_relative_lik_matrix
     g = case["g"]
     data = ml.mash_set_data(case["Bhat"], case["Shat"])
     xU = ml.expand_cov(g.Ulist, g.grid, True)

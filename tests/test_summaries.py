@@ -4,12 +4,12 @@ import pandas as pd
 import pytest
 
 from mashlib._errors import MashInputError
-from mashlib.covariances import cov_canonical, cov_udi
-from mashlib.data import mash_set_data
-from mashlib.likelihood import calc_lik_matrix
-from mashlib.covariances import expand_cov
-from mashlib.mash import mash
-from mashlib.summaries import (get_estimated_pi, get_lfdr, get_lfsr, get_log10bf, get_loglik,
+from mashlib.model import cov_canonical, cov_udi
+from mashlib.model import mash_set_data
+from mashlib.model import calc_lik_matrix
+from mashlib.model import expand_cov
+from mashlib.model import mash
+from mashlib.model import (get_estimated_pi, get_lfdr, get_lfsr, get_log10bf, get_loglik,
                                get_n_significant_conditions, get_np, get_pairwise_sharing,
                                get_pm, get_psd, get_significant_results)
 

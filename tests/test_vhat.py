@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 
 from mashlib._errors import MashInputError
-from mashlib.covariances import cov_canonical
-from mashlib.data import mash_set_data, mash_update_data
-from mashlib.mash import mash
+from mashlib.model import cov_canonical
+from mashlib.model import mash_set_data, mash_update_data
+from mashlib.model import mash
 from mashlib.vhat import (E_V, estimate_null_correlation_simple, mash_estimate_corr_em,
                           vhat_identity, vhat_mle, vhat_simple)
 

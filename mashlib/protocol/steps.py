@@ -32,7 +32,7 @@ def load_input(path, require=("strong", "random", "null")) -> MashrInput:
 
 def make_data(b: pd.DataFrame, s: pd.DataFrame, alpha: float, V=None):
     """``mash_set_data(b, Shat=s, alpha, V=V, zero_Bhat_Shat_reset=1000)`` (map 1.0 step 6)."""
-    from ..data import mash_set_data
+    from ..model import mash_set_data
     return mash_set_data(b, Shat=s, alpha=alpha, V=None if V is None else _mat(V),
                          zero_Bhat_Shat_reset=1000)
 
@@ -121,7 +121,7 @@ def compute_flash_nonneg(p: dict, out: Path) -> dict:
 
 def compute_pca(p: dict, out: Path) -> dict:
     """``cov_pca(strong data, npc)`` -> ``PCA_1..PCA_npc``, ``tPCA`` with dimnames (map 1.3)."""
-    from ..covariances import cov_pca
+    from ..model import cov_pca
     inp, data = _strong_data(p)
     npc = int(p["npc"])
     R = len(inp.conditions)
@@ -132,7 +132,7 @@ def compute_pca(p: dict, out: Path) -> dict:
 
 def compute_canonical(p: dict, out: Path) -> dict:
     """``cov_canonical(strong data)``: identity, singletons, equal_effects, simple_het_1..3 (map 1.4)."""
-    from ..covariances import cov_canonical
+    from ..model import cov_canonical
     _, data = _strong_data(p)
     return {out: _bare(cov_canonical(data))}
 
@@ -274,7 +274,7 @@ def _fitted_g_to_r(g) -> dict:
 
 def fitted_g_from_r(g: dict):
     """Rebuild a :class:`mashlib.mash.FittedG` from its R list (``pi``, ``Ulist``, ``grid``, ``usepointmass``)."""
-    from ..mash import FittedG
+    from ..model import FittedG
     try:
         pi = g["pi"]
         return FittedG(pi=np.asarray(pi, dtype=float).ravel(),
@@ -329,7 +329,7 @@ def mash_result_to_r(m, rows: list[str], conds: list[str]) -> RList:
 
 def compute_mash_1(p: dict, out: Path) -> dict:
     """Fit mash on the random set with the prior's U (map 1.14)."""
-    from ..mash import mash
+    from ..model import mash
     U, _ = read_prior_U(p["prior_data"])
     V = read_vhat(p["vhat_data"])
     inp = load_input(p["data"], require=("random",))
@@ -341,7 +341,7 @@ def compute_mash_1(p: dict, out: Path) -> dict:
 
 def compute_mash_2(p: dict, out: Path, model_file: Path) -> dict:
     """Posterior matrices for the strong set under the fitted model (map 1.15)."""
-    from ..mash import mash_compute_posterior_matrices
+    from ..model import mash_compute_posterior_matrices
     saved = read_rds(model_file)
     model = saved.get("mash_model") if isinstance(saved, dict) else None
     if not isinstance(model, dict) or "fitted_g" not in model:

@@ -34,7 +34,7 @@ from typing import Mapping, Optional
 
 import numpy as np
 
-from ._errors import MashInputError
+from .._errors import MashInputError
 from .data import MashData
 
 __all__ = ["calc_lik_matrix", "calc_relative_lik_matrix", "ComponentBasis", "whiten_rows",

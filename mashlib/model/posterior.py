@@ -34,7 +34,7 @@ from typing import Mapping, Optional
 import numpy as np
 from scipy.special import ndtr, logsumexp
 
-from .eb.mixdist import compute_lfsr  # noqa: F401  (re-exported: lfsr of a mixture posterior)
+from ..eb.mixdist import compute_lfsr  # noqa: F401  (re-exported: lfsr of a mixture posterior)
 from .likelihood import (ComponentBasis, DEFAULT_MEMORY_BYTES, component_loglik,
                          group_spectra, whiten_rows, LOG_2PI)
 

@@ -21,8 +21,8 @@ import numpy as np
 import pandas as pd
 from scipy.special import logsumexp
 
-from ._blas import single_blas_thread
-from ._errors import MashInputError
+from .._blas import single_blas_thread
+from .._errors import MashInputError
 from .covariances import check_Ulist, expand_cov, normalize_Ulist
 from .data import MashData
 from .likelihood import DEFAULT_MEMORY_BYTES, calc_relative_lik_matrix
@@ -133,7 +133,7 @@ def set_prior(K: int, prior="nullbiased", nullweight: float = 10) -> np.ndarray:
 
 def optimize_pi(matrix_lik, prior, optmethod: str = "mixSQP", control=None) -> np.ndarray:
     """Mixture weights from a J x P likelihood matrix (mashr ``optimize_pi``), uniform start."""
-    from .eb import mixopt
+    from ..eb import mixopt
     K = matrix_lik.shape[1]
     pi_init = np.full(K, 1.0 / K)
     if optmethod in ("mixSQP", "mixIP"):
@@ -352,7 +352,7 @@ def mash_compute_posterior_matrices(g, data: MashData, pi_thresh: float = 1e-10,
         :class:`mashlib.scale.StreamResult`, indexed the same way (``res["lfsr"]``).
     """
     if max_memory is not None or out is not None or engine is not None or stream_options:
-        from .scale import compute_posterior_streaming  # noqa: PLC0415  (optional path)
+        from ..scale import compute_posterior_streaming  # noqa: PLC0415  (optional path)
         return compute_posterior_streaming(
             g, data, pi_thresh=pi_thresh, A=A, output_posterior_cov=output_posterior_cov,
             max_memory="2GB" if max_memory is None else max_memory, out=out,

@@ -12,8 +12,8 @@ from typing import Callable, Optional
 import numpy as np
 import pandas as pd
 
-from ._errors import MashInputError
-from .mash import MashResult
+from .._errors import MashInputError
+from .fit import MashResult
 
 __all__ = ["get_loglik", "get_pm", "get_psd", "get_lfsr", "get_lfdr", "get_np", "get_log10bf",
            "get_estimated_pi", "get_significant_results", "get_n_significant_conditions",

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ._errors import MashInputError
+from .._errors import MashInputError
 
 __all__ = ["MashData", "mash_set_data", "mash_update_data", "check_positive_definite"]
 

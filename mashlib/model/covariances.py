@@ -10,7 +10,7 @@ from typing import Iterable, Mapping, Optional, Sequence
 
 import numpy as np
 
-from ._errors import MashInputError
+from .._errors import MashInputError
 from .data import MashData
 
 __all__ = ["cov_canonical", "cov_pca", "cov_udi", "cov_empirical", "cov_from_factors",

@@ -1,0 +1,30 @@
+"""The MASH model: data, covariance lists, likelihood, fit and posterior, and the ``get_*`` accessors.
+
+mashr's vocabulary, one module each: ``data`` (``mash_set_data``, ``MashData``), ``covariances``
+(the ``cov_*`` constructors and the Ulist helpers), ``likelihood`` (``calc_lik_matrix``),
+``fit`` (``mash``, ``FittedG``, ``MashResult``), ``posterior`` (posterior moments, lfsr),
+``summaries`` (``get_pm``, ``get_lfsr``, ``get_pairwise_sharing`` ...).
+"""
+from .covariances import (check_covmat, check_Ulist, cov_canonical, cov_empirical, cov_from_factors, cov_pca,
+                          cov_udi, expand_cov, normalize_cov, normalize_Ulist, scale_cov)
+from .data import MashData, check_positive_definite, mash_set_data, mash_update_data
+from .fit import (FittedG, MashResult, autoselect_grid, mash, mash_compute_loglik, mash_compute_posterior_matrices,
+                  mash_compute_vloglik, optimize_pi, set_prior)
+from .likelihood import (DEFAULT_MEMORY_BYTES, ComponentBasis, calc_lik_matrix, calc_relative_lik_matrix,
+                         component_loglik, group_spectra, whiten_rows)
+from .posterior import compute_lfsr, compute_posterior_matrices, compute_posterior_weights, posterior_chunk
+from .summaries import (get_estimated_pi, get_lfdr, get_lfsr, get_log10bf, get_loglik, get_n_significant_conditions,
+                        get_np, get_pairwise_sharing, get_pm, get_psd, get_significant_results)
+
+__all__ = [
+    "MashData", "mash_set_data", "mash_update_data", "check_positive_definite",
+    "cov_canonical", "cov_pca", "cov_udi", "cov_empirical", "cov_from_factors", "normalize_Ulist",
+    "normalize_cov", "scale_cov", "expand_cov", "check_covmat", "check_Ulist",
+    "calc_lik_matrix", "calc_relative_lik_matrix", "ComponentBasis", "whiten_rows", "group_spectra",
+    "component_loglik", "DEFAULT_MEMORY_BYTES",
+    "posterior_chunk", "compute_posterior_matrices", "compute_posterior_weights", "compute_lfsr",
+    "autoselect_grid", "FittedG", "MashResult", "mash", "mash_compute_posterior_matrices",
+    "mash_compute_vloglik", "mash_compute_loglik", "set_prior", "optimize_pi",
+    "get_loglik", "get_pm", "get_psd", "get_lfsr", "get_lfdr", "get_np", "get_log10bf", "get_estimated_pi",
+    "get_significant_results", "get_n_significant_conditions", "get_pairwise_sharing",
+]
