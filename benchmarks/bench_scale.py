@@ -79,7 +79,7 @@ def big_model(R=44, n_kept=100, seed=5):
 
 def make_big_store(path: Path, J: int, conds, seed=9):
     """Simulated (Bhat, Shat) for J rows: 20% shared effects, log-normal standard errors."""
-    from mashlib.scale import save_npy_store
+    from mashlib.stream import save_npy_store
     if (path / "manifest.json").exists() and json.loads((path / "manifest.json").read_text())["n_rows"] == J:
         return path
     rng = np.random.default_rng(seed)
@@ -98,7 +98,7 @@ def run_r_case(n):
     import mashlib as ml
     from mashlib.io import read_rds
     from mashlib.model import FittedG
-    from mashlib.scale import compute_posterior_streaming
+    from mashlib.stream import compute_posterior_streaming
     B = read_rds(REF / "Bhat_new_50000x20.rds").iloc[:n]
     S = np.asarray(read_rds(REF / "Shat_new_50000x20.rds"), float)[:n]
     ee = json.loads((REF / "step_mash_ee.json").read_text())
@@ -125,7 +125,7 @@ def run_r_case(n):
 
 
 def _big_call(J_total, rows, alpha, work, engine="inprocess", n_workers=None, tag="big"):
-    from mashlib.scale import compute_posterior_streaming
+    from mashlib.stream import compute_posterior_streaming
     g, conds = big_model()
     store = work / f"input_{J_total}"
     out = work / f"out_{tag}"

@@ -68,12 +68,12 @@ _EXPORTS: dict[str, str] = {
     "get_significant_results": "model",
     "get_n_significant_conditions": "model",
     "get_pairwise_sharing": "model",
-    "get_pairwise_sharing_from_samples": "scale",
+    "get_pairwise_sharing_from_samples": "stream",
     # streaming / out-of-core / Dask posterior
-    "compute_posterior_streaming": "scale",
-    "save_npy_store": "scale",
-    "open_store": "scale",
-    "calc_relative_lik_matrix_dask": "scale",
+    "compute_posterior_streaming": "stream",
+    "save_npy_store": "stream",
+    "open_store": "stream",
+    "calc_relative_lik_matrix_dask": "stream",
     # residual correlation
     "estimate_null_correlation_simple": "vhat",
     "mash_estimate_corr_em": "vhat",

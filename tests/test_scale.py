@@ -12,10 +12,10 @@ import pytest
 import mashlib as ml
 from mashlib._errors import MashInputError
 from mashlib.model import FittedG
-from mashlib.scale import (ChunkFailedError, compute_posterior_streaming, estimate_memory,
+from mashlib.stream import (ChunkFailedError, compute_posterior_streaming, estimate_memory,
                            get_pairwise_sharing_from_samples, open_store, parse_memory,
                            prepare_model, save_npy_store)
-from mashlib.scale_kernel import posterior_chunk_fallback, resolve_kernel
+from mashlib.stream.kernel import posterior_chunk_fallback, resolve_kernel
 
 OUT = ["PosteriorMean", "PosteriorSD", "lfsr", "lfdr", "NegativeProb"]
 CONDS = ["brain", "liver", "lung", "heart"]
@@ -354,8 +354,9 @@ def test_posterior_samples_ez_moments(case):
     np.testing.assert_allclose(smp.std(axis=2), res["PosteriorSD"], rtol=0.08)
 
 
-def test_mash_compute_posterior_matrices_streaming_hook():
-    """``mash_compute_posterior_matrices(..., max_memory=...)`` streams and gives the same numbers."""
+def test_streaming_front_door_matches_in_memory_posterior():
+    """``compute_posterior_streaming`` gives mash_compute_posterior_matrices' numbers; the in-memory
+    front door refuses streaming options and names the streaming one."""
     import mashlib as ml
 
     rng = np.random.default_rng(11)
@@ -365,8 +366,10 @@ def test_mash_compute_posterior_matrices_streaming_hook():
     data = ml.mash_set_data(B + rng.normal(size=(J, R)) * S, S)
     m = ml.mash(data, ml.cov_canonical(data), verbose=False)
     direct = ml.mash_compute_posterior_matrices(m, data)
-    streamed = ml.mash_compute_posterior_matrices(m, data, max_memory="2GB", chunk_size=64, progress=False,
-                                                  fast_ez=False)
+    with pytest.raises(ml.MashInputError, match="compute_posterior_streaming"):
+        ml.mash_compute_posterior_matrices(m, data, max_memory="2GB")
+    streamed = ml.compute_posterior_streaming(m, data, max_memory="2GB", chunk_size=64, progress=False,
+                                              fast_ez=False)
     for key in ("PosteriorMean", "PosteriorSD", "lfsr", "NegativeProb", "lfdr"):
         np.testing.assert_allclose(np.asarray(streamed[key]), np.asarray(direct[key]),
                                    rtol=0, atol=1e-12)

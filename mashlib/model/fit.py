@@ -336,27 +336,22 @@ def mash_compute_posterior_matrices(g, data: MashData, pi_thresh: float = 1e-10,
     data : MashData
     pi_thresh, A, output_posterior_cov : as :func:`mash`.
     max_memory, out, engine, **stream_options
-        Any of these switches to the streaming path,
-        :func:`mashlib.scale.compute_posterior_streaming`: rows are processed in chunks
-        under a ``max_memory`` budget (default ``"2GB"``), optionally written
-        incrementally to an on-disk store ``out`` and/or run on Dask (``engine="dask"``);
-        the numbers are the same. ``stream_options`` are passed through (``client``,
-        ``overwrite``, ``progress``, ``long_table``, ``exclude_conditions``,
-        ``posterior_samples``, ...).
+        Not accepted here: chunked, on-disk or Dask posteriors have their own front door,
+        :func:`mashlib.compute_posterior_streaming` (same numbers, returns a ``StreamResult``).
+        Passing any of them raises an error that says so.
 
     Returns
     -------
     dict
         J x Q DataFrames ``PosteriorMean``, ``PosteriorSD``, ``lfdr``, ``NegativeProb``,
-        ``lfsr``, and ``PosteriorCov`` (J, Q, Q) when asked. The streaming path returns a
-        :class:`mashlib.scale.StreamResult`, indexed the same way (``res["lfsr"]``).
+        ``lfsr``, and ``PosteriorCov`` (J, Q, Q) when asked.
     """
-    if max_memory is not None or out is not None or engine is not None or stream_options:
-        from ..scale import compute_posterior_streaming  # noqa: PLC0415  (optional path)
-        return compute_posterior_streaming(
-            g, data, pi_thresh=pi_thresh, A=A, output_posterior_cov=output_posterior_cov,
-            max_memory="2GB" if max_memory is None else max_memory, out=out,
-            engine="inprocess" if engine is None else engine, **stream_options)
+    given = [k for k, v in (("max_memory", max_memory), ("out", out), ("engine", engine)) if v is not None]
+    if given or stream_options:
+        raise MashInputError(
+            f"mash_compute_posterior_matrices: {', '.join(given + sorted(stream_options))} are options of "
+            f"the streaming posterior; call mashlib.compute_posterior_streaming(g, data, ...) instead "
+            f"(same numbers, chunked under a memory budget, to disk or on Dask).")
     fg = _check_alpha(g, data)
     Ulist = check_Ulist(fg.Ulist, data.n_conditions)
     xU = expand_cov(Ulist, fg.grid, fg.usepointmass)

@@ -35,8 +35,8 @@ from typing import Callable, Sequence
 import numpy as np
 from scipy.special import ndtr
 
-from ._blas import blas_threads  # noqa: F401  (re-exported for the streaming modules)
-from ._errors import MashInputError
+from .._blas import blas_threads  # noqa: F401  (re-exported for the streaming modules)
+from .._errors import MashInputError
 
 Kernel = Callable[..., dict]
 
@@ -149,7 +149,7 @@ def prepare_model(model_or_g, *, conditions=None, pi_thresh: float = 1e-10) -> S
     if not isinstance(Ulist, dict):
         Ulist = {f"U_{i + 1}": u for i, u in enumerate(Ulist)}
     try:  # the engine's own path, so the components are bit-identical to its posterior
-        from .model import check_Ulist, expand_cov
+        from ..model import check_Ulist, expand_cov
     except ImportError:
         U, names = _expand(Ulist, grid, usepm)
     else:
@@ -308,7 +308,7 @@ def resolve_kernel(kernel: Kernel | None = None) -> Kernel:
     if kernel is not None:
         return kernel
     try:
-        from .model import posterior_chunk  # the MASH engine's row kernel
+        from ..model import posterior_chunk  # the MASH engine's row kernel
     except ImportError:
         return posterior_chunk_fallback
     return posterior_chunk
@@ -317,8 +317,8 @@ def resolve_kernel(kernel: Kernel | None = None) -> Kernel:
 def kernel_extras(kernel: Kernel, U: np.ndarray) -> dict:
     """Keyword arguments precomputed once per run for a kernel (the engine's component basis)."""
     try:
-        from .model import posterior_chunk
-        from .model import ComponentBasis
+        from ..model import posterior_chunk
+        from ..model import ComponentBasis
     except ImportError:
         return {}
     if kernel is posterior_chunk:

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._errors import MashInputError
-from .scale_kernel import component_posteriors
+from .._errors import MashInputError
+from .kernel import component_posteriors
 
 
 def _sqrt_psd(C: np.ndarray) -> np.ndarray:

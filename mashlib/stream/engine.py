@@ -40,25 +40,22 @@ from typing import Sequence
 
 import numpy as np
 
-from ._atomic import atomic_path
-from ._errors import MashInputError, MashlibError
-from .scale_kernel import (OUTPUT_NAMES, StreamModel, kernel_extras, prepare_model,
-                           resolve_kernel, transform_chunk)
-from .scale_kernel import blas_threads as _blas_threads
-from .scale_plan import MemoryEstimate, estimate_memory, parse_memory
-from .scale_plan import calibrate as _calibrate
-from .scale_sampling import get_pairwise_sharing_from_samples, sample_posterior_chunk
-from .scale_store import (FORMAT, InputSource, NpyRows, assemble_long_table, open_store,
-                          prepare_store_dir, read_manifest, read_rows, save_npy_store,
+from .._atomic import atomic_path
+from .._errors import MashInputError
+from .chunk import ChunkFailedError, run_chunk
+from .kernel import (OUTPUT_NAMES, StreamModel, kernel_extras, prepare_model,
+                           resolve_kernel)
+from .kernel import blas_threads as _blas_threads
+from .plan import MemoryEstimate, estimate_memory, parse_memory
+from .plan import calibrate as _calibrate
+from .sampling import get_pairwise_sharing_from_samples
+from .store import (FORMAT, InputSource, NpyRows, assemble_long_table, open_store,
+                          prepare_store_dir, read_manifest, save_npy_store,
                           write_long_part, write_manifest)
 
 __all__ = ["compute_posterior_streaming", "save_npy_store", "open_store", "estimate_memory",
            "get_pairwise_sharing_from_samples", "calc_relative_lik_matrix_dask", "StreamResult",
            "MemoryEstimate", "ChunkFailedError", "parse_memory", "prepare_model", "StreamModel"]
-
-
-class ChunkFailedError(MashlibError, RuntimeError):
-    """A chunk kept failing after its retries; the message names its row range."""
 
 
 # ----------------------------------------------------------------------------- results
@@ -144,61 +141,6 @@ def _align(model: StreamModel, input_conds, n_cols: int, exclude, V):
             "(data columns named there are dropped too).")
     pos = {c: i for i, c in enumerate(input_conds)}
     return model, np.asarray([pos[c] for c in eff]), V
-
-
-# ----------------------------------------------------------------------------- chunk work
-def _prepare_data(B, S, alpha, V):
-    """mash_set_data on one chunk (the engine's when present, for identical validation)."""
-    try:
-        from .model import mash_set_data
-    except ImportError:
-        return transform_chunk(B, S, alpha)
-    d = mash_set_data(B, S, alpha=alpha, V=V)
-    return d.Bhat, d.Shat, d.Shat_alpha
-
-
-def run_chunk(payload: dict, start: int, stop: int, data=None) -> dict:
-    """Compute one chunk: read rows, transform, posterior kernel, optional samples.
-
-    ``payload`` holds the model and options (it is what Dask scatters to workers);
-    ``data`` is ``(Bhat, Shat)`` for in-memory input, else rows are read from the store.
-    """
-    if data is None:
-        data = read_rows(payload["source"], start, stop)
-    idx = payload["col_idx"]
-    if not payload["identity_cols"]:
-        data = tuple(x if np.ndim(x) == 0 else x[:, idx] for x in data)
-    if len(data) == 3:                                  # MashData rows: already transformed
-        Bt, St, Sa = data
-    else:
-        try:
-            Bt, St, Sa = _prepare_data(data[0], data[1], payload["alpha"], payload["V"])
-        except MashInputError as e:
-            raise MashInputError(f"{e} [row numbers are within the chunk of rows "
-                                 f"{start}-{stop - 1}]") from None
-    model = payload["model"]
-    kernel = payload["kernel"]
-    # EZ fast path: with one transformed Shat for all rows, only Shat_alpha varies by row and
-    # it enters as a positive per-cell scale: PM and PSD scale by it, lfsr/lfdr/NegativeProb
-    # do not change. Run the kernel on the common-covariance scale and rescale (exact math).
-    rescale = (payload["fast_ez"] and payload["A"] is None and Bt.shape[0] > 1
-               and bool(np.all(St == St[0])) and not bool(np.all(Sa == Sa[0])))
-    res = kernel(Bt, St, np.ones_like(Sa) if rescale else Sa, payload["V"], model.U, model.pi,
-                 A=payload["A"], output_posterior_cov=payload["posterior_cov"],
-                 **payload["kernel_extras"])
-    out = {k: np.asarray(res[k]) for k in payload["outputs"] if k != "PosteriorSamples"}
-    if rescale:
-        out["PosteriorMean"] = out["PosteriorMean"] * Sa
-        out["PosteriorSD"] = out["PosteriorSD"] * Sa
-        if "PosteriorCov" in out:
-            out["PosteriorCov"] = out["PosteriorCov"] * (Sa[:, :, None] * Sa[:, None, :])
-    if "PosteriorCov" in out and out["PosteriorCov"].shape[0] != stop - start:
-        out["PosteriorCov"] = np.moveaxis(out["PosteriorCov"], -1, 0)   # R's Q x Q x J layout
-    if payload["samples"]:
-        rng = np.random.default_rng(np.random.SeedSequence(payload["seed"], spawn_key=(start,)))
-        out["PosteriorSamples"] = sample_posterior_chunk(Bt, St, Sa, payload["V"], model.U, model.pi,
-                                                         payload["samples"], rng, A=payload["A"])
-    return out
 
 
 def _retrying(fn, start, stop, retries, ci, n_chunks):
@@ -456,7 +398,7 @@ def compute_posterior_streaming(model_or_g, Bhat, Shat=None, *, alpha=None, V=No
     # --- plan: chunk size from the budget (calibrated) ---------------------------
     min_chunks, baseline, cluster = 1, None, None
     if engine == "dask":                 # plan for a worker: its RSS, outputs not held there
-        from .scale_dask import open_client, worker_baseline
+        from .distributed import open_client, worker_baseline
         client, cluster = open_client(client, n_workers)
         nw, baseline = worker_baseline(client)
         min_chunks = 4 * nw
@@ -492,7 +434,7 @@ def compute_posterior_streaming(model_or_g, Bhat, Shat=None, *, alpha=None, V=No
             sink = _MemorySink(J, shapes)
     except BaseException:
         if cluster is not None:
-            from .scale_dask import close_client
+            from .distributed import close_client
             close_client(client, cluster)
         raise
     cr, n_chunks = est.chunk_rows, est.n_chunks
@@ -511,7 +453,7 @@ def compute_posterior_streaming(model_or_g, Bhat, Shat=None, *, alpha=None, V=No
     try:
         with _blas_threads(blas_threads):
             if engine == "dask":
-                from .scale_dask import run_chunks_dask
+                from .distributed import run_chunks_dask
                 run_chunks_dask(payload, source, todo, cr, J, on_result, client=client,
                                 n_workers=n_workers, retries=retries)
             else:
@@ -526,7 +468,7 @@ def compute_posterior_streaming(model_or_g, Bhat, Shat=None, *, alpha=None, V=No
             bar.close()
         sink.close()
         if cluster is not None:
-            from .scale_dask import close_client
+            from .distributed import close_client
             close_client(client, cluster)
     elapsed = time.perf_counter() - t0
     result = StreamResult({}, out_conds, source.row_ids, None if out is None else Path(out), est,
@@ -571,5 +513,5 @@ def _bar(progress, total, initial):
 
 def calc_relative_lik_matrix_dask(data, Ulist, *, client=None, n_workers=None, chunk_rows=10_000):
     """``calc_relative_lik_matrix`` computed over row chunks as Dask tasks (see scale_dask)."""
-    from .scale_dask import calc_relative_lik_matrix_dask as _f
+    from .distributed import calc_relative_lik_matrix_dask as _f
     return _f(data, Ulist, client=client, n_workers=n_workers, chunk_rows=chunk_rows)

@@ -1,6 +1,6 @@
 """Dask engine for the streaming posterior (optional dependency: ``pip install mashlib[dask]``).
 
-Each row chunk is one ``client.submit`` task running :func:`mashlib.scale.run_chunk`
+Each row chunk is one ``client.submit`` task running :func:`mashlib.stream.chunk.run_chunk`
 with the model broadcast once to every worker (``client.scatter``). Workers read
 their rows from the input store themselves when the input is a store (only a path
 and a row range travel), otherwise the chunk's rows are sent with the task. The
@@ -17,7 +17,7 @@ import os
 
 import numpy as np
 
-from ._errors import MashInputError
+from .._errors import MashInputError
 
 
 def _require_dask():
@@ -53,12 +53,12 @@ def close_client(client, cluster) -> None:
 
 
 def _warm_rss():
-    import mashlib.scale  # noqa: F401 - import what a task imports, then measure
+    import mashlib.stream.chunk  # noqa: F401 - import what a task imports, then measure
     try:
         import mashlib.model.posterior  # noqa: F401
     except ImportError:
         pass
-    from mashlib.scale_plan import current_rss
+    from mashlib.stream.plan import current_rss
     return current_rss()
 
 
@@ -93,8 +93,8 @@ def _tune_malloc() -> None:
 
 
 def _chunk_task(payload, start, stop, data):
-    from .scale import run_chunk
-    from .scale_kernel import blas_threads
+    from .chunk import run_chunk
+    from .kernel import blas_threads
     _tune_malloc()
     with blas_threads(payload.get("blas_threads")):
         return run_chunk(payload, start, stop, data)
@@ -103,7 +103,7 @@ def _chunk_task(payload, start, stop, data):
 def run_chunks_dask(payload, source, todo, chunk_rows, J, on_result, *, client=None,
                     n_workers=None, retries=2):
     """Run the chunks ``todo`` as Dask tasks; call ``on_result(ci, res)`` in completion order."""
-    from .scale import ChunkFailedError
+    from .chunk import ChunkFailedError
     distributed = _require_dask()
     client, cluster = _client(client, n_workers)
     try:
@@ -154,7 +154,7 @@ def run_chunks_dask(payload, source, todo, chunk_rows, J, on_result, *, client=N
 
 
 def _lik_task(data_chunk, Ulist):
-    from .model import calc_relative_lik_matrix
+    from ..model import calc_relative_lik_matrix
     return calc_relative_lik_matrix(data_chunk, Ulist)
 
 

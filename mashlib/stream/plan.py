@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._errors import MashInputError
-from .scale_kernel import OUTPUT_NAMES, StreamModel, bytes_per_row
+from .._errors import MashInputError
+from .kernel import OUTPUT_NAMES, StreamModel, bytes_per_row
 
 # ----------------------------------------------------------------------------- memory
 CHUNK_BYTES = 256e6      # working memory aimed at per chunk

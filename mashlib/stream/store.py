@@ -37,8 +37,8 @@ from typing import Sequence
 
 import numpy as np
 
-from ._atomic import atomic_path
-from ._errors import MashInputError
+from .._atomic import atomic_path
+from .._errors import MashInputError
 
 FORMAT = "mashlib-npy-store"
 MANIFEST = "manifest.json"
