@@ -97,7 +97,7 @@ def bench_gtex(case, repeat):
 def bench_cov_flash(factors, repeat):
     import pandas as pd
 
-    from mashlib.cov_flash import cov_flash
+    from mashlib.prior import cov_flash
     from mashlib.model import mash_set_data
 
     sp = REF / "sim_protocol"

@@ -65,7 +65,7 @@ def _sim_protocol_inputs():
 
 
 def bench_ed_sim_protocol():
-    from mashlib.ed import _proportional, cov_ed
+    from mashlib.prior.ed import _proportional, cov_ed
     B, S, V, comps, ref = _sim_protocol_inputs()
     data = _mash_data(B, S, V)
     ycov = S[:, :, None] * V[None] * S[:, None, :]
@@ -85,7 +85,7 @@ def bench_ed_sim_protocol():
 
 
 def bench_ed_sim_protocol_general(steps=40):
-    from mashlib.ed import extreme_deconvolution
+    from mashlib.prior.ed import extreme_deconvolution
     B, S, V, comps, ref = _sim_protocol_inputs()
     ycov = S[:, :, None] * V[None] * S[:, None, :]
     K, R = len(comps), B.shape[1]
@@ -105,7 +105,7 @@ def bench_ed_sim_protocol_general(steps=40):
 
 
 def bench_ed_gtex():
-    from mashlib.ed import cov_ed
+    from mashlib.prior.ed import cov_ed
     import pandas as pd
     X = pd.read_csv(REF / "gtex_flash" / "gtex.csv")
     X = X.select_dtypes("number").to_numpy(dtype=float)
@@ -123,7 +123,7 @@ def bench_ed_gtex():
 
 
 def _bench_udr(update):
-    from mashlib.udr import ud_init, ud_fit
+    from mashlib.prior.udr import ud_init, ud_fit
     us = REF / "udr_sim"
     X = np.loadtxt(us / "X.csv", delimiter=",", skiprows=1)
     init = json.loads((us / "init.json").read_text())

@@ -20,43 +20,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_pdf import PdfPages
-from matplotlib.colors import LinearSegmentedColormap, to_rgb
 from matplotlib.figure import Figure
 
 from ._atomic import atomic_path
 from ._errors import MashInputError
+from ._palette import RDYLBU7, prior_palette  # noqa: F401  (re-exported)
 
 __all__ = ["plot_U", "plot_sharing", "mash_plot_meta", "prior_palette"]
 
-#: RColorBrewer RdYlBu with 7 classes (reversed below, as the protocol script does).
-RDYLBU7 = ["#D73027", "#FC8D59", "#FEE090", "#FFFFBF", "#E0F3F8", "#91BFDB", "#4575B4"]
 _N_COL = 5          # heatmaps per row (gridExtra ncol = 5)
 _UNIT = 4.0         # inches per panel
 _ROWS_PER_PAGE = 10  # keeps every PDF page under the 200-inch page limit
-
-
-def prior_palette(n: int = 128) -> LinearSegmentedColormap:
-    """R's ``colorRampPalette(rev(RdYlBu7))(n)`` as a matplotlib colormap on [-1, 1].
-
-    ``colorRampPalette`` interpolates linearly in RGB between the 7 anchor colours, at
-    ``n`` equally spaced points; values outside the limits are drawn grey (ggplot's
-    ``na.value = "grey50"``).
-
-    Parameters
-    ----------
-    n : int
-        Number of interpolated colours (128 in the protocol).
-
-    Returns
-    -------
-    matplotlib.colors.LinearSegmentedColormap
-    """
-    anchors = np.array([to_rgb(c) for c in RDYLBU7[::-1]])
-    t = np.linspace(0.0, 1.0, anchors.shape[0])
-    s = np.linspace(0.0, 1.0, n)
-    cols = np.column_stack([np.interp(s, t, anchors[:, k]) for k in range(3)])
-    cmap = LinearSegmentedColormap.from_list("rev_RdYlBu7_%d" % n, cols, N=n)
-    return cmap.with_extremes(bad="white", over="#7F7F7F", under="#7F7F7F")
 
 
 # --------------------------------------------------------------------------- plot_U helpers

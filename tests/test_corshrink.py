@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from mashlib._errors import MashInputError
-from mashlib.corshrink import (_fisher_inputs, _merge_control, _pairwise, corshrink_data,
+from mashlib.vhat.corshrink import (_fisher_inputs, _merge_control, _pairwise, corshrink_data,
                                corshrink_matrix, fisher_z_se, vhat_corshrink)
 
 REF = Path(__file__).parent / "data" / "reference"

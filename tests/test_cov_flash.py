@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from mashlib._errors import MashInputError
-from mashlib.cov_flash import cov_flash
+from mashlib.prior import cov_flash
 from mashlib.model import mash_set_data
 from mashlib.ebmf import flash_backfit, flash_greedy, flash_greedy_init_softImpute, flash_init
 from mashlib.eb.ebnm import ebnm_point_normal

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from mashlib._errors import MashInputError
-from mashlib.ed import bovy_wrapper, cov_ed, extreme_deconvolution
+from mashlib.prior.ed import bovy_wrapper, cov_ed, extreme_deconvolution
 
 REF = Path(__file__).parent / "data" / "reference"
 DBL_MIN = np.finfo(float).tiny
@@ -118,7 +118,7 @@ def test_sim_small_case_d_cov_ed():
 
 def test_chain2_ed_full_error_covariances():
     """The protocol test chain: S_j V S_j full errors (V != I), 17 rows, 17 components."""
-    from mashlib import covariances as cov, data as data_mod
+    from mashlib.model import covariances as cov, data as data_mod
     g = REF / "golden"
     fx = json.loads((g / "fixture_mashr_input.json").read_text())
     b = np.asarray(fx["strong.b"]["values"], float)
@@ -286,7 +286,7 @@ def _prop_toy(seed=11, N=40, R=4):
 
 
 def test_proportional_detection():
-    from mashlib.ed import _proportional
+    from mashlib.prior.ed import _proportional
     Y, S, sh, _ = _prop_toy()
     S0, kappa = _proportional("full", S)
     np.testing.assert_allclose(kappa[:, None, None] * S0, S, rtol=1e-13, atol=0)
@@ -339,7 +339,7 @@ def test_proportional_free_means_fixed_amp_diag_errors():
 
 def test_proportional_path_row_blocks(monkeypatch):
     """Row blocks of the joint-diagonalisation path sum to the one-block result."""
-    import mashlib.ed as edm
+    import mashlib.prior.ed as edm
     rng = np.random.default_rng(9)
     N, R = 400, 3
     c = rng.uniform(0.5, 2.0, N)
@@ -357,7 +357,7 @@ def test_proportional_path_row_blocks(monkeypatch):
 # ----------------------------------------------------------------------------- kernels
 def test_chol_inv_kernel_matches_lapack():
     """Batched Cholesky + vectorised forward substitution against inv / slogdet / solve."""
-    from mashlib.ed import _chol_inv
+    from mashlib.prior.ed import _chol_inv
     rng = np.random.default_rng(21)
     B, R = 37, 6
     A = rng.standard_normal((B, R, R))
@@ -415,8 +415,8 @@ def _scaled_case(prop, seed=21, N=300, R=5):
 def test_scaled_errors_equal_explicit(prop, fixmean, monkeypatch):
     """The structured S_i = D_i V D_i (never materialised) gives the explicit (N, R, R) fit:
     general (Woodbury + direct) and joint-diagonalisation paths, several row blocks."""
-    import mashlib.ed as edm
-    from mashlib.ed_kernels import _ScaledV
+    import mashlib.prior.ed as edm
+    from mashlib.prior._ed_kernels import _ScaledV
     Y, sh, C, V = _scaled_case(prop)
     S = sh[:, :, None] * C[None] * sh[:, None, :]
     K = len(V)
@@ -441,7 +441,7 @@ def test_scaled_errors_equal_explicit(prop, fixmean, monkeypatch):
 
 
 def test_scaled_errors_bad_inputs():
-    from mashlib.ed_kernels import _ScaledV
+    from mashlib.prior._ed_kernels import _ScaledV
     Y, sh, C, V = _scaled_case(False, N=20)
     with pytest.raises(MashInputError, match="not positive definite"):
         extreme_deconvolution(Y, _ScaledV(sh, np.ones((5, 5))), np.ones(1), None, V[:1])

@@ -210,7 +210,7 @@ def test_chain2_protocol_fit():
     """golden/scripts/chain2.R: V simple, canonical + pca(3) + cov_ed prior, fit on random.
 
     """
-    from mashlib import ed
+    from mashlib.prior import ed
     from mashlib.model import get_log10bf, get_pairwise_sharing, get_significant_results
     from mashlib.vhat import estimate_null_correlation_simple
     c2 = _json(REF / "golden" / "chain2_values.json")

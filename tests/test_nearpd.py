@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from mashlib._errors import MashConvergenceWarning, MashInputError
-from mashlib.nearpd import near_pd, vhat_simple_specific
+from mashlib.vhat.nearpd import near_pd, vhat_simple_specific
 
 REF = Path(__file__).parent / "data" / "reference"
 
@@ -117,7 +117,7 @@ def test_nearpd_bad_input():
 
 
 def test_ensure_symmetry_follows_isSymmetric():
-    from mashlib.nearpd import _is_symmetric
+    from mashlib.vhat.nearpd import _is_symmetric
 
     x = np.array([[1.0, 0.5], [0.5, 1.0]])
     assert _is_symmetric(x)

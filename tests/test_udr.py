@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from mashlib._errors import MashInputError
-from mashlib.udr import ud_fit, ud_init
+from mashlib.prior.udr import ud_fit, ud_init
 
 REF = Path(__file__).parent / "data" / "reference"
 US = REF / "udr_sim"
@@ -211,7 +211,7 @@ def test_ud_init_errors_and_defaults():
 
 def test_noniid_updates_match_row_loops():
     """Vectorised non-iid updates against row-by-row transcriptions of udr's R loops."""
-    from mashlib import udr_updates as up
+    from mashlib.prior.udr import updates as up
     rng = np.random.default_rng(11)
     n, m = 25, 3
     X = rng.standard_normal((n, m)) * 2
@@ -268,7 +268,7 @@ def _ee_data(n, m, seed):
                                       rank1_update="none", lambda_=3.0)])
 def test_noniid_structured_blocked_equals_explicit(ctl, monkeypatch):
     """EE data, common V != I: implicit S_i V S_i in row blocks == the explicit (n, m, m) path."""
-    from mashlib import udr_updates as up
+    from mashlib.prior.udr import updates as up
     data = _ee_data(300, 4, seed=21)
     n, m = data.Bhat.shape
     Vexp = data.Shat[:, :, None] * data.V[None] * data.Shat[:, None, :]
@@ -291,7 +291,7 @@ def test_noniid_structured_blocked_equals_explicit(ctl, monkeypatch):
 def test_noniid_structured_memory_bounded(monkeypatch):
     """tracemalloc: EE ud_init + 3 ud_fit iterations never hold O(n m^2) per component."""
     import tracemalloc
-    from mashlib import udr_updates as up
+    from mashlib.prior.udr import updates as up
     monkeypatch.setattr(up, "_BLOCK_BYTES", 4e6)
     data = _ee_data(20_000, 10, seed=2)
     n, m = data.Bhat.shape

@@ -109,7 +109,7 @@ def _strong_data(p: dict, V=None):
 
 def compute_flash(p: dict, out: Path, factors: str = "default") -> dict:
     """``cov_flash(strong data, factors)`` -> ``tFLASH_<tag>``, ``FLASH_<tag>_k`` (map 1.1/1.2)."""
-    from ..cov_flash import cov_flash
+    from ..prior import cov_flash
     inp, data = _strong_data(p)
     U = cov_flash(data, factors=factors) or {}
     return {out: _labelled(U, inp.conditions)}
@@ -172,7 +172,7 @@ def _null_z(p: dict) -> tuple[pd.DataFrame, list[str]]:
 
 def compute_vhat_corshrink_xcondition(p: dict, out: Path) -> dict:
     """CorShrink of the null z-scores (halfuniform ash; map 1.8)."""
-    from ..corshrink import vhat_corshrink
+    from ..vhat import vhat_corshrink
     z, cond = _null_z(p)
     V = vhat_corshrink(z)
     return {out: pd.DataFrame(_mat(V), index=cond, columns=cond)}
@@ -180,7 +180,7 @@ def compute_vhat_corshrink_xcondition(p: dict, out: Path) -> dict:
 
 def compute_vhat_simple_specific(p: dict, out: Path) -> dict:
     """``nearPD(cov(null z), corr=TRUE, conv.tol=1e-6)`` (map 1.9)."""
-    from ..nearpd import vhat_simple_specific
+    from ..vhat import vhat_simple_specific
     z, cond = _null_z(p)
     V = vhat_simple_specific(z)
     return {out: pd.DataFrame(_mat(V), index=cond, columns=cond)}

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import optimize
 
-from ._errors import MashInputError
+from ..._errors import MashInputError
 
 _UNIROOT_TOL = np.finfo(float).eps ** 0.25   # R uniroot's default tol
 _LBFGSB_FTOL = 1e7 * np.finfo(float).eps     # R optim's default factr

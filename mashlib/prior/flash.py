@@ -27,8 +27,8 @@ import warnings
 
 import numpy as np
 
-from ._atomic import atomic_path
-from ._errors import MashInputError
+from .._atomic import atomic_path
+from .._errors import MashInputError
 
 __all__ = ["cov_flash"]
 
@@ -56,7 +56,7 @@ def _subset_rows(J, subset):
 def _save_model(path, fit, factors, conditions):
     path = str(path)
     if path.endswith(".rds"):
-        from .io import write_rds
+        from ..io import write_rds
 
         model = {
             "n_factors": int(fit.n_factors),
@@ -110,8 +110,8 @@ def cov_flash(data, factors="default", subset=None, remove_singleton=False, tag=
         ``data.conditions``; an empty dict (with a warning) when flash finds no
         factor.
     """
-    from .ebmf import flash_backfit, flash_greedy, flash_greedy_init_softImpute, flash_init, ldf, nonneg_init
-    from .eb.ebnm import ebnm_point_exponential, ebnm_point_normal
+    from ..ebmf import flash_backfit, flash_greedy, flash_greedy_init_softImpute, flash_init, ldf, nonneg_init
+    from ..eb.ebnm import ebnm_point_exponential, ebnm_point_normal
 
     if factors not in ("default", "nonneg"):
         raise MashInputError(f"factors: {factors!r} is not one of 'default', 'nonneg'.")

@@ -12,9 +12,9 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 
-from ._errors import MashInputError
-from . import udr_updates as up
-from .udr import UdComponent, UdFit, _loglik_and_P, ud_fit_control_default
+from ..._errors import MashInputError
+from . import updates as up
+from .model import UdComponent, UdFit, _loglik_and_P, ud_fit_control_default
 
 _ALLOWED = {
     "weights_update": ("em", "none"),

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from ._errors import MashConvergenceWarning, MashInputError
+from .._errors import MashConvergenceWarning, MashInputError
 
 __all__ = ["NearPDResult", "near_pd", "vhat_simple_specific"]
 

@@ -22,7 +22,7 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
-from ._errors import MashInputError
+from .._errors import MashInputError
 from .nearpd import _null_z_matrix, near_pd
 
 __all__ = ["corshrink_data", "corshrink_matrix", "vhat_corshrink", "ash_control_defaults",
@@ -228,7 +228,7 @@ def corshrink_matrix(cormat, nsamp=None, zscore_sd=None, thresh_up: float = 0.99
     zhat, se, pos = _fisher_inputs(C, nsamp, zscore_sd, thresh_up, thresh_down)
     ctrl = _merge_control(ash_control, maxiter)
     try:
-        from .eb import ash  # noqa: PLC0415
+        from ..eb import ash  # noqa: PLC0415
     except ImportError as e:        # pragma: no cover - only while ash is being written
         raise ImportError(f"corshrink needs mashlib.ash (ash with mixEM): {e}") from e
     fit = ash(zhat, se, **_ash_kwargs(ash, ctrl))
@@ -253,7 +253,7 @@ def _image(C, S, labels, image):
     """Side-by-side heatmaps of the sample and / or shrunk correlations."""
     from matplotlib.figure import Figure  # noqa: PLC0415
 
-    from .plots import prior_palette  # noqa: PLC0415
+    from .._palette import prior_palette  # noqa: PLC0415
 
     mats = {"both": [("sample", C), ("CorShrink", S)], "original": [("sample", C)],
             "corshrink": [("CorShrink", S)], "output": [("CorShrink", S)]}[image]

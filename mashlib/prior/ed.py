@@ -66,9 +66,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from ._errors import MashInputError
+from .._errors import MashInputError
 # numeric kernels live in ed_kernels (module size); re-exported for tests and benchmarks
-from .ed_kernels import (_DBL_MIN, _HALF_LOG_2PI, _PROP_TOL, _RANK_TOL,  # noqa: F401
+from ._ed_kernels import (_DBL_MIN, _HALF_LOG_2PI, _PROP_TOL, _RANK_TOL,  # noqa: F401
                          _chol_inv, _Comp, _estep, _estep_prop, _factor_psd, _mstep,
                          _proportional, _proportional_scaled, _rotate_groups, _ScaledV,
                          _whiten)

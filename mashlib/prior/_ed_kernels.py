@@ -18,7 +18,7 @@ from typing import Optional
 
 import numpy as np
 
-from ._errors import MashInputError
+from .._errors import MashInputError
 
 _DBL_MIN = np.finfo(float).tiny
 _HALF_LOG_2PI = 0.5 * np.log(2.0 * np.pi)

@@ -16,8 +16,8 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from ._errors import MashInputError
-from .model import MashData, mash_set_data, mash_update_data
+from .._errors import MashInputError
+from ..model import MashData, mash_set_data, mash_update_data
 
 __all__ = ["estimate_null_correlation_simple", "mash_estimate_corr_em", "E_V", "vhat_identity",
            "vhat_simple", "vhat_mle", "cov2cor"]
@@ -90,7 +90,7 @@ def E_V(data: MashData, m) -> np.ndarray:
 
 
 def _fit_V(data, Ulist, V, prior, **kw):
-    from .model import mash
+    from ..model import mash
     return mash(mash_update_data(data, V=V), Ulist, prior=prior, verbose=False, outputlevel=3, **kw)
 
 

@@ -20,7 +20,7 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
-from ._errors import MashInputError
+from .._errors import MashInputError
 
 __all__ = ["ENGINES", "mixture_prior", "ed_bovy", "prior_weights", "ud", "ud_unconstrained",
            "ud_control", "validate_components", "validate_prior", "read_prior"]
@@ -164,7 +164,7 @@ def read_prior(path) -> dict:
     if not p.exists():
         raise MashInputError(f"prior file {str(p)!r} does not exist; run the mixture_prior "
                              "step (ed_bovy) first or check the path.")
-    from .io import read_rds  # noqa: PLC0415
+    from ..io import read_rds  # noqa: PLC0415
 
     return validate_prior(read_rds(p), source=str(p))
 
@@ -182,8 +182,8 @@ def prior_weights(data, U: Mapping, **mash_kw) -> pd.Series:
     pandas.Series
         ``"null"`` followed by the names of ``U``.
     """
-    from .model import mash  # noqa: PLC0415
-    from .model import get_estimated_pi  # noqa: PLC0415
+    from ..model import mash  # noqa: PLC0415
+    from ..model import get_estimated_pi  # noqa: PLC0415
 
     m = mash(data, Ulist=dict(U), outputlevel=1, **mash_kw)
     return get_estimated_pi(m)
@@ -271,7 +271,7 @@ def _ud_engine(data, components, update: str, n_unconstrained: int, seed: int,
     R = int(np.asarray(data.Bhat).shape[1])
     if components is not None:          # validated, then ignored (pecotmr version A)
         validate_components(components, R=R)
-    from .model import cov_canonical  # noqa: PLC0415
+    from ..model import cov_canonical  # noqa: PLC0415
     from .udr import ud_fit, ud_init  # noqa: PLC0415
 
     U_can = cov_canonical(data)

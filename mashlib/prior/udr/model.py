@@ -49,10 +49,10 @@ from typing import Mapping, Optional
 import numpy as np
 import pandas as pd
 
-from ._errors import MashInputError
-from . import udr_updates as up
+from ..._errors import MashInputError
+from . import updates as up
 
-__all__ = ["UdComponent", "UdFit", "ud_init", "ud_fit", "ud_fit_control_default"]
+__all__ = ["UdComponent", "UdFit", "ud_init", "ud_fit_control_default"]
 
 _LOG2PI = np.log(2.0 * np.pi)
 
@@ -375,4 +375,3 @@ def ud_init(dat, V=None, n_rank1: Optional[int] = None, n_unconstrained: Optiona
     return UdFit(X=X, V=V, U=U, w=w, loglik=loglik, P=P)
 
 
-from .udr_fit import ud_fit  # noqa: E402  (the EM loop lives in udr_fit.py)
