@@ -4,7 +4,7 @@ Cases: the gtex_flash settings i-x of tests/data/reference/MANIFEST.md (flashier
 medians of 3 R runs), and cov_flash default / nonneg on the sim_protocol strong set
 (1,500 x 20; R single runs from sim_protocol/meta_setup.json). Each case runs ``--repeat``
 times (default 3) and the median is reported beside R's seconds, with our ELBO, R's ELBO
-and the number of factors. Cases whose ebnm family is not yet in mashlib.ebnm are
+and the number of factors. Cases whose ebnm family is not yet in mashlib.eb.ebnm are
 recorded as skipped.
 
 Usage::

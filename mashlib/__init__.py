@@ -15,10 +15,8 @@ is fast and optional pieces load only when used.
 from __future__ import annotations
 
 import importlib
-import sys
-import types
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 # public name -> submodule that defines it
 _EXPORTS: dict[str, str] = {
@@ -128,13 +126,18 @@ _EXPORTS: dict[str, str] = {
     "write_rds": "io",
     "read_mashr_input": "io",
     "MashrInput": "io",
-    "simulate_protocol_example": "simulate",
+    "simulate_protocol_example": "protocol.simulate",
 }
+
+#: the sub-packages, one per family, reachable as ``mashlib.<wing>`` (imported on first use)
+WINGS = ("io", "eb", "ebmf", "model", "stream", "prior", "vhat", "plots", "protocol", "datasets")
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
 
 
 def __getattr__(name: str):
+    if name in WINGS:
+        return importlib.import_module(f"{__name__}.{name}")
     try:
         modname = _EXPORTS[name]
     except KeyError:
@@ -147,22 +150,3 @@ def __getattr__(name: str):
 
 def __dir__():
     return __all__
-
-
-# A few public functions share their name with the submodule that defines them
-# (``mashlib.mash``, ``mashlib.ash``, ...). Importing such a submodule makes Python set the
-# package attribute to the module, which would shadow the function; the package's class
-# below hands out the function instead, so ``mashlib.mash(...)`` works in any import order
-# while everything stays lazily imported.
-_SAME_NAME = frozenset(name for name, mod in _EXPORTS.items() if name == mod)
-
-
-class _Package(types.ModuleType):
-    def __getattribute__(self, name):
-        value = super().__getattribute__(name)
-        if name in _SAME_NAME and isinstance(value, types.ModuleType):
-            value = getattr(value, name)
-        return value
-
-
-sys.modules[__name__].__class__ = _Package

@@ -4,7 +4,7 @@ mashlib's kernels work on stacks of small (R x R) matrices and on memory-bound
 matrix-vector products. There a multi-threaded OpenBLAS spends its time spinning and
 synchronising: measured 1.3x-7x slower on 2 cores (batched ``eigh``, mix-SQP), and far
 worse when the cores are shared. Parallelism comes from running row chunks
-concurrently instead (``mashlib.scale``), so the hot loops run under
+concurrently instead (``mashlib.stream``), so the hot loops run under
 ``with blas_threads(1): ...``. Results then also do not depend on the machine's
 thread count.
 

@@ -22,16 +22,8 @@ from pathlib import Path
 
 from ._errors import MashInputError
 
-#: the protocol's three steps on the command line (also in the driver notebook's intro)
-EXAMPLE_COMMANDS = """mashlib run mixture_prior ed_bovy --output-prefix protocol_example \\
-    --data input/mash/protocol_example.mashr_input.rds --cwd output/mixture_prior
-mashlib run mash_fit mash --output-prefix protocol_example_mash \\
-    --data input/mash/protocol_example.EE.mash.rds \\
-    --vhat-data input/mash/protocol_example.EE.V_simple.rds \\
-    --prior-data output/mixture_prior/protocol_example.EE.prior.rds \\
-    --effect-model EE --compute-posterior --cwd output/mash_fit
-mashlib run mixture_prior plot_U --output-prefix protocol_example_plots \\
-    --data output/mixture_prior/protocol_example.EE.prior.rds --cwd output/mixture_prior"""
+from .protocol.params import EXAMPLE_COMMANDS  # the protocol page's three commands
+
 if __doc__:  # None under python -OO
     __doc__ = __doc__.replace("{examples}", EXAMPLE_COMMANDS.replace("\n", "\n    "))
 
@@ -199,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         if cmd == "demo":
             return _demo(rest)
         if cmd == "simulate":
-            from .simulate import main as sim_main
+            from .protocol.simulate import main as sim_main
             return sim_main(rest)
         close = difflib.get_close_matches(cmd, ["run", "demo", "simulate"], n=1)
         raise MashInputError(f"unknown command {cmd!r}" + (f"; did you mean {close[0]}?" if close else "")

@@ -3,7 +3,7 @@
 * :func:`plot_U` is the protocol's ``plot_U`` step (``mash_plot_prior.R``, map section 1.13):
   one heatmap per mixture component whose weight exceeds ``tol``, ordered by weight.
 * :func:`plot_sharing` draws mashr's pairwise-sharing matrix
-  (:func:`mashlib.summaries.get_pairwise_sharing`).
+  (:func:`mashlib.get_pairwise_sharing`).
 * :func:`mash_plot_meta` is mashr's ``mash_plot_meta`` (``rmeta::metaplot`` of the
   posterior mean and sd of one effect across conditions).
 
@@ -204,7 +204,7 @@ def plot_U(prior, max_comp: int = -1, to_cor: bool = False, tol: float = 1e-6,
     prior : dict, or str / path
         ``{"U": {name: R x R}, "w": weights (named Series/dict or array), "loglik": ...}``,
         a bare dict of covariance matrices (every weight then 1), or the path of a
-        prior RDS (read with :func:`mashlib.io.read_rds`).
+        prior RDS (read with :func:`mashlib.read_rds`).
     max_comp : int
         Maximum number of components to draw (``-1`` or ``1``: all above ``tol``).
     to_cor : bool
@@ -334,7 +334,7 @@ def plot_sharing(m_or_matrix, factor: float = 0.5, lfsr_thresh: float = 0.05,
     :math:`S_{ij}` is the fraction of effects significant (lfsr < ``lfsr_thresh``) in
     condition *i* or *j* whose posterior means are within a factor ``factor`` of each
     other, :math:`\text{factor} < \mathrm{PM}_{ai}/\mathrm{PM}_{aj} < 1/\text{factor}`
-    (:func:`mashlib.summaries.get_pairwise_sharing`).
+    (:func:`mashlib.get_pairwise_sharing`).
 
     Parameters
     ----------

@@ -11,7 +11,7 @@ with :math:`g_k` zero-centred normals :math:`N(0, \sigma_k^2)` ("normal"), symme
 uniforms :math:`U[-\sigma_k, \sigma_k]` ("uniform", R's default), or the one-sided
 uniforms of "halfuniform", "+uniform", "-uniform", on a grid :math:`\sigma_k` chosen
 by ``autoselect.mixsd``. :math:`\pi` maximises the Dirichlet-penalised likelihood
-(:mod:`mashlib.mixopt`), and posterior summaries follow from :mod:`mashlib.mixdist`.
+(:mod:`mashlib.eb.mixopt`), and posterior summaries follow from :mod:`mashlib.eb.mixdist`.
 Observations with :math:`s = 0`, :math:`s = \infty` or NA are excluded from the fit and
 get the prior mean/sd (map §2.3).
 """
@@ -352,7 +352,7 @@ def _estimate_mixprop(loglik_matrix, prior, pi_init, optmethod, control):
 class Mash1by1Result(dict):
     """Output of :func:`mash_1by1` (R's list): keys / attributes ``result`` (dict of J x R
     DataFrames "PosteriorMean", "PosteriorSD", "lfsr"), ``loglik`` (summed ash
-    log-likelihoods) and ``alpha``. A dict, so ``mashlib.summaries`` accessors
+    log-likelihoods) and ``alpha``. A dict, so ``mashlib.model.summaries`` accessors
     (``get_lfsr``, ``get_significant_results``) accept it like R's ``m$result``."""
 
     def __init__(self, result: dict, loglik: float, alpha: float = 0.0):

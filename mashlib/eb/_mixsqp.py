@@ -157,7 +157,7 @@ def _prepare(L, w, x0, log, normalize, prior=None):
     column of L is a contiguous row of A (the Hessian and the sparse products gather
     columns) and :math:`Lx`, :math:`L^Tv` are BLAS mat-vecs on A. ``prior = (cols, wts)``
     prepends the identity rows :math:`e_{cols}` with weights ``wts`` (ashr's Dirichlet
-    penalty, :func:`mashlib.mixopt.mix_sqp`) without stacking a second copy of L.
+    penalty, :func:`mashlib.eb.mixopt.mix_sqp`) without stacking a second copy of L.
     L itself is read, never modified: two reductions check it, one pass writes A.
 
     Returns A, w (normalised, length N), x0 (normalised), z (log row maxima or zeros).

@@ -1,5 +1,5 @@
 r"""mix-SQP inner pieces: the working-set Hessian, the active-set QP subproblem and the
-backtracking line search (mixsqp 0.3-54, Kim et al. 2020; see :mod:`mashlib.mixsqp`).
+backtracking line search (mixsqp 0.3-54, Kim et al. 2020; see :mod:`mashlib.eb._mixsqp`).
 
 The QP at each SQP iterate x is
 

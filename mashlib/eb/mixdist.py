@@ -1,7 +1,7 @@
 r"""Normal and uniform mixture priors: component likelihoods, posteriors, truncated-normal moments.
 
 The building blocks of ashr (map §2.3), vectorised over n observations x K components,
-for reuse by :mod:`mashlib.ash`, the ebnm families and CorShrink.
+for reuse by :mod:`mashlib.eb`, the ebnm families and CorShrink.
 
 Model: :math:`x_i \mid \beta_i \sim N(\beta_i, s_i^2)`, prior
 :math:`\beta_i \sim g = \sum_k \pi_k g_k`.

@@ -14,7 +14,7 @@ where :math:`\\lambda` is the ``prior`` (e.g. "nullbiased": :math:`\\lambda_1` =
 * :func:`mix_sqp` folds the penalty into the data: since
   :math:`(\\lambda_k - 1)\\log \\pi_k = (\\lambda_k - 1)\\log(e_k^T\\pi)`, it appends the rows
   of :math:`I_K` with weights :math:`\\lambda - 1` to ``matrix_lik`` (rows of weight 0
-  dropped) and calls :func:`mashlib.mixsqp.mixsqp` with ``eps=1e-6, numiter_em=20``
+  dropped) and calls :func:`mashlib.mixsqp` with ``eps=1e-6, numiter_em=20``
   (the identity rows are written straight into mixsqp's private normalised copy of L).
 * :func:`mix_em` iterates the EM fixed point
   :math:`\\pi_k \\leftarrow (\\sum_i \\gamma_{ik} + \\lambda_k - 1) / \\sum_l(\\cdot)`,

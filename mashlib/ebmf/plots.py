@@ -10,7 +10,6 @@ from __future__ import annotations
 import numpy as np
 
 from .._errors import MashInputError
-from .fit import ldf
 
 
 def _figure(width, height):
@@ -34,7 +33,7 @@ def _kset(fit, kset, order_by_pve):
 def _values(fit, pm_which):
     if pm_which not in ("factors", "loadings"):
         raise MashInputError(f"pm_which: {pm_which!r} is not 'factors' or 'loadings'.")
-    L, _, F = ldf(fit, "i")
+    L, _, F = fit.ldf("i")
     if pm_which == "factors":
         return F, fit.col_names
     return L, fit.row_names

@@ -146,7 +146,7 @@ def ebnm_sign(fn) -> int:
         res = call_ebnm(fn, np.array([-10.0, 0.0, 10.0]), np.ones(3))
     except Exception as exc:  # noqa: BLE001
         raise MashInputError(f"ebnm_fn: {getattr(fn, '__name__', fn)!r} failed on a test problem ({exc}); "
-                             "pass ebnm functions such as mashlib.ebnm.ebnm_point_normal.") from exc
+                             "pass ebnm functions such as mashlib.ebnm_point_normal.") from exc
     arrays = getattr(res, "posterior_arrays", None)
     m = np.asarray(arrays["mean"], float) if arrays and "mean" in arrays else _posterior_col(res.posterior, "mean")
     if np.all(m >= 0):

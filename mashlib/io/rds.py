@@ -28,7 +28,7 @@ DataFrame whose index (or columns) is a default ``RangeIndex`` is written withou
 row (or column) names, so a matrix read from R round-trips unchanged.
 
 The mashr input (map section 1.0: :class:`MashrInput`, :func:`read_mashr_input`,
-preprocessing) lives in :mod:`mashlib.io_mashr` and is re-exported here.
+preprocessing) lives in :mod:`mashlib.io.mashr_input` and is re-exported here.
 """
 from __future__ import annotations
 

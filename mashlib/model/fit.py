@@ -9,7 +9,7 @@ The prior on each effect is the mixture
 with the grid ``omega`` from :func:`autoselect_grid`; ``pi`` maximises the penalised
 likelihood ``sum_j log sum_p pi_p exp(L~_jp) + sum_p (lambda_p - 1) log pi_p`` (``nullbiased``
 prior: lambda = 10 on the null, 1 elsewhere) by mix-SQP from a uniform start
-(:func:`mashlib.mixopt.mix_sqp`, as ``ashr::mixSQP``).
+(:func:`mashlib.eb.mixopt.mix_sqp`, as ``ashr::mixSQP``).
 """
 from __future__ import annotations
 

@@ -288,7 +288,7 @@ def calc_lik_matrix(data: MashData, Ulist, log: bool = False,
     ----------
     data : MashData
     Ulist : dict name -> R x R or (P, R, R) array
-        Usually the expanded list from :func:`mashlib.covariances.expand_cov`.
+        Usually the expanded list from :func:`mashlib.expand_cov`.
     log : bool
         Return log-densities.
     memory_bytes : int

@@ -20,7 +20,7 @@ component probabilities):
 * ``PosteriorCov_j = sum_p w (C_A + mu mu^T) - PM PM^T``.
 
 The matrices are evaluated with the spectral factorisation of
-:mod:`mashlib.likelihood` (``mu1 = N (e*u)``, ``U1 = N diag(e) N^T``), so one small
+:mod:`mashlib.model.likelihood` (``mu1 = N (e*u)``, ``U1 = N diag(e) N^T``), so one small
 eigendecomposition per (row, base covariance) serves all grid scales.
 
 :func:`posterior_chunk` is the row-chunk kernel (pure numpy, no MashData): streaming or

@@ -1,7 +1,7 @@
 """Accessors and summaries of a mash fit (mashr ``R/get_functions.R``, map §2.2 "Summaries").
 
-Every accessor takes a :class:`~mashlib.mash.MashResult` or the dict returned by
-:func:`~mashlib.mash.mash_compute_posterior_matrices` (R's ``list(result = post)`` idiom).
+Every accessor takes a :class:`~mashlib.MashResult` or the dict returned by
+:func:`~mashlib.mash_compute_posterior_matrices` (R's ``list(result = post)`` idiom).
 Indices returned by :func:`get_significant_results` are **0-based** row positions (R
 returns 1-based ``which`` indices).
 """
@@ -75,7 +75,7 @@ def get_log10bf(m: MashResult) -> Optional[np.ndarray]:
 def get_estimated_pi(m, dimension: str = "cov") -> pd.Series:
     """Estimated mixture weights (mashr ``get_estimated_pi``).
 
-    ``"all"``: the P weights named as :func:`~mashlib.covariances.expand_cov`.  Otherwise the
+    ``"all"``: the P weights named as :func:`~mashlib.expand_cov`.  Otherwise the
     non-null weights are arranged K x L (rows = covariances, columns = grid values) and
     summed over the grid (``"cov"``, names = Ulist names) or over covariances (``"grid"``,
     names ``"1".."L"``), with ``null`` prepended when the point mass is used.

@@ -1,8 +1,8 @@
-"""Numeric kernels of extreme deconvolution (:mod:`mashlib.ed`).
+"""Numeric kernels of extreme deconvolution (:mod:`mashlib.prior.ed`).
 
 The model, the EM step and its three exact evaluations (joint diagonalisation, Woodbury,
-direct) are described in the docstring of :mod:`mashlib.ed`; this module holds the batched
-pieces used by :func:`mashlib.ed.extreme_deconvolution`:
+direct) are described in the docstring of :mod:`mashlib.prior.ed`; this module holds the batched
+pieces used by :func:`mashlib.extreme_deconvolution`:
 
 * ``_ScaledV``: structured errors :math:`S_i = D_iVD_i` (per-row factors built per block);
 * ``_factor_psd`` (V = W W^T on the column space), ``_whiten``, ``_row_lse``, ``_Comp``;

@@ -43,7 +43,7 @@ which is the same update as the C code (exact algebra, different rounding).  Ran
 :math:`\\log|S_i|` are computed once.  Everything is batched over rows x components.
 
 Three exact evaluations of the same step, chosen per problem / component (kernels in
-:mod:`mashlib.ed_kernels`):
+:mod:`mashlib.prior._ed_kernels`):
 
 * **Joint diagonalisation** (``_estep_prop``) when every :math:`S_i = \\kappa_i S_0` (a common
   S, or standard errors that factor as row x condition, as in the sim_protocol strong set):
@@ -178,7 +178,7 @@ def _prep_ycovar(ycovar, N: int, R: int):
     the (n, R) array of :math:`1/\\sqrt{S_{i,rr}}`, for ``"full"`` the (n, R, R) inverse
     Cholesky factors; n is 1 when every row shares the same error covariance (``common``).
     ``S`` is the validated (n, R) variances or (n, R, R) symmetrised covariances.
-    A :class:`~mashlib.ed_kernels._ScaledV` (:math:`S_i = D_iVD_i`, from :func:`bovy_wrapper`)
+    A :class:`~mashlib.prior._ed_kernels._ScaledV` (:math:`S_i = D_iVD_i`, from :func:`bovy_wrapper`)
     gives ``kind == "scaled"`` and is returned as both ``Linv`` and ``S``: the kernels build
     each row block's factors from it (no (N, R, R) array); rows that all share one scale
     vector fall back to the common (1, R, R) covariance.
@@ -241,7 +241,7 @@ def extreme_deconvolution(ydata, ycovar, xamp, xmean=None, xcovar=None, fixamp=N
     ycovar : array
         Error covariances :math:`S_i`: (N, R) per-row diagonal variances, (N, R, R) full, or a
         common (R, R) matrix / (R,) diagonal; internally also
-        :class:`~mashlib.ed_kernels._ScaledV` (:math:`S_i = D_iVD_i`, never materialised).
+        :class:`~mashlib.prior._ed_kernels._ScaledV` (:math:`S_i = D_iVD_i`, never materialised).
     xamp : array (K,)
         Initial mixture weights :math:`\\alpha`.
     xmean : array (K, R), optional
@@ -439,7 +439,7 @@ def bovy_wrapper(data, Ulist_init, subset=None, tol: float = 1e-6, maxiter: floa
 
     Error covariances :math:`S_i`: contrast data :math:`L S_i V S_i L^T`; per-row V
     :math:`S_i V_i S_i`; a common V that is not exactly the identity :math:`S_i V S_i` (full,
-    passed as the structured :class:`~mashlib.ed_kernels._ScaledV`: O(J R) memory instead of
+    passed as the structured :class:`~mashlib.prior._ed_kernels._ScaledV`: O(J R) memory instead of
     O(J R^2), mashr issue 125); otherwise the diagonal :math:`\\hat s_i^2`.  Weights start at
     1/K, means are fixed at 0, and every refined matrix gets :math:`+ n_{subset}^{-1/2} I`
     (mashr issue 91).

@@ -286,7 +286,7 @@ def _ud_engine(data, components, update: str, n_unconstrained: int, seed: int,
     ctrl.pop("tol")     # pecotmr passes tol, but udr's stopping rule never reads it (map 2.5)
     if not fit0.iid and not penalize_non_iid:
         # R's udr ignores lambda for non-i.i.d. rows (P18: logplt = 0, loglik_penalized ==
-        # loglik), so pecotmr's EE fits are unpenalised; mashlib.udr would apply its IW
+        # loglik), so pecotmr's EE fits are unpenalised; mashlib.prior.udr would apply its IW
         # extension, so lambda is set to 0 here to reproduce the protocol
         ctrl["lambda_"] = 0
     try:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ..cli import EXAMPLE_COMMANDS
+from .params import EXAMPLE_COMMANDS
 from .params import PARAMS, WORKFLOWS
 
 __all__ = ["build", "notebooks"]
@@ -121,7 +121,7 @@ A thin driver that chains the two workflow notebooks, each step a papermill run 
 3. **`mixture_prior` / `plot_U`**: heatmaps of the prior components with weight > tol.
 
 Inputs (`input/mash/`, synthetic: 34 tissue-like conditions, made by
-`python -m mashlib.simulate protocol-example --out input/mash`):
+`python -m mashlib.protocol.simulate protocol-example --out input/mash`):
 `protocol_example.mashr_input.rds` (strong/random/null `.b/.s/.z` and `XtX`),
 `protocol_example.EE.mash.rds`, `protocol_example.EE.V_simple.rds`. Swap in your own files
 to run on real data. The same three steps on the command line:

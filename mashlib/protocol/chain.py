@@ -260,7 +260,7 @@ def _up_to_date(step: Step, p: dict, inputs: list[Path]) -> bool:
 
 def _write_outputs(results: dict, step: Step, p: dict, inputs: list[Path], t0: float,
                    notebook: str) -> None:
-    from .. import __version__
+    from .._version import __version__
     from ..io import write_rds
     for out, obj in results.items():
         out = Path(out)

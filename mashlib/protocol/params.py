@@ -89,3 +89,14 @@ def defaults(notebook: str) -> dict[str, Any]:
 def workflow_names(notebook: str) -> list[str]:
     """The workflows a notebook provides, in the source notebook's order."""
     return list(WORKFLOWS[notebook])
+
+#: The three example commands of the protocol page (CLI docstring and the driver notebook).
+EXAMPLE_COMMANDS = """mashlib run mixture_prior ed_bovy --output-prefix protocol_example \\
+    --data input/mash/protocol_example.mashr_input.rds --cwd output/mixture_prior
+mashlib run mash_fit mash --output-prefix protocol_example_mash \\
+    --data input/mash/protocol_example.EE.mash.rds \\
+    --vhat-data input/mash/protocol_example.EE.V_simple.rds \\
+    --prior-data output/mixture_prior/protocol_example.EE.prior.rds \\
+    --effect-model EE --compute-posterior --cwd output/mash_fit
+mashlib run mixture_prior plot_U --output-prefix protocol_example_plots \\
+    --data output/mixture_prior/protocol_example.EE.prior.rds --cwd output/mixture_prior"""

@@ -273,7 +273,7 @@ def _fitted_g_to_r(g) -> dict:
 
 
 def fitted_g_from_r(g: dict):
-    """Rebuild a :class:`mashlib.mash.FittedG` from its R list (``pi``, ``Ulist``, ``grid``, ``usepointmass``)."""
+    """Rebuild a :class:`mashlib.FittedG` from its R list (``pi``, ``Ulist``, ``grid``, ``usepointmass``)."""
     from ..model import FittedG
     try:
         pi = g["pi"]
@@ -300,7 +300,7 @@ def _posterior_to_r(res, rows: list[str], conds: list[str], with_cov: bool) -> d
 
 
 def mash_result_to_r(m, rows: list[str], conds: list[str]) -> RList:
-    """A :class:`~mashlib.mash.MashResult` as mashr's ``"mash"`` list (map 1.14)."""
+    """A :class:`~mashlib.MashResult` as mashr's ``"mash"`` list (map 1.14)."""
     if hasattr(m, "to_r"):
         return m.to_r()
     res = _posterior_to_r(_get(m, "result") or {}, rows, conds, with_cov=True)

@@ -175,7 +175,7 @@ def calc_relative_lik_matrix_dask(data, Ulist, *, client=None, n_workers=None, c
     Returns
     -------
     dict with ``loglik_matrix`` (J x P) and ``lfactors`` (J,), as
-    ``mashlib.likelihood.calc_relative_lik_matrix``: the row maximum is per row, so
+    ``mashlib.calc_relative_lik_matrix``: the row maximum is per row, so
     chunking changes nothing.
     """
     client, cluster = _client(client, n_workers)

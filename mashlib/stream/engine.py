@@ -16,7 +16,7 @@ Apply a fixed fitted model to 10^6-10^8 effects in one call::
   bar advances per chunk.
 * Inputs may be arrays, DataFrames or an input store directory
   (:func:`save_npy_store`); outputs go to memory or to an output store ``out``
-  (see :mod:`mashlib.scale_store` for the format and why). Each chunk is written
+  (see :mod:`mashlib.stream.store` for the format and why). Each chunk is written
   in place, ``fsync``-ed, and only then recorded in the store's manifest (atomic
   replace), so a crash loses at most the chunk in flight and the same call
   resumes. A failing chunk is retried ``retries`` times, then the call fails
@@ -25,7 +25,7 @@ Apply a fixed fitted model to 10^6-10^8 effects in one call::
   chunk boundaries and the kernel are the same, so the numbers are identical.
 
 The posterior of each chunk is computed by the MASH engine's row kernel
-(``mashlib.posterior.posterior_chunk``; see :mod:`mashlib.scale_kernel`).
+(``mashlib.posterior_chunk``; see :mod:`mashlib.stream.kernel`).
 """
 from __future__ import annotations
 
@@ -299,7 +299,7 @@ def compute_posterior_streaming(model_or_g, Bhat, Shat=None, *, alpha=None, V=No
     engine : {"inprocess", "dask"}
         Where chunks run. "dask" uses ``client`` or a LocalCluster with ``n_workers``.
     out : path, optional
-        Output store directory (see :mod:`mashlib.scale_store`); results are then memory-mapped.
+        Output store directory (see :mod:`mashlib.stream.store`); results are then memory-mapped.
     overwrite, resume : bool
         An existing store is refused unless ``overwrite``; an unfinished store written by the
         same call (same model, data and options) is resumed when ``resume``.

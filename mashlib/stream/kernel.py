@@ -1,6 +1,6 @@
 """Model preparation and per-chunk posterior kernels for the streaming posterior.
 
-The streaming layer (:mod:`mashlib.scale`) applies a *fixed* fitted mash model to
+The streaming layer (:mod:`mashlib.stream`) applies a *fixed* fitted mash model to
 row chunks. Everything it needs from the model is packed once into a
 :class:`StreamModel`: the kept mixture components ``U`` (K x R x R, already
 scaled by the grid, ``null`` included as a zero matrix), their weights ``pi``
@@ -12,7 +12,7 @@ A *kernel* maps one chunk of transformed data to posterior summaries::
         -> {"PosteriorMean": (n, Q), "PosteriorSD": (n, Q), "lfsr": (n, Q),
             "lfdr": (n, Q), "NegativeProb": (n, Q), ["PosteriorCov": (n, Q, Q)]}
 
-The MASH engine's row kernel (``mashlib.posterior.posterior_chunk``) is used when
+The MASH engine's row kernel (``mashlib.posterior_chunk``) is used when
 it exists; :func:`posterior_chunk_fallback` below is a small vectorised stand-in
 with the same contract (used only when the engine's kernel is unavailable).
 
@@ -334,7 +334,7 @@ def bytes_per_row(K: int, R: int, Q: int | None = None, *, common: bool = False,
     Cholesky factor, its inverse, ``L^{-1}U`` and ``U1`` (4 K R² doubles), plus
     about 8 (K, R) arrays (means, sds, tail probabilities) and the input/output
     rows; with a common covariance only the (K, R) terms scale with the rows.
-    Used when no calibration chunk is run (see :func:`mashlib.scale.estimate_memory`).
+    Used when no calibration chunk is run (see :func:`mashlib.stream.estimate_memory`).
     """
     Q = R if Q is None else Q
     per = 8.0 * (8 * K * Q + 12 * R + 10 * Q)

@@ -8,9 +8,9 @@ Implemented from the paper
 and the description of CorShrink 0.1-6 in the porting map (section 2.8); no CorShrink
 code was read. Each correlation :math:`r_{ij}` is Fisher-transformed,
 :math:`\\hat z_{ij} = \\operatorname{atanh}(r_{ij})`, with approximate standard error
-:math:`\\sigma_{ij}`, shrunk by adaptive shrinkage (:func:`mashlib.ash.ash`: a unimodal
+:math:`\\sigma_{ij}`, shrunk by adaptive shrinkage (:func:`mashlib.ash`: a unimodal
 prior at 0 fitted to all :math:`\\hat z`), back-transformed with :math:`\\tanh` and
-projected onto the nearest correlation matrix (:func:`mashlib.nearpd.near_pd`).
+projected onto the nearest correlation matrix (:func:`mashlib.near_pd`).
 
 The protocol's ``vhat_corshrink_xcondition`` is :func:`vhat_corshrink`:
 ``CorShrinkData(null_z, ash.control = list(mixcompdist = "halfuniform"), image = "null")$cor``.
@@ -117,7 +117,7 @@ def _fisher_inputs(C: np.ndarray, nsamp, zscore_sd, thresh_up: float, thresh_dow
 
 
 def _ash_kwargs(ash_fn, ctrl: dict) -> dict:
-    """Keep the settings :func:`mashlib.ash.ash` accepts; unsupported ones must be defaults.
+    """Keep the settings :func:`mashlib.ash` accepts; unsupported ones must be defaults.
 
     ``df=None`` (normal likelihood) is ash's only behaviour, so it is dropped; a
     non-default value of an unsupported setting is an error rather than silently ignored.
@@ -189,7 +189,7 @@ def corshrink_matrix(cormat, nsamp=None, zscore_sd=None, thresh_up: float = 0.99
         ``"null"`` draws nothing; otherwise a heatmap figure of the input and/or the
         shrunk matrix is returned under ``"figure"``.
     tol : float
-        ``conv_tol`` of the final :func:`~mashlib.nearpd.near_pd`.
+        ``conv_tol`` of the final :func:`~mashlib.near_pd`.
     dosym : bool
         Symmetrise the output.
     report_model : bool

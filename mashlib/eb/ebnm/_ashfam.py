@@ -15,10 +15,10 @@ ash                   (user, default   as the chosen mixcompdist
 
 with :math:`b_0 = 0` (the point mass). The grid, when the mode is fixed and no ash
 grid argument is given, is ebnm's KL grid for uniform mixtures
-(:func:`mashlib.ebnm_grids.scale_unimix`); otherwise ash's own
+(:func:`mashlib.eb.ebnm._grids.scale_unimix`); otherwise ash's own
 (``autoselect.mixsd``: :math:`\sigma_{\max}\,\mathrm{gridmult}^{-j}`). ash's defaults
 apply: "nullbiased" Dirichlet prior with ``nullweight = 10`` on the point mass, mix-SQP,
-the all-null shortcut, pruning at 1e-10 (:mod:`mashlib.ebnm_unimix`). The
+the all-null shortcut, pruning at 1e-10 (:mod:`mashlib.eb.ebnm._unimix`). The
 log-likelihood is :math:`\sum_i \log\sum_k \pi_k f_k(x_i)` (unpenalised, ash's ``loglik``).
 """
 from __future__ import annotations
@@ -194,7 +194,7 @@ _DOC = """EBNM with the {title} prior family (ash {mcd} components; map §2.7).
     Returns
     -------
     EbnmResult
-        ``fitted_g`` is a :class:`~mashlib.ebnm_core.UniMix`.
+        ``fitted_g`` is a :class:`~mashlib.eb.ebnm._core.UniMix`.
     """
 
 

@@ -128,7 +128,7 @@ class PointExponential:
         return np.array([self.mode, self.mode])
 
 
-# NormalMix(pi, mean, sd) and UniMix(pi, a, b) are the classes of mashlib.ash (ashr's
+# NormalMix(pi, mean, sd) and UniMix(pi, a, b) are the classes of mashlib.eb (ashr's
 # normalmix / unimix), so ash and ebnm priors are interchangeable (g_init, fix_g).
 from .._ash import NormalMix, UniMix  # noqa: E402
 

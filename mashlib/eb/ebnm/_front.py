@@ -24,7 +24,7 @@ unimodal_nonpositive      unimodal, support :math:`(-\infty,\mu]`               
 ash                       ashr's ``ash`` with ebnm's grid                        ebnm_ashfam
 ========================  =================================================  ====================
 
-Every function returns an :class:`~mashlib.ebnm_core.EbnmResult`.
+Every function returns an :class:`~mashlib.eb.ebnm._core.EbnmResult`.
 """
 from __future__ import annotations
 

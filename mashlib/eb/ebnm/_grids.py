@@ -233,7 +233,7 @@ def scale_unimix(x, s, mode=0.0, KLdiv_target=None) -> np.ndarray:
     the :math:`10^{-3}` sequence and the n = 44 grids the :math:`10^{-2}` sequence (to 1e-4
     in the printed ratios). The grid stops at the first
     :math:`b_K \ge \max_i|x_i-\mu|/s_{\min}`. Beyond the tabulated sequences
-    (:data:`mashlib.ebnm_unigrid_table.LEVELS`: :math:`10^{-6}` to :math:`10^{-2}`; b up to
+    (:data:`mashlib.eb.ebnm._unigrid_table.LEVELS`: :math:`10^{-6}` to :math:`10^{-2}`; b up to
     300 for levels :math:`\ge 10^{-4}`, 100 below) the normal-mixture grid
     :func:`scale_normalmix` is used instead, as ebnm does when its table runs out
     (ebnm's own table extent is not known; the fallback may therefore trigger at a

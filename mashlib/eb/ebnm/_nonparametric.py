@@ -3,10 +3,10 @@ r"""Nonparametric ebnm families: normal scale mixtures and the ash-based unimoda
 normal_scale_mixture
 --------------------
 :math:`g = \sum_{k=1}^K \pi_k N(\mu, \sigma_k^2)` on ebnm's fixed grid
-(:func:`mashlib.ebnm_grids.scale_normalmix`). With
+(:func:`mashlib.eb.ebnm._grids.scale_normalmix`). With
 :math:`\ell_{ik} = \log N(x_i; \mu, s_i^2 + \sigma_k^2)` and
 :math:`L_{ik} = \exp(\ell_{ik} - \max_k \ell_{ik})`, the weights maximise
-:math:`\sum_i \log \sum_k \pi_k L_{ik}` (mix-SQP, :func:`mashlib.mixsqp.mixsqp` with
+:math:`\sum_i \log \sum_k \pi_k L_{ik}` (mix-SQP, :func:`mashlib.mixsqp` with
 its default control, no penalty, start :math:`\pi = 1` or ``g_init.pi``), then
 :math:`\pi \leftarrow \max(\pi, 0)/\sum`. The log-likelihood is
 :math:`\sum_i [\log(L\pi)_i + \max_k\ell_{ik}]`.
@@ -126,20 +126,20 @@ def ebnm_normal_scale_mixture(x, s=1, mode=0, scale="estimate", g_init=None, fix
         :math:`[\min x, \max x]` with bounded scalar optimisation).
     scale : "estimate" or array_like
         The grid of sds :math:`\sigma_k`; ``"estimate"`` uses ebnm's KL-based grid
-        (:func:`mashlib.ebnm_grids.scale_normalmix`) or, with ``gridmult``, the
+        (:func:`mashlib.eb.ebnm._grids.scale_normalmix`) or, with ``gridmult``, the
         ashr-style grid :math:`\sigma_{\max}\,\mathrm{gridmult}^{-j}` with 0 prepended.
     g_init : NormalMix, optional
         Its sds define the grid and its weights start mix-SQP.
     fix_g : bool
         Only compute posteriors under ``g_init``.
     output, optmethod, control
-        As :func:`mashlib.ebnm.ebnm_point_normal`; ``control`` is passed to mix-SQP.
+        As :func:`mashlib.ebnm_point_normal`; ``control`` is passed to mix-SQP.
     gridmult : float, optional
 
     Returns
     -------
     EbnmResult
-        ``fitted_g`` is a :class:`~mashlib.ebnm_core.NormalMix`.
+        ``fitted_g`` is a :class:`~mashlib.eb.ebnm._core.NormalMix`.
     """
     fname = "ebnm_normal_scale_mixture"
     want = check_output(output)

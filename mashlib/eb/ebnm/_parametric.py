@@ -3,7 +3,7 @@ r"""Parametric ebnm workhorse and the point-normal / point-Laplace / point-expon
 Port of ebnm's ``parametric_workhorse`` / ``mle_parametric`` (map §2.7), from the
 description, not the code. Steps:
 
-1. checks (:func:`~mashlib.ebnm_core.check_xs`); observations with
+1. checks (:func:`~mashlib.eb.ebnm._core.check_xs`); observations with
    :math:`s_i = \infty` are left out of the fit and get the prior as posterior;
 2. rescaling: :math:`x, s` are multiplied by :math:`c = 1/\mathrm{median}(s_i)`
    (finite, positive :math:`s_i`), parameters are scaled back after the fit and the
@@ -435,9 +435,9 @@ _DOC = """Solve the EBNM problem with the {title} prior family (map §2.7).
     fix_g : bool
         If True, ``g_init`` is used as is and only posteriors are computed.
     output : iterable of str
-        Among :data:`~mashlib.ebnm_core.OUTPUT_NAMES`; default
-        :data:`~mashlib.ebnm_core.DEFAULT_OUTPUT`. Use
-        :data:`~mashlib.ebnm_core.FLASH_OUTPUT` for the fast path.
+        Among :data:`~mashlib.eb.ebnm._core.OUTPUT_NAMES`; default
+        :data:`~mashlib.eb.ebnm._core.DEFAULT_OUTPUT`. Use
+        :data:`~mashlib.eb.ebnm._core.FLASH_OUTPUT` for the fast path.
     optmethod : str, optional
         ``None``/"lbfgsb" (default: L-BFGS-B with analytic gradient, BFGS and
         Nelder-Mead fallbacks), "bfgs" or "nelder_mead"; R's nlm/trust names are
@@ -448,7 +448,7 @@ _DOC = """Solve the EBNM problem with the {title} prior family (map §2.7).
     Returns
     -------
     EbnmResult
-        ``fitted_g`` is a :class:`~mashlib.ebnm_core.{gcls}`.
+        ``fitted_g`` is a :class:`~mashlib.eb.ebnm._core.{gcls}`.
     """
 
 

@@ -28,8 +28,8 @@ derivatives with respect to :math:`(\alpha, \ell, \mu)` and the null
 responsibility :math:`r_i = P(\theta_i = \mu \mid x_i)`, which the posterior reuses.
 
 The point-normal and normal families live here; the point-exponential and
-point-Laplace families in :mod:`mashlib.ebnm_pfamilies_onesided` and the shared
-helpers in :mod:`mashlib.ebnm_pfamilies_base` (all re-exported here).
+point-Laplace families in :mod:`mashlib.eb.ebnm._pfamilies_onesided` and the shared
+helpers in :mod:`mashlib.eb.ebnm._pfamilies_base` (all re-exported here).
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-r"""Shared numerics of the parametric ebnm families (:mod:`mashlib.ebnm_pfamilies`).
+r"""Shared numerics of the parametric ebnm families (:mod:`mashlib.eb.ebnm._pfamilies`).
 
 Mills ratios and :math:`\log\Phi` without under/overflow (:func:`_GM`), the null
 term, the null/slab mixing of log densities (:func:`_mix`), truncated-normal

@@ -1,6 +1,6 @@
 r"""The one-sided-slab parametric ebnm families: point-exponential and point-Laplace.
 
-See :mod:`mashlib.ebnm_pfamilies` for the parametrisation and the marginal
+See :mod:`mashlib.eb.ebnm._pfamilies` for the parametrisation and the marginal
 likelihoods (map §2.7); both are re-exported there.
 """
 from __future__ import annotations
@@ -110,7 +110,7 @@ class PointExponentialFamily:
 
         Given non-null, :math:`\theta - \mu \mid x \sim N(y - s^2a, s^2)` truncated to
         :math:`[0,\infty)` with moments :math:`E, E_2`
-        (:func:`~mashlib.ebnm_core.trunc_pos_moments`); with :math:`w = 1-r`:
+        (:func:`~mashlib.eb.ebnm._core.trunc_pos_moments`); with :math:`w = 1-r`:
         mean :math:`= \mu + wE`, :math:`E\theta^2 = \mu^2 + w(2\mu E + E_2)`,
         lfsr :math:`= 1 - w`.
         """

@@ -19,7 +19,7 @@ with all ratios formed in log space and clamped to :math:`[\alpha,\beta]` (resp.
 The fit follows ashr's ``estimate_mixprop`` with ``optmethod="mixSQP"``: Dirichlet
 "nullbiased" penalty (``nullweight`` on the point mass), the all-null shortcut
 (π = (1, 0, …) when the gradient condition holds), mix-SQP from π = 1
-(:func:`mashlib.mixopt.mix_sqp`), π ← max(π, 0); posterior summaries use the
+(:func:`mashlib.eb.mixopt.mix_sqp`), π ← max(π, 0); posterior summaries use the
 components with π > 1e-10 (renormalised, ashr's ``prune``).
 """
 from __future__ import annotations

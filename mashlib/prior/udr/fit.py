@@ -1,6 +1,6 @@
 """The EM loop of udr's ``ud_fit`` (udr 0.3-158 ``R/ud_fit.R``, ``R/update_prior_covariances.R``).
 
-See :mod:`mashlib.udr` for the model, the control settings and the documented departures
+See :mod:`mashlib.prior.udr` for the model, the control settings and the documented departures
 from udr.
 """
 from __future__ import annotations

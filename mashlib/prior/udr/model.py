@@ -18,7 +18,7 @@ whitened data :math:`x' = xR^{-1}`, :math:`V = R^TR`) for the components with
 when the penalised log-likelihood increases by less than ``tol_lik`` (a decrease also stops it).
 
 Memory (mashr #125): for EE mash data with a common V the non-iid :math:`V_i = S_iVS_i` are
-kept implicit (:class:`mashlib.udr_updates.RowScaledV`: (n, m) scales + one V), and the
+kept implicit (:class:`mashlib.prior.udr.updates.RowScaledV`: (n, m) scales + one V), and the
 E-step and every non-iid update run over row blocks of about 32 MB, accumulating the sums
 the M-step needs; peak memory is O(nm + nk + block) instead of O(nm^2) per array.
 
@@ -29,7 +29,7 @@ Departures from udr, each explicit (never silent):
   each update (a proper EM).  ``"udr"`` reproduces R exactly.
 * **Penalty on non-iid data** (udr silently ignores ``lambda``).  Here the ED update is
   penalised with the same inverse-Wishart prior on :math:`U/\\sigma^2` (closed form, see
-  :func:`mashlib.udr_updates.ed_notiid`) and the penalty enters the objective.  Pass
+  :func:`mashlib.prior.udr.updates.ed_notiid`) and the penalty enters the objective.  Pass
   ``lambda_=0`` to reproduce R on such data.
 * ``ted``/``fa`` unconstrained updates on non-iid data raise :class:`MashInputError` (as R).
   ``penalty_type="nu"`` with the ``ed`` update, a non-zero lambda with an update other than
@@ -106,7 +106,7 @@ class UdFit:
     ----------
     X : ndarray (n, m)
     V : ndarray (m, m) when iid, else (n, m, m) or, for EE mash data with a common V,
-        a :class:`mashlib.udr_updates.RowScaledV` (:math:`V_i = S_iVS_i` kept implicit:
+        a :class:`mashlib.prior.udr.updates.RowScaledV` (:math:`V_i = S_iVS_i` kept implicit:
         (n, m) scales and one (m, m) V; indexable like the (n, m, m) array)
     U : dict name -> UdComponent
     w : ndarray (k,)
@@ -164,7 +164,7 @@ def ud_fit_control_default() -> dict:
 def _logdens(X, U, V):
     """n x k matrix of :math:`\\log N(x_i; 0, U_k + V_i)`, batched Cholesky.
 
-    Non-iid V (an (n, m, m) array or :class:`mashlib.udr_updates.RowScaledV`) is processed in
+    Non-iid V (an (n, m, m) array or :class:`mashlib.prior.udr.updates.RowScaledV`) is processed in
     row blocks of about ``udr_updates._BLOCK_BYTES`` per (rows, k, m, m) array.
     """
     n, m = X.shape

@@ -1,6 +1,6 @@
 """M-step updates of the udr prior covariances (udr 0.3-158, map §2.5).
 
-Two settings.  *iid*: after :func:`mashlib.udr` whitens the data (:math:`V = R^TR`,
+Two settings.  *iid*: after :func:`mashlib.prior.udr` whitens the data (:math:`V = R^TR`,
 :math:`x' = xR^{-1}`, :math:`U' = R^{-T}UR^{-1}`) every row follows
 :math:`x' \\sim N(0, U' + I)`.  *non-iid*: :math:`x_i \\sim N(0, U + V_i)` with a row-specific
 :math:`V_i` (stacked ``(n, m, m)``, or the implicit
@@ -212,7 +212,7 @@ class RowScaledV:
     """Row covariances :math:`V_i = S_iVS_i`, :math:`S_i = \\mathrm{diag}(s_i)`, kept implicit.
 
     EE mash data with a common V: stores the (n, m) scales and one (m, m) V instead of an
-    (n, m, m) array (compare :class:`mashlib.ed_kernels._ScaledV`).  Behaves like that array
+    (n, m, m) array (compare :class:`mashlib.prior._ed_kernels._ScaledV`).  Behaves like that array
     for ``shape``, ``ndim``, ``len``, integer / slice indexing (blocks are built on demand with
     the same elementwise formula, so they equal the explicit array bit for bit) and
     ``np.asarray``.  :meth:`inv` gives :math:`V_i^{-1} = S_i^{-1}V^{-1}S_i^{-1}` in the same form.

@@ -1,4 +1,4 @@
-"""CorShrink (mashlib.corshrink) against CorShrink 0.1-6 reference values."""
+"""CorShrink (mashlib.vhat.corshrink) against CorShrink 0.1-6 reference values."""
 from __future__ import annotations
 
 import json
@@ -12,7 +12,9 @@ from mashlib._errors import MashInputError
 from mashlib.vhat.corshrink import (_fisher_inputs, _merge_control, _pairwise, corshrink_data,
                                corshrink_matrix, fisher_z_se, vhat_corshrink)
 
-REF = Path(__file__).parent / "data" / "reference"
+pytestmark = pytest.mark.parity  # reproduces R reference outputs (tests/data/reference)
+
+REF = Path(__file__).parents[1] / "data" / "reference"
 
 def _json(*parts):
     with open(REF.joinpath(*parts)) as fh:

@@ -1,4 +1,4 @@
-"""mashlib.cov_flash against mashr 0.2.81 (golden/flash_values.json, sim_protocol components)."""
+"""mashlib.prior.flash against mashr 0.2.81 (golden/flash_values.json, sim_protocol components)."""
 from __future__ import annotations
 
 import json
@@ -16,7 +16,9 @@ from mashlib.model import mash_set_data
 from mashlib.ebmf import flash_backfit, flash_greedy, flash_greedy_init_softImpute, flash_init
 from mashlib.eb.ebnm import ebnm_point_normal
 
-REF = Path(__file__).parent / "data" / "reference"
+pytestmark = pytest.mark.parity  # reproduces R reference outputs (tests/data/reference)
+
+REF = Path(__file__).parents[1] / "data" / "reference"
 
 
 @pytest.fixture(scope="module")

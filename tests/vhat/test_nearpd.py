@@ -1,4 +1,4 @@
-"""Parity of mashlib.nearpd with Matrix::nearPD 1.5-3 (R reference values)."""
+"""Parity of mashlib.vhat.nearpd with Matrix::nearPD 1.5-3 (R reference values)."""
 from __future__ import annotations
 
 import json
@@ -12,7 +12,9 @@ import pytest
 from mashlib._errors import MashConvergenceWarning, MashInputError
 from mashlib.vhat.nearpd import near_pd, vhat_simple_specific
 
-REF = Path(__file__).parent / "data" / "reference"
+pytestmark = pytest.mark.parity  # reproduces R reference outputs (tests/data/reference)
+
+REF = Path(__file__).parents[1] / "data" / "reference"
 
 
 def _json(*parts):

@@ -1,6 +1,6 @@
 """Deterministic synthetic input for the MASH protocol (the shipped ``input/mash`` example).
 
-``python -m mashlib.simulate protocol-example --out input/mash`` writes
+``python -m mashlib.protocol.simulate protocol-example --out input/mash`` writes
 
 * ``protocol_example.mashr_input.rds``: the mixture_prior input, a named list of
   variants x conditions matrices ``strong.b/.s/.z``, ``random.b/.s/.z``,
@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ._errors import MashInputError
+from .._errors import MashInputError
 
 __all__ = ["TISSUES", "GROUPS", "residual_correlation", "sharing_patterns", "simulate_protocol_example",
            "write_protocol_example", "main"]
@@ -190,7 +190,7 @@ def write_protocol_example(out_dir, prefix: str = "protocol_example", derived: b
     ``derived=True`` also runs ``vhat_simple`` and ``ed_bovy`` (defaults: EE, flash,
     flash_nonneg, pca, canonical) in a scratch folder and keeps their V and prior.
     """
-    from .io import mashr_input_from_dict, write_rds
+    from ..io import mashr_input_from_dict, write_rds
 
     out_dir = Path(out_dir)
     sim = simulate_protocol_example(**sim_kwargs)
@@ -200,7 +200,7 @@ def write_protocol_example(out_dir, prefix: str = "protocol_example", derived: b
     written = [inp_path, write_rds(out_dir / f"{prefix}.EE.mash.rds", mash_in)]
     log(f"wrote {written[0]} and {written[1]}")
     if derived:
-        from . import protocol
+        from .. import protocol
         with tempfile.TemporaryDirectory(prefix="mashlib_example_") as tmp:
             protocol.ed_bovy(data=str(inp_path), output_prefix=prefix, cwd=tmp, log=log)
             for name in (f"{prefix}.EE.V_simple.rds", f"{prefix}.EE.prior.rds"):
@@ -211,8 +211,8 @@ def write_protocol_example(out_dir, prefix: str = "protocol_example", derived: b
 
 
 def main(argv=None) -> int:
-    """Command line: ``python -m mashlib.simulate protocol-example --out input/mash``."""
-    ap = argparse.ArgumentParser(prog="python -m mashlib.simulate",
+    """Command line: ``python -m mashlib.protocol.simulate protocol-example --out input/mash``."""
+    ap = argparse.ArgumentParser(prog="python -m mashlib.protocol.simulate",
                                  description="Generate the synthetic MASH protocol example input.")
     sub = ap.add_subparsers(dest="what", required=True)
     pe = sub.add_parser("protocol-example", help="34-tissue mashr input + matching V/prior/mash input")

@@ -12,7 +12,9 @@ from mashlib._errors import MashInputError
 from mashlib.prior import (ENGINES, ed_bovy, mixture_prior, prior_weights, read_prior, ud,
                            ud_control, ud_unconstrained, validate_components, validate_prior)
 
-REF = Path(__file__).parent / "data" / "reference"
+pytestmark = pytest.mark.parity  # reproduces R reference outputs (tests/data/reference)
+
+REF = Path(__file__).parents[1] / "data" / "reference"
 
 
 def _json(*parts):
@@ -176,6 +178,7 @@ def test_ud_engines_structure(chain):
     assert list(r0["U"])[-2:] == ["unconstrained1", "unconstrained2"]
 
 
+@pytest.mark.slow
 def test_sim_protocol_prior_weights_given_r_U():
     """ed_bovy's weight step with R's 112 U (R's cov_ed took 1132 s, so U is imported)."""
     from mashlib.model import mash_set_data

@@ -19,7 +19,9 @@ import pytest
 import mashlib as ml
 from mashlib.io import read_mashr_input
 
-D = Path(__file__).parent / "data" / "reference" / "sim_protocol"
+pytestmark = pytest.mark.parity  # reproduces R reference outputs (tests/data/reference)
+
+D = Path(__file__).parents[1] / "data" / "reference" / "sim_protocol"
 POSTERIORS = ("PosteriorMean", "PosteriorSD", "lfsr", "NegativeProb", "lfdr")
 
 
@@ -39,6 +41,7 @@ def chain():
     return ref, U, m, strong
 
 
+@pytest.mark.slow
 def test_mash_fit_on_random_set_matches_r(chain):
     ref, _, m, _ = chain
     r = ref["mash_random"]
@@ -67,11 +70,13 @@ def test_strong_posterior_with_r_pi_matches_r(chain):
     _check_posteriors(post, ref["posterior_strong"], 1e-8)
 
 
+@pytest.mark.slow
 def test_strong_posterior_after_our_fit_matches_r(chain):
     ref, _, m, strong = chain
     _check_posteriors(ml.mash_compute_posterior_matrices(m, strong), ref["posterior_strong"], 1e-4)
 
 
+@pytest.mark.slow
 def test_ed_bovy_prior_from_r_components_matches_r():
     """mixture_prior ed_bovy on the 1,500 x 20 strong set from R's 56 components and V_simple:
     cov_ed (R: 1,132 s, 1,855 EM steps) then the mash weights (R: 68 s)."""

@@ -10,7 +10,9 @@ from mashlib._errors import MashConvergenceWarning, MashInputError
 from mashlib.eb.mixopt import mix_em, mix_sqp, penloglik
 from mashlib.eb import STATUS_CONVERGED, STATUS_DIDNOTCONVERGE, mixobjective, mixsqp
 
-REF = pathlib.Path(__file__).parent / "data" / "reference" / "golden" / "unit_values.json"
+pytestmark = pytest.mark.parity  # reproduces R reference outputs (tests/data/reference)
+
+REF = pathlib.Path(__file__).parents[1] / "data" / "reference" / "golden" / "unit_values.json"
 E = 1e-8
 L3 = np.array([[1, 1, E], [1, 2, 1], [0.5, 0.1, 1], [0.2, 0.9, 0.4]])
 

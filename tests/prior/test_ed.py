@@ -17,7 +17,9 @@ import pytest
 from mashlib._errors import MashInputError
 from mashlib.prior.ed import bovy_wrapper, cov_ed, extreme_deconvolution
 
-REF = Path(__file__).parent / "data" / "reference"
+pytestmark = pytest.mark.parity  # reproduces R reference outputs (tests/data/reference)
+
+REF = Path(__file__).parents[1] / "data" / "reference"
 DBL_MIN = np.finfo(float).tiny
 
 

@@ -12,7 +12,7 @@ from mashlib.model import (check_covmat, check_Ulist, cov_canonical, cov_empiric
                                  scale_cov)
 from mashlib.model import mash_set_data
 
-REF = Path(__file__).parent / "data" / "reference"
+REF = Path(__file__).parents[1] / "data" / "reference"
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from mashlib import MashInputError, protocol
 from mashlib.io import RArray, RList, read_rds, write_rds
 from mashlib.protocol import naming, steps
 
-GOLD = Path(__file__).parent / "data" / "reference" / "golden"
+GOLD = Path(__file__).parents[1] / "data" / "reference" / "golden"
 CONDS = ["ALL", "Ast", "End", "Exc", "Inh", "Mic", "OPC", "Oli"]
 PFX = "mashr_input_fixture"
 

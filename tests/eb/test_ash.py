@@ -12,7 +12,9 @@ from mashlib.eb import UniMix, ash, autoselect_mixsd, compute_lfsr, mash_1by1, q
 from mashlib.eb.mixdist import (e2truncnorm, etruncnorm, normalmix_posterior,
                              posterior_component_probs, unimix_loglik_matrix, unimix_posterior)
 
-REF = pathlib.Path(__file__).parent / "data" / "reference"
+pytestmark = pytest.mark.parity  # reproduces R reference outputs (tests/data/reference)
+
+REF = pathlib.Path(__file__).parents[1] / "data" / "reference"
 TOL = 1e-4  # MANIFEST: ash log-likelihood, posterior means; pi 1e-4 absolute
 
 

@@ -1,4 +1,4 @@
-"""The shipped example input (input/mash) and its generator (mashlib.simulate)."""
+"""The shipped example input (input/mash) and its generator (mashlib.protocol.simulate)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from mashlib.io import read_mashr_input, read_rds
-from mashlib.simulate import GROUPS, TISSUES, residual_correlation, simulate_protocol_example, write_protocol_example
+from mashlib.protocol.simulate import GROUPS, TISSUES, residual_correlation, simulate_protocol_example, write_protocol_example
 
-INPUT = Path(__file__).resolve().parents[1] / "input" / "mash"
+INPUT = Path(__file__).resolve().parents[2] / "input" / "mash"
 PFX = "protocol_example"
 
 
@@ -78,6 +78,7 @@ def test_derived_files_match_the_pipeline():
     assert prior["w"].sum() == pytest.approx(1.0)
 
 
+@pytest.mark.slow
 def test_shipped_prior_regenerates(tmp_path):
     from mashlib import protocol
     (out,) = protocol.ed_bovy(data=str(INPUT / f"{PFX}.mashr_input.rds"), output_prefix=PFX, cwd=str(tmp_path),

@@ -16,7 +16,7 @@ from matplotlib.colors import to_hex  # noqa: E402
 from mashlib._errors import MashInputError  # noqa: E402
 from mashlib.plots import _r_round, mash_plot_meta, plot_sharing, plot_U, prior_palette  # noqa: E402
 
-REF = Path(__file__).parent / "data" / "reference"
+REF = Path(__file__).parents[1] / "data" / "reference"
 CONDS = ["ALL", "Ast", "End", "Exc", "Inh", "Mic", "OPC", "Oli"]
 
 

@@ -14,7 +14,7 @@ from mashlib import MashInputError
 from mashlib.io import (RArray, RList, read_mashr_input, read_rds, serialize_rds, write_rds,
                         preprocess_matrices, mashr_input_from_dict)
 
-REF = Path(__file__).parent / "data" / "reference"
+REF = Path(__file__).parents[1] / "data" / "reference"
 FIXTURE = REF / "golden" / "mashr_input_fixture.rds"
 CONDS = ["ALL", "Ast", "End", "Exc", "Inh", "Mic", "OPC", "Oli"]
 

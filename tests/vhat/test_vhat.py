@@ -14,7 +14,9 @@ from mashlib.model import mash
 from mashlib.vhat import (E_V, estimate_null_correlation_simple, mash_estimate_corr_em,
                           vhat_identity, vhat_mle, vhat_simple)
 
-REF = Path(__file__).parent / "data" / "reference"
+pytestmark = pytest.mark.parity  # reproduces R reference outputs (tests/data/reference)
+
+REF = Path(__file__).parents[1] / "data" / "reference"
 UNIT = json.load(open(REF / "golden" / "unit_values.json"))
 B4 = np.array([[1, 1.5, 0.5], [0.5, 1, 0.2], [-0.8, -0.5, -1], [0.6, 1.7, 0.3]])
 

@@ -30,7 +30,9 @@ from mashlib.ebmf import (
 )
 from mashlib.ebmf._rrng import RRandom
 
-REF = Path(__file__).parent / "data" / "reference" / "gtex_flash"
+pytestmark = pytest.mark.parity  # reproduces R reference outputs (tests/data/reference)
+
+REF = Path(__file__).parents[1] / "data" / "reference" / "gtex_flash"
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +88,7 @@ def _fit_case(Y, case):
 def test_gtex_parity(gtex, case):
     """ELBO >= R - 0.05, same K, and the fitted quantities agree with flashier.
 
-    Cases needing an ebnm family not yet in mashlib.ebnm are skipped (naming it).
+    Cases needing an ebnm family not yet in mashlib.eb.ebnm are skipped (naming it).
     """
     r = _ref(case)
     fit = _run_case(gtex.to_numpy(), case)

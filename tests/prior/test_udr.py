@@ -16,7 +16,9 @@ import pytest
 from mashlib._errors import MashInputError
 from mashlib.prior.udr import ud_fit, ud_init
 
-REF = Path(__file__).parent / "data" / "reference"
+pytestmark = pytest.mark.parity  # reproduces R reference outputs (tests/data/reference)
+
+REF = Path(__file__).parents[1] / "data" / "reference"
 US = REF / "udr_sim"
 
 
