@@ -382,7 +382,7 @@ def test_package_exports_and_callable_module():
     import mashlib
 
     x = np.array([1.0, -2.0, 0.3, 4.0])
-    assert mashlib.eb.ebnm._ash is not None and mashlib.eb.ebnm._unimodal is not None
+    assert mashlib.ebnm_ash is not None and mashlib.ebnm_unimodal is not None
     # mashlib.ebnm is the function even after the family namespace was imported
     r = mashlib.ebnm(x, 1.0, prior_family="normal")
     assert r.log_likelihood == pytest.approx(ebnm_normal(x, 1.0).log_likelihood, abs=1e-12)
