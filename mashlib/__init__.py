@@ -27,6 +27,7 @@ _EXPORTS: dict[str, str] = {
     "MashData": "model",
     "mash_set_data": "model",
     "mash_update_data": "model",
+    "contrast_matrix": "model",
     # covariances
     "cov_canonical": "model",
     "cov_pca": "model",

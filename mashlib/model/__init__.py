@@ -2,9 +2,11 @@
 
 mashr's vocabulary, one module each: ``data`` (``mash_set_data``, ``MashData``), ``covariances``
 (the ``cov_*`` constructors and the Ulist helpers), ``likelihood`` (``calc_lik_matrix``),
+``contrast`` (``contrast_matrix`` and the common-baseline data of ``mash_update_data(ref=)``),
 ``fit`` (``mash``, ``FittedG``, ``MashResult``), ``posterior`` (posterior moments, lfsr),
 ``summaries`` (``get_pm``, ``get_lfsr``, ``get_pairwise_sharing`` ...).
 """
+from .contrast import contrast_matrix
 from .covariances import (check_covmat, check_Ulist, cov_canonical, cov_empirical, cov_from_factors, cov_pca,
                           cov_udi, expand_cov, normalize_cov, normalize_Ulist, scale_cov)
 from .data import MashData, check_positive_definite, mash_set_data, mash_update_data
@@ -17,7 +19,7 @@ from .summaries import (get_estimated_pi, get_lfdr, get_lfsr, get_log10bf, get_l
                         get_np, get_pairwise_sharing, get_pm, get_psd, get_significant_results)
 
 __all__ = [
-    "MashData", "mash_set_data", "mash_update_data", "check_positive_definite",
+    "MashData", "mash_set_data", "mash_update_data", "check_positive_definite", "contrast_matrix",
     "cov_canonical", "cov_pca", "cov_udi", "cov_empirical", "cov_from_factors", "normalize_Ulist",
     "normalize_cov", "scale_cov", "expand_cov", "check_covmat", "check_Ulist",
     "calc_lik_matrix", "calc_relative_lik_matrix", "ComponentBasis", "whiten_rows", "group_spectra",

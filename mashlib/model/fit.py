@@ -24,6 +24,7 @@ from scipy.special import logsumexp
 from .._blas import single_blas_thread
 from .._errors import MashInputError
 from .covariances import check_Ulist, expand_cov, normalize_Ulist
+from .contrast import contrast_posterior_A
 from .data import MashData
 from .likelihood import DEFAULT_MEMORY_BYTES, calc_relative_lik_matrix
 from .posterior import compute_posterior_matrices, compute_posterior_weights
@@ -272,6 +273,7 @@ def mash(data: MashData, Ulist=None, gridmult: float = np.sqrt(2), grid=None,
             Ulist = normalize_Ulist(Ulist)
     Ulist = check_Ulist(Ulist, data.n_conditions)
     J, R = data.Bhat.shape
+    A = contrast_posterior_A(data.L, A)
     Aa = _A_array(A, R)
     xU = expand_cov(Ulist, grid, usepointmass)
     names = list(xU)
@@ -361,6 +363,7 @@ def mash_compute_posterior_matrices(g, data: MashData, pi_thresh: float = 1e-10,
     keep = np.flatnonzero(pi > pi_thresh)
     names = list(xU)
     Ustack = np.stack([xU[names[p]] for p in keep])
+    A = contrast_posterior_A(data.L, A)
     Aa = _A_array(A, data.n_conditions)
     post = compute_posterior_matrices(data, Ustack, pi[keep], A=Aa,
                                       output_posterior_cov=output_posterior_cov,

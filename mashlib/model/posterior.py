@@ -211,11 +211,11 @@ def compute_posterior_matrices(data, U_kept, pi_kept=None, A=None,
     J, R = data.Bhat.shape
     Q = R if A is None else np.asarray(A).shape[0]
     chunk = _chunk_size(basis, R, Q, output_posterior_cov, memory_bytes, J)
-    Vs = data.V_stack()
+    Vs = data.error_V_stack()
     parts = []
     for a in range(0, J, chunk):
         b = min(J, a + chunk)
-        V = Vs if data.commonV else Vs[a:b]
+        V = Vs if data.error_commonV else Vs[a:b]
         parts.append(posterior_chunk(
             data.Bhat[a:b], data.Shat[a:b], data.Shat_alpha[a:b], V, None, pi_kept, A,
             output_posterior_cov, None if weights is None else weights[a:b], basis=basis))
