@@ -68,6 +68,7 @@ _EXPORTS: dict[str, str] = {
     "get_n_significant_conditions": "model",
     "get_pairwise_sharing": "model",
     "get_pairwise_sharing_from_samples": "stream",
+    "get_samples": "model",
     # streaming / out-of-core / Dask posterior
     "compute_posterior_streaming": "stream",
     "save_npy_store": "stream",

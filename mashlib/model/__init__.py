@@ -4,7 +4,7 @@ mashr's vocabulary, one module each: ``data`` (``mash_set_data``, ``MashData``),
 (the ``cov_*`` constructors and the Ulist helpers), ``likelihood`` (``calc_lik_matrix``),
 ``contrast`` (``contrast_matrix`` and the common-baseline data of ``mash_update_data(ref=)``),
 ``fit`` (``mash``, ``FittedG``, ``MashResult``), ``posterior`` (posterior moments, lfsr),
-``summaries`` (``get_pm``, ``get_lfsr``, ``get_pairwise_sharing`` ...).
+``samples`` (posterior samples: ``get_samples``, the one sampler), ``summaries`` (``get_pm``, ``get_lfsr``, ``get_pairwise_sharing`` ...).
 """
 from .contrast import contrast_matrix
 from .covariances import (check_covmat, check_Ulist, cov_canonical, cov_empirical, cov_from_factors, cov_pca,
@@ -15,6 +15,7 @@ from .fit import (FittedG, MashResult, autoselect_grid, mash, mash_compute_logli
 from .likelihood import (DEFAULT_MEMORY_BYTES, ComponentBasis, calc_lik_matrix, calc_relative_lik_matrix,
                          component_loglik, group_spectra, whiten_rows)
 from .posterior import compute_lfsr, compute_posterior_matrices, compute_posterior_weights, posterior_chunk
+from .samples import draw_posterior_samples, get_samples, sample_posterior_chunk
 from .summaries import (get_estimated_pi, get_lfdr, get_lfsr, get_log10bf, get_loglik, get_n_significant_conditions,
                         get_np, get_pairwise_sharing, get_pm, get_psd, get_significant_results)
 
@@ -29,4 +30,5 @@ __all__ = [
     "mash_compute_vloglik", "mash_compute_loglik", "set_prior", "optimize_pi",
     "get_loglik", "get_pm", "get_psd", "get_lfsr", "get_lfdr", "get_np", "get_log10bf", "get_estimated_pi",
     "get_significant_results", "get_n_significant_conditions", "get_pairwise_sharing",
+    "get_samples", "draw_posterior_samples", "sample_posterior_chunk",
 ]
