@@ -28,25 +28,15 @@ from scipy.special import ndtr
 
 from .._errors import MashInputError
 from ..eb.mixdist import compute_lfsr
+from .contrast import structural_zeros
 from .covariances import expand_cov
 from .data import MashData
 from .fit import MashResult
 from .samples import component_posteriors
 
-__all__ = ["get_posterior_condition_wise_summary", "structural_zeros"]
+__all__ = ["get_posterior_condition_wise_summary"]
 
 _BLOCK_BYTES = 64 * 2 ** 20
-_ZERO_TOL = 1e-12
-
-
-def structural_zeros(A: np.ndarray, U: np.ndarray) -> np.ndarray:
-    """(Q, K) mask: :math:`(Ab)_q` is exactly 0 under prior component k.
-
-    True when :math:`a_q^T U_k a_q \\le 10^{-12} \\|a_q\\|^2 \\max|U_k|` (or ``U_k = 0``).
-    """
-    v = np.einsum("qr,krs,qs->qk", A, U, A)
-    scale = (A * A).sum(axis=1)[:, None] * np.abs(U).max(axis=(1, 2))[None, :]
-    return v <= _ZERO_TOL * scale
 
 
 def get_posterior_condition_wise_summary(mash_data: MashData, m: MashResult, contrast_mat) -> dict:

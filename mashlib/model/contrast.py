@@ -35,9 +35,10 @@ import pandas as pd
 from .._errors import MashInputError
 
 __all__ = ["contrast_matrix", "contrast_fields", "contrast_posterior_A", "contrast_reference",
-           "cov2cor"]
+           "cov2cor", "structural_zeros"]
 
 _BLOCK_BYTES = 32 * 2 ** 20
+_ZERO_TOL = 1e-12
 
 
 def _is_index(ref) -> bool:
@@ -217,3 +218,16 @@ def contrast_posterior_A(L, A=None):
             f"(R = {R}), got shape {Aa.shape}.")
     idx = list(A.index) if isinstance(A, pd.DataFrame) else [str(i + 1) for i in range(Aa.shape[0])]
     return pd.DataFrame(Aa @ temp, index=idx)
+
+
+def structural_zeros(A: np.ndarray, U: np.ndarray) -> np.ndarray:
+    """(Q, K) mask: :math:`(Ab)_q` is exactly 0 under prior component k.
+
+    Then its posterior variance is 0 too, and the component counts as null for contrast q
+    (lfdr), whatever rounding noise a computed variance carries.
+
+    True when :math:`a_q^T U_k a_q \\le 10^{-12} \\|a_q\\|^2 \\max|U_k|` (or ``U_k = 0``).
+    """
+    v = np.einsum("qr,krs,qs->qk", A, U, A)
+    scale = (A * A).sum(axis=1)[:, None] * np.abs(U).max(axis=(1, 2))[None, :]
+    return v <= _ZERO_TOL * scale

@@ -189,3 +189,18 @@ def test_condition_wise_summary_bad_input():
         ml.get_posterior_condition_wise_summary(data, m, np.ones((2, 4)))
     with pytest.raises(ml.MashInputError, match="rows"):
         ml.get_posterior_condition_wise_summary(data.subset(np.arange(10)), m, np.eye(5))
+
+
+def test_mash_A_posterior_counts_structural_zeros_as_null():
+    """mash's own posterior with A = contrast_matrix(5, 1) (pairwise differences annihilate
+    equal_effects) equals R's condition-wise summary given R's pi: the structural zeros are
+    null in lfdr, not rounding noise in NegativeProb."""
+    r = _json("condition_wise_summary.json")
+    a = r["A_ref_1"]
+    data, m = _cw_fit()
+    g = ml.FittedG(pi=np.array(list(r["mash"]["pi"].values())),
+                   Ulist={k: np.array(v) for k, v in r["mash"]["Ulist"].items()},
+                   grid=np.array(r["mash"]["grid"]))
+    post = ml.mash_compute_posterior_matrices(g, data, A=ml.contrast_matrix(5, 1, data.conditions))
+    for k in FIELDS:
+        np.testing.assert_allclose(post[k].to_numpy(), a[k], rtol=0, atol=1e-8, err_msg=k)
