@@ -169,3 +169,12 @@ def test_bad_ref_is_a_one_line_error_listing_conditions():
         ml.mash_update_data(ml.mash_update_data(d, ref=1), ref=1)
     with pytest.raises(ml.MashInputError, match="contrast data"):
         ml.mash_estimate_corr_em(ml.mash_update_data(d, ref=1), {"I": np.eye(5)})
+
+
+def test_cov_ed_on_contrasts_uses_the_contrast_errors():
+    dc = ml.mash_update_data(_data(), ref=2).subset(np.arange(300))
+    plain = ml.mash_set_data(dc.Bhat, dc.Shat, V=dc.LSVSLt)        # same errors, per-row V
+    U0 = ml.cov_pca(dc, 2)
+    a, b = ml.cov_ed(dc, U0, maxiter=30), ml.cov_ed(plain, U0, maxiter=30)
+    for k in a:
+        np.testing.assert_allclose(a[k], b[k], rtol=1e-8, atol=1e-10)
