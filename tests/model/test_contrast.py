@@ -1,6 +1,6 @@
 """Contrasts (mashr common-baseline analysis) against R mashr 0.2.81.
 
-Reference: tests/data/reference/wave2/contrast (README section 1): contrast_matrix for a
+Reference: tests/data/reference/wave2/contrast (tests/data/reference/wave2/README.md section 1): contrast_matrix for a
 name, an index and "mean"; mash_update_data(mash_set_data(Bhat, Shat, V = V), ref = 2 / "mean")
 field by field; mash(dc, cov_canonical(dc)) on it.  Tolerances: contrast matrices and the
 transformed Bhat/Shat/LSVSLt 1e-10 absolute; loglik 1e-6 relative; pi 1e-4 absolute;

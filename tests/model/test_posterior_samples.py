@@ -1,9 +1,9 @@
 """Posterior samples (mash(posterior_samples=), get_samples, get_pairwise_sharing_from_samples).
 
-Reference: tests/data/reference/wave2/posterior_samples (README section 2): mashr 0.2.81
+Reference: tests/data/reference/wave2/posterior_samples (tests/data/reference/wave2/README.md section 2): mashr 0.2.81
 ``mash(data, cov_canonical(data), posterior_samples = 50, seed = 2718, outputlevel = 3,
 algorithm.version = "R")`` on 160 x 4 heterogeneous-SE data, and 2,000 samples from the same g.
-Tolerances (README): deterministic posterior 1e-4 after our fit, 1e-8 with R's pi, loglik 1e-6
+Tolerances (wave2/README.md): deterministic posterior 1e-4 after our fit, 1e-8 with R's pi, loglik 1e-6
 relative; sharing from R's samples 1e-12; our own samples (any RNG): |mean - PM| <= 6 PSD/sqrt(2000),
 pooled variance ratio in [0.97, 1.03], each in [0.6, 1.6]; our 50-sample sharing within 0.04 of
 R's 2,000-sample value off the diagonal, 0.01 on it; with 2,000 samples 0.01.

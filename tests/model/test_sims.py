@@ -1,6 +1,6 @@
 """mashr's simulators, cov_all_zeros and get_posterior_condition_wise_summary.
 
-Reference: tests/data/reference/wave2/summary_sims (README section 4).
+Reference: tests/data/reference/wave2/summary_sims (tests/data/reference/wave2/README.md section 4).
 * simulators: R's draws cannot be reproduced; structure exact (dims, names, block layout, zero
   pattern, equal columns, constant Shat) and sd(Bhat - B) within err_sd +- 0.05 at these sizes.
 * cov_all_zeros: exact.

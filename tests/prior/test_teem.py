@@ -1,6 +1,6 @@
 """cov_ed(algorithm="teem") (Truncated-Eigenvalue EM) against R mashr 0.2.81.
 
-Reference: tests/data/reference/wave2/teem (README section 3): 800 x 5 data, strong set from
+Reference: tests/data/reference/wave2/teem (tests/data/reference/wave2/README.md section 3): 800 x 5 data, strong set from
 mash_1by1 (195 rows), U_pca = cov_pca(data, 3, subset = strong),
 cov_ed(data, U_pca, subset = strong, algorithm = "teem").  Tolerances: U_ed 1e-4 relative
 Frobenius; teem loglik 1e-6 relative; pi 1e-4 absolute.
@@ -66,7 +66,7 @@ def test_teem_matches_R():
 
 
 def test_teem_objective_is_the_z_score_mixture_likelihood():
-    """README: sum_j log sum_k w_k N(z_j; 0, U_k + I), z = Bhat/Shat (V ignored, no eps I)."""
+    """wave2/README.md: sum_j log sum_k w_k N(z_j; 0, U_k + I), z = Bhat/Shat (V ignored, no eps I)."""
     strong, U = _inputs()
     d = _data()
     fit = ml.cov_ed(d, U, subset=strong, algorithm="teem", details=True)
