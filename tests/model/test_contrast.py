@@ -178,3 +178,9 @@ def test_cov_ed_on_contrasts_uses_the_contrast_errors():
     a, b = ml.cov_ed(dc, U0, maxiter=30), ml.cov_ed(plain, U0, maxiter=30)
     for k in a:
         np.testing.assert_allclose(a[k], b[k], rtol=1e-8, atol=1e-10)
+
+
+def test_streaming_refuses_contrast_data():
+    dc, m = _fit(2)
+    with pytest.raises(ml.MashInputError, match="contrast data"):
+        ml.mash_compute_posterior_matrices(m, dc, max_memory="1GB")
