@@ -27,6 +27,8 @@ from __future__ import annotations
 import numpy as np
 
 from .._errors import MashInputError
+from .likelihood import ComponentBasis, loglik_rows
+from .posterior import compute_posterior_weights
 
 __all__ = ["component_posteriors", "sample_posterior_chunk", "draw_posterior_samples",
            "get_samples"]
@@ -116,9 +118,36 @@ def _sqrt_psd(C: np.ndarray) -> np.ndarray:
     return Q * np.sqrt(np.maximum(lam, 0.0))[..., None, :]
 
 
+def _pairs(comp: np.ndarray, K: int):
+    """Group the draws by (row, component): sort order, group starts/sizes, row and component."""
+    n, M = comp.shape
+    key = (np.arange(n)[:, None] * K + comp).ravel()
+    order = np.argsort(key, kind="stable")
+    ks = key[order]
+    starts = np.flatnonzero(np.r_[True, ks[1:] != ks[:-1]])
+    counts = np.diff(np.r_[starts, ks.size])
+    return order, starts, counts, ks[starts] // K, ks[starts] % K
+
+
+def _pair_posteriors(Bhat, Shat, Sa, V, U, j, k, A):
+    """Posterior mean (G, Q) and covariance (G, Q, Q) of the (row j, component k) pairs."""
+    R = Bhat.shape[1]
+    Vj = V[None] if V.ndim == 2 else V[j]
+    T = Shat[j, :, None] * Vj * Shat[j, None, :] + U[k]
+    L = np.linalg.cholesky(T)
+    Y = np.linalg.solve(L, np.concatenate([U[k], Bhat[j, :, None]], axis=2))   # L^-1 [U b]
+    W, zb = Y[..., :R], Y[..., R]
+    mu = np.einsum("gab,ga->gb", W, zb) * Sa[j]                               # U T^-1 b
+    C = (U[k] - np.swapaxes(W, 1, 2) @ W) * Sa[j][:, :, None] * Sa[j][:, None, :]
+    if A is not None:
+        mu = mu @ A.T
+        C = A @ C @ A.T
+    return mu, C
+
+
 def sample_posterior_chunk(Bhat, Shat, Shat_alpha, V, U, pi, nsamp: int,
                            rng: np.random.Generator | None = None, A=None, *, u=None,
-                           z=None) -> np.ndarray:
+                           z=None, basis: ComponentBasis | None = None) -> np.ndarray:
     """Draw ``nsamp`` posterior samples for each row of a chunk.
 
     Parameters
@@ -135,33 +164,74 @@ def sample_posterior_chunk(Bhat, Shat, Shat_alpha, V, U, pi, nsamp: int,
     u, z : ndarray, optional
         The uniforms (n, M) choosing the components and the standard normals (n, M, Q), to
         make the draw independent of how rows are split into chunks.
+    basis : ComponentBasis, optional
+        Factorisation of ``U`` (reuse across chunks).
 
     Returns
     -------
     ndarray, shape (n, Q, M) -- mashr's ``PosteriorSamples`` layout.
+
+    Notes
+    -----
+    The component weights come from the engine's likelihood (:func:`mashlib.model.likelihood.loglik_rows`).
+    With one error covariance for all rows each component's posterior covariance is factored
+    once; otherwise only the (row, component) pairs actually drawn are, and the draws of each
+    pair are multiplied by its factor in one small product (pairs bucketed by draw count rounded
+    up to a power of 2): ~ n M Q^2 flops, no (n, M, Q, Q) temporary.
     """
+    Bhat, Shat = np.asarray(Bhat, float), np.asarray(Shat, float)
+    V, U, pi = np.asarray(V, float), np.asarray(U, float), np.asarray(pi, float)
+    A = None if A is None else np.asarray(A, float)
     # EZ: one transformed Shat for all rows, Shat_alpha varying: draw on the common scale
     # and multiply by Shat_alpha (x ~ N(a mu1, diag(a) U1 diag(a)) is a x1 with x1 ~ N(mu1, U1)).
     scale = None
-    if (A is None and np.ndim(V) == 2 and Bhat.shape[0] > 1 and bool(np.all(Shat == Shat[0]))
+    if (A is None and V.ndim == 2 and Bhat.shape[0] > 1 and bool(np.all(Shat == Shat[0]))
             and not bool(np.all(Shat_alpha == Shat_alpha[0]))):
         scale, Shat_alpha = Shat_alpha, np.ones_like(Shat_alpha)
-    cp = component_posteriors(Bhat, Shat, Shat_alpha, V, U, pi, A, full_cov=True)
-    w, mu, C = cp["w"], cp["mu"], cp["C"]
-    n, K, Q = mu.shape
-    F = _sqrt_psd(C)                                     # (K,Q,Q) common or (n,K,Q,Q)
+    Sa = np.asarray(Shat_alpha, float)
+    n, R = Bhat.shape
+    K = U.shape[0]
+    Q = R if A is None else A.shape[0]
+    if basis is None:
+        basis = ComponentBasis.from_stack(U)
+    ll, _ = loglik_rows(Bhat, Shat, V, basis, V.ndim == 2 and _is_common(Shat))
+    w = compute_posterior_weights(pi, ll)
     cw = np.cumsum(w, axis=1)
     cw[:, -1] = 1.0
     if u is None:
         u = rng.random((n, nsamp))
-    comp = (u[:, :, None] >= cw[:, None, :]).sum(axis=2)  # (n, M) labels in 0..K-1
-    comp = np.minimum(comp, K - 1)
+    comp = np.minimum((u[:, :, None] >= cw[:, None, :]).sum(axis=2), K - 1)   # (n, M)
     if z is None:
         z = rng.standard_normal((n, nsamp, Q))
-    rows = np.arange(n)[:, None]
-    m = mu[rows, comp]                                   # (n, M, Q)
-    Fsel = F[comp] if cp["common"] else F[rows, comp]    # (n, M, Q, Q)
-    x = m + np.einsum("nmab,nmb->nma", Fsel, z)
+    if V.ndim == 2 and _is_common(Shat) and _is_common(Sa):
+        s, a = Shat[0], Sa[0]
+        L = np.linalg.cholesky(s[:, None] * V * s[None, :] + U)                # (K, R, R)
+        W = np.linalg.solve(L, U)                                              # L^-1 U
+        Mk = np.swapaxes(W, 1, 2) @ np.linalg.inv(L)                           # U T^-1
+        C = (U - np.swapaxes(W, 1, 2) @ W) * a[:, None] * a[None, :]
+        mu = np.einsum("kab,nb->nka", Mk, Bhat) * Sa[:, None, :]               # (n, K, R)
+        if A is not None:
+            mu, C = mu @ A.T, A @ C @ A.T
+        x = mu[np.arange(n)[:, None], comp]                                   # (n, M, Q)
+        for k in range(K):  # loop over components (not rows): one factor each
+            r, mm = np.nonzero(comp == k)
+            if r.size:
+                x[r, mm] += z[r, mm] @ _sqrt_psd(C[k]).T
+    else:
+        order, starts, counts, pj, pk = _pairs(comp, K)
+        mu, C = _pair_posteriors(Bhat, Shat, Sa, V, U, pj, pk, A)
+        F = _sqrt_psd(C)                                                      # (pairs, Q, Q)
+        x = np.empty((n, nsamp, Q))
+        xf, zf = x.reshape(n * nsamp, Q), z.reshape(n * nsamp, Q)
+        xf[order] = np.repeat(mu, counts, axis=0)
+        bucket = np.ceil(np.log2(counts)).astype(np.intp)
+        for b in np.unique(bucket):                      # <= log2(M) + 1 buckets
+            g = np.flatnonzero(bucket == b)
+            slot = np.arange(1 << int(b))[None]
+            valid = slot < counts[g][:, None]
+            draws = order[np.where(valid, starts[g][:, None] + slot, 0)]      # (pairs_b, P)
+            Zb = np.where(valid[..., None], zf[draws], 0.0)                   # (pairs_b, P, Q)
+            xf[draws[valid]] += (Zb @ np.swapaxes(F[g], 1, 2))[valid]
     if scale is not None:
         x *= scale[:, None, :]
     return np.ascontiguousarray(np.swapaxes(x, 1, 2))
@@ -205,9 +275,10 @@ def draw_posterior_samples(data, U_kept, pi_kept, nsamp: int, seed=123, A=None,
     Q = R if A is None else np.asarray(A).shape[0]
     K = U.shape[0]
     common = data.error_commonV and data.is_common_cov_Shat()
-    per_row = 8.0 * (nsamp * Q * (Q + 4) + nsamp * K + K * (R * R * (0 if common else 4)
-                                                              + Q * Q * (0 if common else 2) + 3 * R))
+    per_row = 8.0 * (nsamp * (Q * 6 + K + 4) + K * (3 * R + 2)
+                     + (0 if common else min(K, nsamp) * (6 * R * R + 3 * Q * Q)))
     step = int(max(1, min(J, memory_bytes // max(per_row, 1.0))))
+    basis = ComponentBasis.from_stack(U)
     ru, rz = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
     u = ru.random((J, nsamp))
     Vs = data.error_V_stack()
@@ -216,7 +287,7 @@ def draw_posterior_samples(data, U_kept, pi_kept, nsamp: int, seed=123, A=None,
         b = min(J, a + step)
         V = Vs if data.error_commonV else Vs[a:b]
         out[a:b] = sample_posterior_chunk(data.Bhat[a:b], data.Shat[a:b], data.Shat_alpha[a:b], V,
-                                          U, pi, nsamp, A=A, u=u[a:b],
+                                          U, pi, nsamp, A=A, u=u[a:b], basis=basis,
                                           z=rz.standard_normal((b - a, nsamp, Q)))
     return out
 
