@@ -69,13 +69,13 @@ class TeemFit:
 
 
 def _log_dens(X: np.ndarray, T: np.ndarray) -> np.ndarray:
-    """(n, K) matrix of ``log N(x_i; 0, T_k)``."""
+    """(n, K) matrix of ``log N(x_i; 0, T_k)`` (one Cholesky per component, BLAS products)."""
     R = X.shape[1]
     L = np.linalg.cholesky(T)                                          # (K, R, R)
     Linv = np.linalg.inv(L)
-    Z = np.einsum("kab,nb->nka", Linv, X)
+    Z = np.matmul(X[None], np.swapaxes(Linv, 1, 2))                    # (K, n, R)
     return (-0.5 * R * _LOG2PI - np.log(np.diagonal(L, axis1=1, axis2=2)).sum(axis=1)[None]
-            - 0.5 * np.einsum("nka,nka->nk", Z, Z))
+            - 0.5 * np.einsum("kna,kna->nk", Z, Z))
 
 
 def _shrink(T: np.ndarray, eps: float) -> np.ndarray:
@@ -117,20 +117,23 @@ def fit_teem(X, w_init, U_init, maxiter: int = 5000, converge_tol: float = 1e-7,
     obj = np.zeros(int(maxiter))
     maxd = np.zeros(int(maxiter))
     it = 0
-    for it in range(int(maxiter)):
+    ld = _log_dens(X, T)                # the E-step of iteration t+1 uses the parameters the
+    for it in range(int(maxiter)):      # objective of iteration t was evaluated at: reuse it
         w0 = w
         with np.errstate(divide="ignore"):
-            lp = np.log(w)[None] + _log_dens(X, T)
+            lp = np.log(w)[None] + ld
         P = np.exp(lp - lp.max(axis=1, keepdims=True))
         P /= P.sum(axis=1, keepdims=True)
         colsum = P.sum(axis=0)
         live = colsum > 0                   # a component with no weight keeps its T (R: NaN)
-        Tn = np.einsum("nk,na,nb->kab", P[:, live], X, X, optimize=True) / colsum[live, None, None]
+        XP = X[:, None, :] * P[:, live, None]                             # (n, K', R)
+        Tn = np.tensordot(XP, X, axes=([0], [0])) / colsum[live, None, None]
         T = T.copy()
         T[live] = _shrink(Tn, eigen_tol)
         w = colsum / n
+        ld = _log_dens(X, T)
         with np.errstate(divide="ignore"):
-            f = float(logsumexp(np.log(w)[None] + _log_dens(X, T), axis=1).sum())
+            f = float(logsumexp(np.log(w)[None] + ld, axis=1).sum())
         d = float(np.max(np.abs(w - w0)))
         obj[it], maxd[it] = f, d
         if verbose:
