@@ -3,7 +3,7 @@
 
 For a fitted mash model with retained components :math:`U_p` (grid-scaled, the null first),
 their posterior weights :math:`w_{jp}` (``m.posterior_weights``) and a Q x R matrix :math:`A`
-(e.g. pairwise differences, or :func:`~mashlib.contrast.contrast_matrix`), the posterior of
+(e.g. pairwise differences, or :func:`~mashlib.model.contrast.contrast_matrix`), the posterior of
 :math:`A b_j` is the mixture over p of :math:`N(A\\mu_{jp}, A U^{(1)}_{jp} A^T)` with the
 per-component posteriors; the summaries are its mean, SD, lfdr, NegativeProb and lfsr.  No refit
 and no new likelihood: the weights are the fit's.

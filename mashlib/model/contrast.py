@@ -21,8 +21,8 @@ Posterior.  For ``ref = "mean"`` the R-th deviation from the mean is not a free 
 ``A = rbind(I_{R-1}, -1)`` (names ``"<condition>-mean"``); a user ``A`` must then have R
 columns (one per original condition) and is applied as ``A %*% rbind(I, -1)``.
 
-This module holds pure functions (numpy/pandas); :func:`mashlib.data.mash_update_data` builds the
-contrast :class:`~mashlib.data.MashData` from them.
+This module holds pure functions (numpy/pandas); :func:`mashlib.model.data.mash_update_data` builds the
+contrast :class:`~mashlib.model.data.MashData` from them.
 """
 from __future__ import annotations
 

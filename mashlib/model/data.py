@@ -57,7 +57,7 @@ class MashData:
         ``L.attrs["reference"]``) and the error correlation of the contrasts
         ``cov2cor(L S_j V S_j L^T)``, (Q, Q) or (Q, Q, J).  Then ``V``/``commonV`` stay the
         original data's and the engines use :meth:`error_V_stack` (see
-        :mod:`mashlib.contrast`).
+        :mod:`mashlib.model.contrast`).
     """
 
     Bhat: np.ndarray
@@ -392,7 +392,7 @@ def mash_update_data(mashdata: MashData, ref=None, V=None) -> MashData:
         Turn the data into contrasts against a reference (common-baseline analysis): a
         condition name, its **1-based** index (as R), or ``"mean"``.  The result holds
         :math:`\\hat B L^T` with ``L = contrast_matrix(R, ref, conditions)`` and correlated
-        errors :math:`L S_j V S_j L^T` (see :mod:`mashlib.contrast`); its conditions are the
+        errors :math:`L S_j V S_j L^T` (see :mod:`mashlib.model.contrast`); its conditions are the
         contrast names (``"Adipose-Brain"``, ... or ``"Adipose-mean"``, ...).
     V : array_like, optional
         New R x R or R x R x J correlation of the original conditions (checked positive

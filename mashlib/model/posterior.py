@@ -16,7 +16,7 @@ component probabilities):
 * ``PosteriorMean = sum_p w mu``, ``PosteriorSD = sqrt(sum_p w (mu^2 + sigma^2) - PM^2)``
 * ``lfdr = sum_p w 1[sigma == 0]`` (exact zero test: singleton/null components give exact
   zero rows; with A, also where ``a_q^T U_p a_q`` is 0 structurally, see
-  :func:`mashlib.contrast.structural_zeros`), ``NegativeProb = sum_p w Phi(-mu/sigma) 1[sigma > 0]``
+  :func:`mashlib.model.contrast.structural_zeros`), ``NegativeProb = sum_p w Phi(-mu/sigma) 1[sigma > 0]``
 * ``lfsr = compute_lfsr(NegativeProb, lfdr)``
 * ``PosteriorCov_j = sum_p w (C_A + mu mu^T) - PM PM^T``.
 
@@ -125,7 +125,7 @@ def posterior_chunk(Bhat, Shat, Shat_alpha, V, U_kept, pi_kept=None, A=None,
     Amat = None if A is None else np.asarray(A, float)
     Q = R if Amat is None else Amat.shape[0]
     # (A b)_q is exactly 0 under a component whose prior variance a_q' U a_q is 0: null, not
-    # rounding noise (e.g. differences of conditions under equal_effects); see mashlib.contrast
+    # rounding noise (e.g. differences of conditions under equal_effects); see mashlib.model.contrast
     Zb = None if Amat is None else structural_zeros(Amat, basis.bases)   # (Q, n_bases)
     PM = np.zeros((c, Q))
     E2 = np.zeros((c, Q))

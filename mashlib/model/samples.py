@@ -18,9 +18,9 @@ contrast errors :math:`L S_j V S_j L^T`; :math:`T = \\Sigma_j + U_k`):
 by :math:`a_j` = ``Shat_alpha``: :math:`\\mu = a_j \\odot \\mu^{(1)}`,
 :math:`C = \\mathrm{diag}(a_j) U^{(1)} \\mathrm{diag}(a_j)`, then through A.
 
-This module is the one sampler of the package: :func:`mashlib.mash.mash` and
-:func:`mashlib.mash.mash_compute_posterior_matrices` call :func:`draw_posterior_samples`, the
-streaming posterior (:mod:`mashlib.scale`) calls :func:`sample_posterior_chunk` per chunk.
+This module is the one sampler of the package: :func:`mashlib.model.fit.mash` and
+:func:`mashlib.model.fit.mash_compute_posterior_matrices` call :func:`draw_posterior_samples`, the
+streaming posterior (:mod:`mashlib.stream`) calls :func:`sample_posterior_chunk` per chunk.
 """
 from __future__ import annotations
 

@@ -183,4 +183,4 @@ def test_cov_ed_on_contrasts_uses_the_contrast_errors():
 def test_streaming_refuses_contrast_data():
     dc, m = _fit(2)
     with pytest.raises(ml.MashInputError, match="contrast data"):
-        ml.mash_compute_posterior_matrices(m, dc, max_memory="1GB")
+        ml.compute_posterior_streaming(m, dc, max_memory="1GB", progress=False)
