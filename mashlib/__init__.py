@@ -27,6 +27,7 @@ _EXPORTS: dict[str, str] = {
     "MashData": "model",
     "mash_set_data": "model",
     "mash_update_data": "model",
+    "contrast_matrix": "model",
     # covariances
     "cov_canonical": "model",
     "cov_pca": "model",
@@ -37,6 +38,7 @@ _EXPORTS: dict[str, str] = {
     "expand_cov": "model",
     "scale_cov": "model",
     "check_covmat": "model",
+    "cov_all_zeros": "model",
     "cov_flash": "prior",
     "cov_ed": "prior",
     "extreme_deconvolution": "prior",
@@ -67,6 +69,8 @@ _EXPORTS: dict[str, str] = {
     "get_n_significant_conditions": "model",
     "get_pairwise_sharing": "model",
     "get_pairwise_sharing_from_samples": "stream",
+    "get_samples": "model",
+    "get_posterior_condition_wise_summary": "model",
     # streaming / out-of-core / Dask posterior
     "compute_posterior_streaming": "stream",
     "save_npy_store": "stream",
@@ -127,6 +131,10 @@ _EXPORTS: dict[str, str] = {
     "read_mashr_input": "io",
     "MashrInput": "io",
     "simulate_protocol_example": "protocol.simulate",
+    "simple_sims": "model",
+    "simple_sims2": "model",
+    "sim_contrast1": "model",
+    "sim_contrast2": "model",
 }
 
 #: the sub-packages, one per family, reachable as ``mashlib.<wing>`` (imported on first use)

@@ -15,7 +15,7 @@ from .data import MashData
 
 __all__ = ["cov_canonical", "cov_pca", "cov_udi", "cov_empirical", "cov_from_factors",
            "normalize_Ulist", "normalize_cov", "scale_cov", "expand_cov", "check_covmat",
-           "check_Ulist"]
+           "check_Ulist", "cov_all_zeros"]
 
 _METHODS = ("null", "identity", "singletons", "equal_effects", "simple_het")
 
@@ -79,7 +79,7 @@ def cov_canonical(data: MashData,
             continue
         name = _match_method(str(item))
         if name == "null":
-            out["null"] = np.zeros((R, R))
+            out["null"] = cov_all_zeros(data)
         elif name == "identity":
             out["identity"] = np.eye(R)
         elif name == "singletons":
@@ -95,6 +95,15 @@ def cov_canonical(data: MashData,
                 np.fill_diagonal(m, 1.0)
                 out[f"simple_het_{i + 1}"] = m
     return out
+
+
+def cov_all_zeros(data) -> np.ndarray:
+    """The R x R zero matrix (mashr's internal ``cov_all_zeros``; canonical method ``"null"``).
+
+    ``data`` is a MashData or any (J, R) matrix.
+    """
+    R = _R_of(data)
+    return np.zeros((R, R))
 
 
 def cov_from_factors(f, name: str) -> dict:

@@ -23,6 +23,7 @@ import pandas as pd
 from scipy import stats
 
 from .._errors import MashInputError
+from .contrast import contrast_fields, contrast_matrix
 
 __all__ = ["MashData", "mash_set_data", "mash_update_data", "check_positive_definite"]
 
@@ -51,6 +52,12 @@ class MashData:
     conditions_named : bool
         Whether the names were supplied by the user (R: ``colnames(Bhat)`` non-NULL).  mashr
         names singleton covariances by condition only in that case.
+    Shat_orig, L, LSVSLt : None, or for contrast data (:func:`mash_update_data` with ``ref``)
+        the original Shat (J, R), the (R-1) x R contrast matrix (DataFrame, reference in
+        ``L.attrs["reference"]``) and the error correlation of the contrasts
+        ``cov2cor(L S_j V S_j L^T)``, (Q, Q) or (Q, Q, J).  Then ``V``/``commonV`` stay the
+        original data's and the engines use :meth:`error_V_stack` (see
+        :mod:`mashlib.model.contrast`).
     """
 
     Bhat: np.ndarray
@@ -62,6 +69,9 @@ class MashData:
     conditions: list
     row_ids: Optional[list]
     conditions_named: bool = True
+    Shat_orig: Optional[np.ndarray] = None
+    L: Optional[pd.DataFrame] = None
+    LSVSLt: Optional[np.ndarray] = None
 
     @property
     def n_effects(self) -> int:
@@ -78,13 +88,30 @@ class MashData:
         idx = np.arange(self.n_effects)[np.asarray(rows)]
         V = self.V if self.commonV else self.V[:, :, idx]
         ids = None if self.row_ids is None else [self.row_ids[i] for i in idx]
+        extra = {}
+        if self.L is not None:
+            extra = {"Shat_orig": self.Shat_orig[idx],
+                     "LSVSLt": self.LSVSLt if self.LSVSLt.ndim == 2 else self.LSVSLt[:, :, idx]}
         return dataclasses.replace(self, Bhat=self.Bhat[idx], Shat=self.Shat[idx],
-                                   Shat_alpha=self.Shat_alpha[idx], V=V, row_ids=ids)
+                                   Shat_alpha=self.Shat_alpha[idx], V=V, row_ids=ids, **extra)
 
     # --- helpers used by the engine -------------------------------------------------
     def V_stack(self) -> np.ndarray:
         """V as (R, R) when common, else as a (J, R, R) stack (row-major over effects)."""
         return self.V if self.commonV else np.moveaxis(self.V, 2, 0)
+
+    @property
+    def error_commonV(self) -> bool:
+        """Whether one error correlation serves every row: ``commonV``, or for contrast data
+        whether ``LSVSLt`` is a single matrix."""
+        return self.commonV if self.L is None else self.LSVSLt.ndim == 2
+
+    def error_V_stack(self) -> np.ndarray:
+        """Correlation of the errors of ``Bhat`` as used by the engines: :meth:`V_stack`, or
+        for contrast data ``LSVSLt`` as (Q, Q) or a (J, Q, Q) stack."""
+        if self.L is None:
+            return self.V_stack()
+        return self.LSVSLt if self.LSVSLt.ndim == 2 else np.moveaxis(self.LSVSLt, 2, 0)
 
     def is_common_cov_Shat(self) -> bool:
         """mashr ``is_common_cov_Shat``: every row of Shat is identical."""
@@ -98,7 +125,7 @@ class MashData:
 
     def is_common_cov(self) -> bool:
         """True when all effects share ``S_j V S_j`` and the back-transform (posterior path)."""
-        return self.commonV and self.is_common_cov_Shat() and (
+        return self.error_commonV and self.is_common_cov_Shat() and (
             self.alpha == 0 or self.is_common_cov_Shat_alpha())
 
 
@@ -356,26 +383,57 @@ def mash_set_data(Bhat, Shat=None, alpha=0.0, df=np.inf, pval=None, V=None,
 
 
 def mash_update_data(mashdata: MashData, ref=None, V=None) -> MashData:
-    """Replace V in a MashData (mashr ``mash_update_data``).
+    """Set the reference condition and/or replace V (mashr ``mash_update_data``).
 
     Parameters
     ----------
     mashdata : MashData
-    ref : None
-        Contrast (common-baseline) analysis is not ported; passing ``ref`` raises.
+    ref : str or int, optional
+        Turn the data into contrasts against a reference (common-baseline analysis): a
+        condition name, its **1-based** index (as R), or ``"mean"``.  The result holds
+        :math:`\\hat B L^T` with ``L = contrast_matrix(R, ref, conditions)`` and correlated
+        errors :math:`L S_j V S_j L^T` (see :mod:`mashlib.model.contrast`); its conditions are the
+        contrast names (``"Adipose-Brain"``, ... or ``"Adipose-mean"``, ...).
     V : array_like, optional
-        New R x R or R x R x J correlation (checked positive definite).
+        New R x R or R x R x J correlation of the original conditions (checked positive
+        definite), applied before ``ref``.  On contrast data the contrast errors are
+        recomputed from ``Shat_orig``, ``L`` and the new V (mashr intends this but stops with
+        "The contrast is not correct").
+
+    Returns
+    -------
+    MashData
+
+    Raises
+    ------
+    MashInputError
+        ``ref`` not a condition (the message lists them), ``ref`` given for data that are
+        already contrasts, V of the wrong shape or not positive definite.
     """
     if not isinstance(mashdata, MashData):
         raise MashInputError("mashdata: is not a MashData object; build it with mash_set_data.")
+    if ref is not None and mashdata.L is not None:
+        raise MashInputError(
+            f"ref: the data are already contrasts (reference "
+            f"{mashdata.L.attrs.get('reference')!r}); call mash_update_data on the original data.")
+    out = mashdata
+    if V is not None:
+        R0 = mashdata.n_conditions if mashdata.L is None else mashdata.L.shape[1]
+        J = mashdata.n_effects
+        if isinstance(V, pd.DataFrame):
+            conds = mashdata.conditions if mashdata.L is None else list(mashdata.L.columns)
+            if mashdata.conditions_named:
+                _check_labels(V, conds, "V")
+            V = V.to_numpy(dtype=float)
+        Vc, commonV = _check_V(V, R0, J)
+        out = dataclasses.replace(mashdata, V=Vc, commonV=commonV)
+        if out.L is not None:
+            f = contrast_fields(np.zeros((J, R0)), out.Shat_orig, Vc, commonV, out.L)
+            out = dataclasses.replace(out, Shat=f["Shat"], LSVSLt=f["LSVSLt"])
     if ref is not None:
-        raise MashInputError("ref: contrast (common-baseline) data is not supported by mashlib; "
-                             "compute contrasts yourself and pass them to mash_set_data.")
-    if V is None:
-        return mashdata
-    if isinstance(V, pd.DataFrame):
-        if mashdata.conditions_named:
-            _check_labels(V, mashdata.conditions, "V")
-        V = V.to_numpy(dtype=float)
-    Vc, commonV = _check_V(V, mashdata.n_conditions, mashdata.n_effects)
-    return dataclasses.replace(mashdata, V=Vc, commonV=commonV)
+        L = contrast_matrix(out.n_conditions, ref, out.conditions)
+        f = contrast_fields(out.Bhat, out.Shat, out.V, out.commonV, L)
+        out = dataclasses.replace(out, Bhat=f["Bhat"], Shat=f["Shat"], Shat_alpha=f["Shat_alpha"],
+                                  alpha=0.0, conditions=list(L.index), conditions_named=True,
+                                  Shat_orig=f["Shat_orig"], L=L, LSVSLt=f["LSVSLt"])
+    return out

@@ -24,9 +24,11 @@ from scipy.special import logsumexp
 from .._blas import single_blas_thread
 from .._errors import MashInputError
 from .covariances import check_Ulist, expand_cov, normalize_Ulist
+from .contrast import contrast_posterior_A
 from .data import MashData
 from .likelihood import DEFAULT_MEMORY_BYTES, calc_relative_lik_matrix
 from .posterior import compute_posterior_matrices, compute_posterior_weights
+from .samples import draw_posterior_samples
 
 __all__ = ["autoselect_grid", "FittedG", "MashResult", "mash", "mash_compute_posterior_matrices",
            "mash_compute_vloglik", "mash_compute_loglik", "set_prior", "optimize_pi"]
@@ -220,7 +222,8 @@ def mash(data: MashData, Ulist=None, gridmult: float = np.sqrt(2), grid=None,
          g: Optional[FittedG] = None, fixg: bool = False, prior="nullbiased",
          nullweight: float = 10, optmethod: str = "mixSQP", control=None, verbose: bool = False,
          outputlevel: int = 2, pi_thresh: float = 1e-10, A=None, output_lfdr: bool = False,
-         memory_bytes: int = DEFAULT_MEMORY_BYTES) -> MashResult:
+         memory_bytes: int = DEFAULT_MEMORY_BYTES, posterior_samples: int = 0,
+         seed=123) -> MashResult:
     """Fit mash and compute posteriors (mashr ``mash``).
 
     Parameters
@@ -247,6 +250,14 @@ def mash(data: MashData, Ulist=None, gridmult: float = np.sqrt(2), grid=None,
         Report posteriors of ``A b``.
     output_lfdr : bool
         Keep ``lfdr`` in ``result``.
+    posterior_samples : int
+        Draw this many samples M from each effect's posterior (outputlevel >= 2):
+        ``result["PosteriorSamples"]``, shape (J, Q, M) as R (see :func:`get_samples`,
+        :func:`get_pairwise_sharing_from_samples`).  mashr needs ``algorithm.version = "R"``
+        for this; here it is the same vectorised path.
+    seed : int
+        Seed of the draws (mashr's default 123); the global random state is not touched
+        (mashr calls ``set.seed``).  See :func:`mashlib.model.samples.draw_posterior_samples`.
 
     Returns
     -------
@@ -272,6 +283,7 @@ def mash(data: MashData, Ulist=None, gridmult: float = np.sqrt(2), grid=None,
             Ulist = normalize_Ulist(Ulist)
     Ulist = check_Ulist(Ulist, data.n_conditions)
     J, R = data.Bhat.shape
+    A = contrast_posterior_A(data.L, A)
     Aa = _A_array(A, R)
     xU = expand_cov(Ulist, grid, usepointmass)
     names = list(xU)
@@ -308,6 +320,9 @@ def mash(data: MashData, Ulist=None, gridmult: float = np.sqrt(2), grid=None,
         result = _result_frames(post, data, A)
         if not output_lfdr:
             result.pop("lfdr")
+        if posterior_samples:
+            result["PosteriorSamples"] = draw_posterior_samples(
+                data, Ustack, pi_s[keep], posterior_samples, seed, A=Aa, memory_bytes=memory_bytes)
         if verbose:
             print(f" - Computation allocated took {time.perf_counter() - t0:.2f} seconds.",
                   flush=True)
@@ -324,6 +339,7 @@ def mash(data: MashData, Ulist=None, gridmult: float = np.sqrt(2), grid=None,
 def mash_compute_posterior_matrices(g, data: MashData, pi_thresh: float = 1e-10, A=None,
                                     output_posterior_cov: bool = False,
                                     memory_bytes: int = DEFAULT_MEMORY_BYTES, *,
+                                    posterior_samples: int = 0, seed=123,
                                     max_memory=None, out=None, engine: Optional[str] = None,
                                     **stream_options):
     """Posterior matrices for (new) data under a fixed model (mashr ``mash_compute_posterior_matrices``).
@@ -334,7 +350,7 @@ def mash_compute_posterior_matrices(g, data: MashData, pi_thresh: float = 1e-10,
         A MashResult's alpha must equal ``data.alpha`` (P23); with a bare FittedG the caller
         is responsible for using the same alpha.
     data : MashData
-    pi_thresh, A, output_posterior_cov : as :func:`mash`.
+    pi_thresh, A, output_posterior_cov, posterior_samples, seed : as :func:`mash`.
     max_memory, out, engine, **stream_options
         Not accepted here: chunked, on-disk or Dask posteriors have their own front door,
         :func:`mashlib.compute_posterior_streaming` (same numbers, returns a ``StreamResult``).
@@ -344,7 +360,8 @@ def mash_compute_posterior_matrices(g, data: MashData, pi_thresh: float = 1e-10,
     -------
     dict
         J x Q DataFrames ``PosteriorMean``, ``PosteriorSD``, ``lfdr``, ``NegativeProb``,
-        ``lfsr``, and ``PosteriorCov`` (J, Q, Q) when asked.
+        ``lfsr``, ``PosteriorCov`` (J, Q, Q) when asked and ``PosteriorSamples`` (J, Q, M)
+        with ``posterior_samples = M``.
     """
     given = [k for k, v in (("max_memory", max_memory), ("out", out), ("engine", engine)) if v is not None]
     if given or stream_options:
@@ -361,11 +378,16 @@ def mash_compute_posterior_matrices(g, data: MashData, pi_thresh: float = 1e-10,
     keep = np.flatnonzero(pi > pi_thresh)
     names = list(xU)
     Ustack = np.stack([xU[names[p]] for p in keep])
+    A = contrast_posterior_A(data.L, A)
     Aa = _A_array(A, data.n_conditions)
     post = compute_posterior_matrices(data, Ustack, pi[keep], A=Aa,
                                       output_posterior_cov=output_posterior_cov,
                                       memory_bytes=memory_bytes)
-    return _result_frames(post, data, A)
+    res = _result_frames(post, data, A)
+    if posterior_samples:
+        res["PosteriorSamples"] = draw_posterior_samples(data, Ustack, pi[keep], posterior_samples,
+                                                         seed, A=Aa, memory_bytes=memory_bytes)
+    return res
 
 
 @single_blas_thread

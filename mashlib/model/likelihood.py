@@ -314,14 +314,14 @@ def calc_lik_matrix(data: MashData, Ulist, log: bool = False,
                              f"R = {R} conditions.")
     basis = ComponentBasis.from_stack(U)
     P = U.shape[0]
-    common = data.commonV and data.is_common_cov_Shat()
-    Vs = data.V_stack()
+    common = data.error_commonV and data.is_common_cov_Shat()
+    Vs = data.error_V_stack()
     chunk = _chunk_rows(J, _per_row_bytes(basis, R, P), memory_bytes)
     res = np.empty((J, P))
     bad = np.zeros(P, bool)
     for a in range(0, J, chunk):
         b = min(J, a + chunk)
-        V = Vs if data.commonV else Vs[a:b]
+        V = Vs if data.error_commonV else Vs[a:b]
         res[a:b], bd = loglik_rows(data.Bhat[a:b], data.Shat[a:b], V, basis, common)
         bad |= bd
     nonfinite = ~np.isfinite(res).all(axis=0)

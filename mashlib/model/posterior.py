@@ -15,7 +15,8 @@ component probabilities):
 
 * ``PosteriorMean = sum_p w mu``, ``PosteriorSD = sqrt(sum_p w (mu^2 + sigma^2) - PM^2)``
 * ``lfdr = sum_p w 1[sigma == 0]`` (exact zero test: singleton/null components give exact
-  zero rows), ``NegativeProb = sum_p w Phi(-mu/sigma) 1[sigma > 0]``
+  zero rows; with A, also where ``a_q^T U_p a_q`` is 0 structurally, see
+  :func:`mashlib.model.contrast.structural_zeros`), ``NegativeProb = sum_p w Phi(-mu/sigma) 1[sigma > 0]``
 * ``lfsr = compute_lfsr(NegativeProb, lfdr)``
 * ``PosteriorCov_j = sum_p w (C_A + mu mu^T) - PM PM^T``.
 
@@ -35,6 +36,7 @@ import numpy as np
 from scipy.special import ndtr, logsumexp
 
 from ..eb.mixdist import compute_lfsr  # noqa: F401  (re-exported: lfsr of a mixture posterior)
+from .contrast import structural_zeros
 from .likelihood import (ComponentBasis, DEFAULT_MEMORY_BYTES, component_loglik,
                          group_spectra, whiten_rows, LOG_2PI)
 
@@ -122,6 +124,9 @@ def posterior_chunk(Bhat, Shat, Shat_alpha, V, U_kept, pi_kept=None, A=None,
     weights = np.asarray(weights, float)
     Amat = None if A is None else np.asarray(A, float)
     Q = R if Amat is None else Amat.shape[0]
+    # (A b)_q is exactly 0 under a component whose prior variance a_q' U a_q is 0: null, not
+    # rounding noise (e.g. differences of conditions under equal_effects); see mashlib.model.contrast
+    Zb = None if Amat is None else structural_zeros(Amat, basis.bases)   # (Q, n_bases)
     PM = np.zeros((c, Q))
     E2 = np.zeros((c, Q))
     ZP = np.zeros((c, Q))
@@ -153,6 +158,10 @@ def posterior_chunk(Bhat, Shat, Shat_alpha, V, U_kept, pi_kept=None, A=None,
         # back to the kept components only (no padding) for the elementwise work
         mu = np.swapaxes(mu_b, -1, -2)[:, pos, lslot]                  # (c, Pg, Q)
         var = np.swapaxes(var_b, -1, -2)[:, pos, lslot]                # ((c|1), Pg, Q)
+        if Zb is not None:
+            zs = Zb[:, basis.base_of[sel]].T[None]                     # (1, Pg, Q)
+            if zs.any():
+                mu, var = np.where(zs, 0.0, mu), np.where(zs, 0.0, var)
         w = weights[:, sel]                                            # (c, Pg)
         PM += np.einsum("jp,jpq->jq", w, mu)
         E2 += np.einsum("jp,jpq->jq", w, mu * mu) + (
@@ -211,11 +220,11 @@ def compute_posterior_matrices(data, U_kept, pi_kept=None, A=None,
     J, R = data.Bhat.shape
     Q = R if A is None else np.asarray(A).shape[0]
     chunk = _chunk_size(basis, R, Q, output_posterior_cov, memory_bytes, J)
-    Vs = data.V_stack()
+    Vs = data.error_V_stack()
     parts = []
     for a in range(0, J, chunk):
         b = min(J, a + chunk)
-        V = Vs if data.commonV else Vs[a:b]
+        V = Vs if data.error_commonV else Vs[a:b]
         parts.append(posterior_chunk(
             data.Bhat[a:b], data.Shat[a:b], data.Shat_alpha[a:b], V, None, pi_kept, A,
             output_posterior_cov, None if weights is None else weights[a:b], basis=basis))

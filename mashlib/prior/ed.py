@@ -67,6 +67,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from .._errors import MashInputError
+from ._teem import TeemFit, fit_teem
 # numeric kernels live in ed_kernels (module size); re-exported for tests and benchmarks
 from ._ed_kernels import (_DBL_MIN, _HALF_LOG_2PI, _PROP_TOL, _RANK_TOL,  # noqa: F401
                          _chol_inv, _Comp, _estep, _estep_prop, _factor_psd, _mstep,
@@ -482,9 +483,55 @@ def bovy_wrapper(data, Ulist_init, subset=None, tol: float = 1e-6, maxiter: floa
                  loglik_trace=res.loglik_trace)
 
 
+def teem_wrapper(data, Ulist_init, subset=None, w_init=None, maxiter: int = 5000,
+                 converge_tol: float = 1e-7, eigen_tol: float = 1e-7,
+                 verbose: bool = False) -> TeemFit:
+    """mashr's ``teem_wrapper``: TEEM on the z-scores ``Bhat[subset] / Shat[subset]``.
+
+    See :mod:`mashlib.prior._teem` for the algorithm.  ``data.V`` is ignored (as mashr).
+
+    Parameters
+    ----------
+    data : MashData
+    Ulist_init : dict or list of R x R PSD matrices
+    subset : array of int or bool, optional
+        Rows to use (default all).
+    w_init : array_like (K,), optional
+        Initial weights (default 1/K).
+    maxiter, converge_tol, eigen_tol, verbose
+        mashr's defaults 5000, 1e-7, 1e-7.
+
+    Returns
+    -------
+    TeemFit
+        ``U`` as a dict named like ``Ulist_init`` (not yet ``ED_``-prefixed), ``w``,
+        ``objective`` and ``maxd`` traces.
+    """
+    Bhat = np.asarray(getattr(data, "Bhat"), dtype=float)
+    J, R = Bhat.shape
+    sub = np.arange(J) if subset is None else np.arange(J)[np.asarray(subset)]
+    if sub.size == 0:
+        raise MashInputError("subset selects no rows; TEEM needs at least one effect")
+    U0 = _check_Ulist_init(Ulist_init, R)
+    K = len(U0)
+    if w_init is None:
+        w0 = np.full(K, 1.0 / K)
+    else:
+        w0 = np.asarray(w_init, dtype=float).ravel()
+        if w0.size != K or np.any(w0 < 0) or not np.isfinite(w0).all() or w0.sum() <= 0:
+            raise MashInputError(f"w_init: must be {K} non-negative weights (one per matrix of "
+                                 f"Ulist_init), got {np.asarray(w_init).ravel()[:10]}")
+    X = Bhat[sub] / np.asarray(getattr(data, "Shat"), dtype=float)[sub]
+    fit = fit_teem(X, w0, np.stack(list(U0.values())), maxiter=maxiter,
+                   converge_tol=converge_tol, eigen_tol=eigen_tol, verbose=verbose)
+    fit.U = {n: fit.U[k] for k, n in enumerate(U0)}
+    return fit
+
+
 def cov_ed(data, Ulist_init, subset=None, algorithm: str = "bovy", tol: float = 1e-6,
-           maxiter: float = 1e9, w: float = 0.0, details: bool = False,
-           verbose: bool = False):
+           maxiter: float = None, w: float = 0.0, details: bool = False,
+           verbose: bool = False, *, w_init=None, converge_tol: float = 1e-7,
+           eigen_tol: float = 1e-7):
     """Refine initial covariance matrices by extreme deconvolution (mashr ``cov_ed``).
 
     Parameters
@@ -495,24 +542,48 @@ def cov_ed(data, Ulist_init, subset=None, algorithm: str = "bovy", tol: float = 
         Initial covariances, e.g. ``cov_pca(data, 5, subset=strong)``.
     subset : array of int or bool, optional
         Rows used for the fit (e.g. the strong set).
-    algorithm : {"bovy"}
-        mashr's default.  ``"teem"`` is not ported.
-    tol, maxiter, w : float
-        See :func:`extreme_deconvolution` (mashr defaults 1e-6, 1e9, 0).
+    algorithm : {"bovy", "teem"}
+        ``"bovy"`` (mashr's default): :func:`bovy_wrapper`, extreme deconvolution with the
+        per-row errors.  ``"teem"``: :func:`teem_wrapper`, Truncated-Eigenvalue EM on the
+        z-scores (:mod:`mashlib.prior._teem`; no :math:`n^{-1/2} I` added).
+    tol, w : float
+        bovy: see :func:`extreme_deconvolution` (mashr defaults 1e-6, 0).
+    maxiter : int, optional
+        Default 1e9 (bovy) or 5000 (teem), as mashr.
+    w_init, converge_tol, eigen_tol
+        teem only: initial weights (default 1/K) and tolerances (mashr defaults 1e-7).
     details : bool
-        Return an :class:`EDFit` (Ulist, pi, av_loglik, niter) instead of the dict.
+        Return an :class:`EDFit` (Ulist, pi, av_loglik, niter) instead of the dict (teem:
+        ``av_loglik`` is the final log-likelihood divided by the number of rows,
+        ``loglik_trace`` TEEM's objective trace, i.e. total log-likelihoods).
     verbose : bool
         Print progress.
 
     Returns
     -------
     dict or EDFit
-        ``ED_<name>`` -> :math:`V_j + n^{-1/2} I` (R x R).  With ``details=True`` the same
-        dict is ``.Ulist`` and ``pi`` is keyed by the initial names, as R's bovy_wrapper.
+        ``ED_<name>`` -> :math:`V_j + n^{-1/2} I` (bovy) or :math:`T_k - I` (teem), R x R.
+        With ``details=True`` the same dict is ``.Ulist`` and ``pi`` is keyed by the initial
+        names, as R's wrappers.  (mashr's teem branch returns an R x R x K array with a bogus
+        ``names`` attribute that ``mash`` cannot use; here it is the named list.)
     """
-    if algorithm not in ("bovy",):
+    if algorithm not in ("bovy", "teem"):
         raise MashInputError(f"algorithm={algorithm!r} is not supported; allowed: 'bovy' "
-                             f"(mashr's default; 'teem' is not ported)")
+                             f"(mashr's default) or 'teem'")
+    if algorithm == "teem":
+        tf = teem_wrapper(data, Ulist_init, subset=subset, w_init=w_init,
+                          maxiter=5000 if maxiter is None else maxiter,
+                          converge_tol=converge_tol, eigen_tol=eigen_tol, verbose=verbose)
+        Ued = {f"ED_{n}": U for n, U in tf.U.items()}
+        if details:
+            n_rows = len(np.arange(np.shape(data.Bhat)[0])[
+                slice(None) if subset is None else np.asarray(subset)])
+            return EDFit(Ulist=Ued, pi={n: float(v) for n, v in zip(tf.U, tf.w)},
+                         av_loglik=tf.loglik / n_rows, niter=tf.niter,
+                         loglik_trace=tf.objective)
+        return Ued
+    if maxiter is None:
+        maxiter = 1e9
     fit = bovy_wrapper(data, Ulist_init, subset=subset, tol=tol, maxiter=maxiter, w=w,
                        verbose=verbose)
     Ued = {f"ED_{n}": U for n, U in fit.Ulist.items()}

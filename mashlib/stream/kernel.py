@@ -37,6 +37,7 @@ from scipy.special import ndtr
 
 from .._blas import blas_threads  # noqa: F401  (re-exported for the streaming modules)
 from .._errors import MashInputError
+from ..model.samples import component_posteriors  # noqa: F401  (moved there; re-exported)
 
 Kernel = Callable[..., dict]
 
@@ -197,79 +198,6 @@ def transform_chunk(Bhat: np.ndarray, Shat: np.ndarray, alpha: float):
         Shat[na] = 1e6
         Sa[na] = 1.0
     return Bhat, Shat, Sa
-
-
-def _is_common(X: np.ndarray) -> bool:
-    return X.shape[0] <= 1 or bool(np.all(X == X[:1]))
-
-
-def component_posteriors(Bhat, Shat, Shat_alpha, V, U, pi, A=None, full_cov=True):
-    """Per-row, per-component posterior pieces (used by sampling and the fallback kernel).
-
-    Parameters
-    ----------
-    Bhat, Shat, Shat_alpha : ndarray, shape (n, R)
-        Transformed data of one chunk.
-    V : ndarray, shape (R, R)
-        Residual correlation.
-    U : ndarray, shape (K, R, R); pi : ndarray, shape (K,)
-        Kept components and weights.
-    A : ndarray, shape (Q, R), optional
-        Linear transform of the effects.
-    full_cov : bool
-        Return the component posterior covariances ``C`` (else only their diagonals).
-
-    Returns
-    -------
-    dict with ``w`` (n, K) posterior weights, ``mu`` (n, K, Q) and either ``C``
-    (n, K, Q, Q) or (K, Q, Q) when the rows share one covariance, or ``var`` (n, K, Q).
-    """
-    n, R = Bhat.shape
-    common = _is_common(Shat) and _is_common(Shat_alpha)
-    if common:
-        s = Shat[0]
-        Sigma = s[:, None] * V * s[None, :]
-        L = np.linalg.cholesky(Sigma[None] + U)                    # (K, R, R)
-        Linv = np.linalg.inv(L)                                    # triangular inverse
-        z = np.einsum("kab,nb->nka", Linv, Bhat)                   # L^{-1} b
-        loglik = (-0.5 * R * LOG2PI - np.log(np.diagonal(L, axis1=1, axis2=2)).sum(-1)
-                  - 0.5 * np.einsum("nka,nka->nk", z, z))
-        W = Linv @ U                                               # L^{-1} U, (K, R, R)
-        mu1 = np.einsum("kab,nka->nkb", W, z)                      # U T^{-1} b
-        U1 = U - np.swapaxes(W, 1, 2) @ W
-    else:
-        Sigma = Shat[:, :, None] * V[None] * Shat[:, None, :]      # (n, R, R)
-        L = np.linalg.cholesky(Sigma[:, None] + U[None])           # (n, K, R, R)
-        Linv = np.linalg.inv(L)
-        z = np.einsum("nkab,nb->nka", Linv, Bhat)
-        loglik = (-0.5 * R * LOG2PI - np.log(np.diagonal(L, axis1=2, axis2=3)).sum(-1)
-                  - 0.5 * np.einsum("nka,nka->nk", z, z))
-        W = Linv @ U[None]
-        del L, Linv
-        mu1 = np.einsum("nkab,nka->nkb", W, z)
-        U1 = U[None] - np.swapaxes(W, 2, 3) @ W
-        del W
-    loglik -= loglik.max(axis=1, keepdims=True)
-    w = pi[None, :] * np.exp(loglik)
-    w /= w.sum(axis=1, keepdims=True)
-    sa = Shat_alpha
-    mu = mu1 * sa[:, None, :]
-    if common:
-        a = sa[0]
-        C = U1 * a[None, :, None] * a[None, None, :]
-    else:
-        C = U1 * sa[:, None, :, None] * sa[:, None, None, :]
-    if A is not None:
-        A = np.asarray(A, dtype=float)
-        mu = mu @ A.T
-        C = A @ C @ A.T
-    out = {"w": w, "mu": mu, "common": common}
-    if full_cov:
-        out["C"] = C
-    else:
-        var = np.diagonal(C, axis1=-2, axis2=-1)
-        out["var"] = np.broadcast_to(var, mu.shape) if common else var
-    return out
 
 
 def posterior_chunk_fallback(Bhat, Shat, Shat_alpha, V, U, pi, A=None, output_posterior_cov=False):

@@ -1,74 +1,15 @@
-"""Vectorised posterior sampling and pairwise sharing from posterior samples (map §2.2).
+"""Pairwise sharing from posterior samples (mashr ``get_pairwise_sharing_from_samples``).
 
-mashr draws, per effect j, component counts from Multinomial(M, w_j) and then
-``rmvnorm(mu_jk, C_jk)`` for each component, shuffling the result; it is an R loop
-over effects. Here all effects of a chunk are drawn at once:
-
-1. component labels c_jm ~ Categorical(w_j) for m = 1..M, by inverse CDF on the
-   cumulative weights (equivalent in distribution to the multinomial counts then a
-   shuffle);
-2. x_jm = mu_{j c} + F_{j c} z_jm with z_jm ~ N(0, I) and F F^T = C_{j c}; F is the
-   symmetric square root from a batched ``eigh`` (negative eigenvalues clipped at
-   0), which is mvtnorm's default ``method = "eigen"``. A Cholesky factor is not
-   used because mixture covariances are often singular (the null component is 0,
-   rank-one components are singular).
+The sampler itself (mashr's ``posterior_samples``) is
+:func:`mashlib.model.samples.sample_posterior_chunk`, re-exported here for the streaming
+posterior; its module docstring gives the algorithm.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from .._errors import MashInputError
-from .kernel import component_posteriors
-
-
-def _sqrt_psd(C: np.ndarray) -> np.ndarray:
-    """Batched symmetric PSD square root F with F F^T = C (eigenvalues clipped at 0)."""
-    lam, Q = np.linalg.eigh(C)
-    return Q * np.sqrt(np.maximum(lam, 0.0))[..., None, :]
-
-
-def sample_posterior_chunk(Bhat, Shat, Shat_alpha, V, U, pi, nsamp: int, rng: np.random.Generator,
-                           A=None) -> np.ndarray:
-    """Draw ``nsamp`` posterior samples for each row of a chunk.
-
-    Parameters
-    ----------
-    Bhat, Shat, Shat_alpha : ndarray, shape (n, R)
-        Transformed data.
-    V, U, pi
-        Residual correlation (R, R), kept components (K, R, R) and weights (K,).
-    nsamp : int
-        Samples per row (M).
-    rng : numpy.random.Generator
-    A : ndarray (Q, R), optional
-
-    Returns
-    -------
-    ndarray, shape (n, Q, M) -- mashr's ``PosteriorSamples`` layout.
-    """
-    # EZ: one transformed Shat for all rows, Shat_alpha varying: draw on the common scale
-    # and multiply by Shat_alpha (x ~ N(a mu1, diag(a) U1 diag(a)) is a x1 with x1 ~ N(mu1, U1)).
-    scale = None
-    if (A is None and Bhat.shape[0] > 1 and bool(np.all(Shat == Shat[0]))
-            and not bool(np.all(Shat_alpha == Shat_alpha[0]))):
-        scale, Shat_alpha = Shat_alpha, np.ones_like(Shat_alpha)
-    cp = component_posteriors(Bhat, Shat, Shat_alpha, V, U, pi, A, full_cov=True)
-    w, mu, C = cp["w"], cp["mu"], cp["C"]
-    n, K, Q = mu.shape
-    F = _sqrt_psd(C)                                     # (K,Q,Q) common or (n,K,Q,Q)
-    cw = np.cumsum(w, axis=1)
-    cw[:, -1] = 1.0
-    u = rng.random((n, nsamp))
-    comp = (u[:, :, None] >= cw[:, None, :]).sum(axis=2)  # (n, M) labels in 0..K-1
-    comp = np.minimum(comp, K - 1)
-    z = rng.standard_normal((n, nsamp, Q))
-    rows = np.arange(n)[:, None]
-    m = mu[rows, comp]                                   # (n, M, Q)
-    Fsel = F[comp] if cp["common"] else F[rows, comp]    # (n, M, Q, Q)
-    x = m + np.einsum("nmab,nmb->nma", Fsel, z)
-    if scale is not None:
-        x *= scale[:, None, :]
-    return np.ascontiguousarray(np.swapaxes(x, 1, 2))
+from ..model.samples import sample_posterior_chunk  # noqa: F401  (moved there; re-exported)
 
 
 def _get(obj, names):
@@ -129,7 +70,7 @@ def get_pairwise_sharing_from_samples(m=None, factor: float = 0.5, lfsr_thresh: 
                              "posterior_samples=n (n > 0), or use get_pairwise_sharing().")
     if lfsr is None:
         raise MashInputError("lfsr: needed to choose the significant effects; pass lfsr=.")
-    if hasattr(lfsr, "columns") and names is None:
+    if hasattr(lfsr, "columns"):          # the result's columns (contrast / A names)
         names = [str(c) for c in lfsr.columns]
     lfsr = np.asarray(lfsr, dtype=float)
     if samples.ndim != 3 or samples.shape[:2] != lfsr.shape:

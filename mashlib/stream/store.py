@@ -236,6 +236,9 @@ class InputSource:
         if hasattr(Bhat, "Shat_alpha") and hasattr(Bhat, "Bhat"):      # a MashData
             if Shat is not None:
                 raise MashInputError("Shat: must be None when Bhat is a MashData (it holds Shat).")
+            if getattr(Bhat, "L", None) is not None:
+                raise MashInputError("data: contrast data (mash_update_data(ref=...)) are not supported "
+                                     "by the streaming posterior; use mash_compute_posterior_matrices.")
             if not getattr(Bhat, "commonV", True):
                 raise MashInputError("data: a per-row V (R x R x J) is not supported by the streaming "
                                      "posterior; use mash_compute_posterior_matrices for it.")

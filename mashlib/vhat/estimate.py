@@ -110,6 +110,9 @@ def mash_estimate_corr_em(data: MashData, Ulist, init=None, max_iter: int = 30, 
     dict with ``V`` (DataFrame), ``mash_model``, ``loglik`` (ndarray), ``niter`` (and
     ``trace`` when ``track_fit``); or only ``V`` when ``details=False``.
     """
+    if getattr(data, "L", None) is not None:
+        raise MashInputError("data: the null correlation cannot be estimated from contrast data "
+                             "(mash_update_data(ref=...)); estimate V on the original data.")
     if init is None:
         try:
             init = np.asarray(estimate_null_correlation_simple(data, est_cor=est_cor))

@@ -125,8 +125,9 @@ def test_update_data():
     np.testing.assert_array_equal(d.V, np.eye(2))
     with pytest.raises(MashInputError, match="positive definite"):
         mash_update_data(d, V=np.array([[1.0, 1.5], [1.5, 1.0]]))
-    with pytest.raises(MashInputError, match="contrast"):
-        mash_update_data(d, ref=1)
+    with pytest.raises(MashInputError, match="ref: 'x' is not a condition"):
+        mash_update_data(d, ref="x")
+    assert mash_update_data(d, ref=1).conditions == ["2-1"]
 
 
 def test_common_cov_detection():

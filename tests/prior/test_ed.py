@@ -236,7 +236,7 @@ def test_bad_inputs():
     with pytest.raises(MashInputError, match="symmetric"):
         cov_ed(d, {"a": np.array([[1.0, 0.5, 0], [0, 1, 0], [0, 0, 1]])})
     with pytest.raises(MashInputError, match="algorithm"):
-        cov_ed(d, {"a": np.eye(3)}, algorithm="teem")
+        cov_ed(d, {"a": np.eye(3)}, algorithm="tem")
     with pytest.raises(MashInputError, match="ycovar"):
         extreme_deconvolution(B, np.zeros((10, 3)), [1.0], None, [np.eye(3)])
     with pytest.raises(MashInputError, match="xamp"):
