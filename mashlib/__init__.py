@@ -96,6 +96,7 @@ _EXPORTS: dict[str, str] = {
     "mash_1by1": "eb",
     "compute_lfsr": "eb",
     "AshResult": "eb",
+    "TNormalMix": "eb",
     "MixSQPResult": "eb",
     "ebnm": "eb.ebnm",
     "ebnm_point_normal": "eb.ebnm",
