@@ -10,6 +10,7 @@ from scipy import integrate, stats
 import mashlib as ml
 from mashlib.eb.mixdist_t import t_unimix_comp_posterior, t_unimix_loglik_matrix
 
+pytestmark = pytest.mark.parity  # reproduces R reference outputs (tests/data/reference)
 REF = pathlib.Path(__file__).parents[1] / "data" / "reference" / "wave2" / "ash_t"
 TOL = 1e-4  # wave2 README: loglik, posterior means, pi, PosteriorSD, lfsr 1e-4 absolute
 
