@@ -72,7 +72,8 @@ def _deconv(z, tau, n_bins=40, c0=1.0, p_degree=5, a_start=1.0, scale=True):
 
     def obj(a):
         eta = Q @ a
-        g = np.exp(eta - sc.logsumexp(eta))
+        e = np.exp(eta - eta.max())
+        g = e / e.sum()
         f = P @ g
         nrm = np.sqrt(a @ a)
         val = -np.sum(y * np.log(f)) + c0 * nrm
@@ -85,7 +86,8 @@ def _deconv(z, tau, n_bins=40, c0=1.0, p_degree=5, a_start=1.0, scale=True):
     res = optimize.minimize(obj, np.full(Q.shape[1], float(a_start)), jac=True, method="BFGS",
                             options={"gtol": 1e-9, "maxiter": 2000})
     eta = Q @ res.x
-    return np.exp(eta - sc.logsumexp(eta))
+    e = np.exp(eta - eta.max())
+    return e / e.sum()
 
 
 def ebnm_deconvolver(x, s=1, mode=0, scale="estimate", g_init=None, fix_g=False, output=DEFAULT_OUTPUT,
