@@ -36,7 +36,7 @@ A component is :math:`N(\mu_k, \sigma_k^2)` truncated to :math:`[a_k, b_k]`. Wit
                                {\Phi((b - \mu)/\sigma) - \Phi((a - \mu)/\sigma)},
 
 and the component posterior is :math:`N(m, v)` truncated to :math:`[a, b]`
-(moments from :func:`mashlib.mixdist.etruncnorm` / ``e2truncnorm``). :math:`\sigma = 0`
+(moments from :func:`mashlib.eb.mixdist.etruncnorm` / ``e2truncnorm``). :math:`\sigma = 0`
 is a point mass at :math:`\mu` (clamped to :math:`[a, b]`).
 """
 from __future__ import annotations

@@ -121,9 +121,8 @@ _TAB_COLS = ((flash_verbose_elbo, flash_verbose_elbo_diff, flash_verbose_max_chg
 
 
 def _check_fit(fit):
-    from .fit import FlashFit
-
-    if not isinstance(fit, FlashFit):
+    # duck-typed: fit.py imports this module, so this one does not import fit.py
+    if not all(hasattr(fit, a) for a in ("EF", "EF2", "tau", "conv_tol", "copy")):
         raise MashInputError(f"fit: expected a FlashFit from flash_init() or flash(); got {type(fit).__name__}.")
 
 

@@ -233,9 +233,9 @@ def flash_ebnm(**args):
     """An ebnm function with some arguments fixed, for ``ebnm_fn`` (flashier's ``flash_ebnm``).
 
     ``flash_ebnm(prior_family="point_laplace", mode="estimate")`` returns
-    ``fn(x, s, g_init, fix_g, output)`` calling :func:`mashlib.ebnm.ebnm` with those arguments.
+    ``fn(x, s, g_init, fix_g, output)`` calling :func:`mashlib.ebnm` with those arguments.
     ``x``, ``s`` and ``output`` may not be fixed; ``g_init`` may only be fixed together with
-    ``fix_g=True``. With ``group`` the call goes to :func:`mashlib.ebnm_group.ebnm_group`.
+    ``fix_g=True``. With ``group`` the call goes to :func:`mashlib.ebnm_group`.
     """
     import warnings
 
@@ -252,9 +252,7 @@ def flash_ebnm(**args):
     group = args.get("group")
 
     def fn(x, s, g_init=None, fix_g=False, output=None):
-        from ..ebnm import ebnm
-        from ..ebnm_core import DEFAULT_OUTPUT
-        from ..ebnm_group import ebnm_group
+        from ..eb.ebnm import DEFAULT_OUTPUT, ebnm, ebnm_group
 
         out = DEFAULT_OUTPUT if output is None else output
         call = dict(args)

@@ -301,7 +301,7 @@ def corshrink_data(data, sd_boot: bool = False, type: str = "cor", cor_method: s
     data : array_like or pandas.DataFrame, shape (N, R)
         Samples in rows, variables (conditions) in columns; NaN allowed.
     sd_boot : bool
-        Bootstrap standard errors of the Fisher z-scores (:func:`mashlib.corshrink_boot.bootcor_se`,
+        Bootstrap standard errors of the Fisher z-scores (:func:`mashlib.vhat._corshrink_boot.bootcor_se`,
         ``nboot`` row resamples drawn with ``seed``; CorShrink's clamp to [0.001, 0.999] is kept)
         instead of the sample-size formula.
     nboot, seed
@@ -330,7 +330,7 @@ def corshrink_data(data, sd_boot: bool = False, type: str = "cor", cor_method: s
     Cdf = pd.DataFrame(C, index=labels, columns=labels)
     zsd = None
     if sd_boot:
-        from .corshrink_boot import bootcor_se
+        from ._corshrink_boot import bootcor_se
 
         zsd = bootcor_se(X, nboot=nboot, seed=seed, cor_method=cor_method)
         N = None

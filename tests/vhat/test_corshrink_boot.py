@@ -7,9 +7,10 @@ import pandas as pd
 import pytest
 
 import mashlib as ml
-from mashlib.corshrink_boot import bootcor_se
+from mashlib.vhat._corshrink_boot import bootcor_se
 
-REF = pathlib.Path(__file__).parent / "data" / "reference" / "wave2" / "corshrink_boot"
+pytestmark = pytest.mark.parity  # reproduces R reference outputs (tests/data/reference)
+REF = pathlib.Path(__file__).parents[1] / "data" / "reference" / "wave2" / "corshrink_boot"
 TOL = 1e-4  # CorShrink tolerance (R's bootstrap SDs injected)
 
 

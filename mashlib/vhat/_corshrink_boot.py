@@ -13,14 +13,14 @@ CorShrink then treats as no information (SD :math:`10^8`) and shrinks the pair t
 ``thresh_down=-0.999`` for the symmetric clamp.
 
 The resampling uses numpy's generator (``seed``), not R's, so the SDs match R's in distribution
-only (see ``tests/test_corshrink_boot.py``).
+only (see ``tests/vhat/test_corshrink_boot.py``).
 """
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
-from ._errors import MashInputError
+from .._errors import MashInputError
 
 __all__ = ["bootcor_se"]
 

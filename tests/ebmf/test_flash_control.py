@@ -9,7 +9,8 @@ import pytest
 
 import mashlib as ml
 
-REF = pathlib.Path(__file__).parent / "data" / "reference"
+pytestmark = pytest.mark.parity  # reproduces R reference outputs (tests/data/reference)
+REF = pathlib.Path(__file__).parents[1] / "data" / "reference"
 W2 = REF / "wave2" / "flash_control"
 # wave2 README: fitted steps ELBO >= R - 0.05 with the same K; steps that fit nothing 1e-6 relative
 # given R's previous state; ldf(type = "m") columns 1e-3 absolute up to sign
