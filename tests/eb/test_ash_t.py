@@ -84,7 +84,7 @@ def _quadrature_posterior(x, s, g):
         th = side * np.linspace(0, 40, 400001)
         dens = np.zeros_like(th)
         for k in np.flatnonzero((pi > 0) & (sd > 0) & ((hi > 0) if side > 0 else (lo < 0))):
-            dens += pi[k] * stats.truncnorm.pdf(th, lo[k] / sd[k], hi[k] / sd[k], scale=sd[k])
+            dens += pi[k] * 2.0 * np.exp(-0.5 * (th / sd[k]) ** 2) / (sd[k] * np.sqrt(2 * np.pi))  # half-normal
         f = dens * stats.norm.pdf(x, th, s) * side
         z += integrate.trapezoid(f, th)
         m1 += integrate.trapezoid(th * f, th)
