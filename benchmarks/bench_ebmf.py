@@ -1,8 +1,10 @@
 """Benchmark of mashlib.ebmf (issue #3) and cov_flash (issue #4) against R's timings.
 
 Cases: the gtex_flash settings i-x of tests/data/reference/MANIFEST.md (flashier 1.0.60,
-medians of 3 R runs), and cov_flash default / nonneg on the sim_protocol strong set
-(1,500 x 20; R single runs from sim_protocol/meta_setup.json). Each case runs ``--repeat``
+medians of 3 R runs), cov_flash default / nonneg on the sim_protocol strong set
+(1,500 x 20; R single runs from sim_protocol/meta_setup.json), and ``wave2`` (issue #15): ash
+with ``df`` / ``halfnormal``, the later ebnm families, the flashier control steps on gtex and
+CorShrink ``sd_boot`` beside the R seconds of tests/data/reference/wave2/*/meta.json. Each case runs ``--repeat``
 times (default 3) and the median is reported beside R's seconds, with our ELBO, R's ELBO
 and the number of factors. Cases whose ebnm family is not yet in mashlib.eb.ebnm are
 recorded as skipped.
@@ -113,17 +115,115 @@ def bench_cov_flash(factors, repeat):
             "names_match": list(U) == names, "max_rel_frobenius_vs_R": rel, "speedup_vs_R": r_s / med}
 
 
+W2 = REF / "wave2"
+W2_OUT = ("posterior_mean", "posterior_sd", "posterior_second_moment", "lfsr", "fitted_g", "log_likelihood")
+
+
+def bench_wave2(repeat):
+    """Issue #15: the later ash/ebnm families, flashier controls and CorShrink sd_boot beside R's seconds
+    (wave2 meta.json: R 4.2.2 medians of 3 runs for ash_t/ebnm_more, single runs for flash_control and
+    corshrink_boot)."""
+    import warnings
+
+    import pandas as pd
+
+    import mashlib as ml
+
+    rows = {}
+
+    def add(name, call, r_s, fn):
+        if r_s is None:
+            return
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            _, med, runs, cpu = _timed(fn, repeat)
+        rows[name] = {"call": call, "R_s": r_s, "ours_s": med, "runs_s": runs, "ours_cpu_s": cpu,
+                      "speedup_vs_R": r_s / med if med > 0 else float("inf")}
+
+    meta = json.loads((W2 / "ash_t" / "meta.json").read_text())["elapsed_s"]
+    d = pd.read_csv(W2 / "ash_t" / "input.csv")
+    x, s = d["x"].to_numpy(), d["s"].to_numpy()
+    add("ash_t_df5", "ash(x, s, df=5)", meta["t_df5_default"], lambda: ml.ash(x, s, df=5))
+    add("ash_t_df5_halfuniform", "ash(x, s, df=5, mixcompdist='halfuniform')", meta["t_df5_halfuniform"],
+        lambda: ml.ash(x, s, df=5, mixcompdist="halfuniform"))
+    add("ash_halfnormal", "ash(x, s, mixcompdist='halfnormal')", meta["normal_halfnormal"],
+        lambda: ml.ash(x, s, mixcompdist="halfnormal"))
+
+    meta = json.loads((W2 / "ebnm_more" / "meta.json").read_text())["elapsed_s"]
+    d = pd.read_csv(W2 / "ebnm_more" / "input.csv")
+    x, s, grp = d["x"].to_numpy(), d["s"].to_numpy(), d["group"].astype(str).to_numpy()
+    for key, call, fn in [
+        ("generalized_binary", "ebnm_generalized_binary(x, s)", lambda: ml.ebnm_generalized_binary(x, s, output=W2_OUT)),
+        ("npmle", "ebnm_npmle(x, s)", lambda: ml.ebnm_npmle(x, s, output=W2_OUT)),
+        ("deconvolver_z", "ebnm_deconvolver(x / s, 1)", lambda: ml.ebnm_deconvolver(x / s, 1, output=W2_OUT)),
+        ("flat", "ebnm_flat(x, s)", lambda: ml.ebnm_flat(x, s, output=W2_OUT)),
+        ("point_mass", "ebnm_point_mass(x, s)", lambda: ml.ebnm_point_mass(x, s, output=W2_OUT)),
+        ("group_point_normal", "ebnm_group(x, s, group, 'point_normal')",
+         lambda: ml.ebnm_group(x, s, group=grp, prior_family="point_normal", output=W2_OUT)),
+        ("group_normal_scale_mixture", "ebnm_group(x, s, group, 'normal_scale_mixture')",
+         lambda: ml.ebnm_group(x, s, group=grp, prior_family="normal_scale_mixture", output=W2_OUT)),
+        ("horseshoe_s_const", "ebnm_horseshoe(x, 1)", lambda: ml.ebnm_horseshoe(x, 1, output=W2_OUT)),
+    ]:
+        add(f"ebnm_{key}", call, meta[key], fn)
+
+    meta = json.loads((W2 / "flash_control" / "meta.json").read_text())["elapsed_s"]
+    fc = W2 / "flash_control"
+    Y = pd.read_csv(REF / "gtex_flash" / "gtex.csv").to_numpy()
+    L0, F0 = pd.read_csv(fc / "init_L0.csv").to_numpy(), pd.read_csv(fc / "init_F0.csv").to_numpy()
+    E = pd.read_csv(fc / "perturbation_E.csv").to_numpy()
+    st = {"s0": ml.flash_factors_init(ml.flash_set_verbose(ml.flash_init(Y), 0), (L0, F0))}
+    st["s1"] = ml.flash_backfit(st["s0"])
+    st["s3"] = ml.flash_add_intercept(st["s1"])
+    st["s4"] = ml.flash_backfit(st["s3"])
+    st["s6"] = ml.flash_factors_set_to_zero(st["s4"], [1])
+    st["s8"] = ml.flash_backfit(ml.flash_factors_fix(st["s1"], [0], which_dim="factors"))
+    st["s10"] = ml.flash_set_verbose(ml.flash_update_data(st["s1"], Y + E), 0)  # (update_data resets verbose)
+    steps = {
+        "s0": ("flash_init |> flash_set_verbose(0) |> flash_factors_init(L0, F0)",
+               lambda: ml.flash_factors_init(ml.flash_set_verbose(ml.flash_init(Y), 0), (L0, F0))),
+        "s1": ("s0 |> flash_backfit()", lambda: ml.flash_backfit(st["s0"])),
+        "s2": ("s0 |> flash_set_conv_crit(max_chg, 1e-4) |> flash_backfit()",
+               lambda: ml.flash_backfit(ml.flash_set_conv_crit(st["s0"], ml.flash_conv_crit_max_chg, 1e-4))),
+        "s3": ("s1 |> flash_add_intercept()", lambda: ml.flash_add_intercept(st["s1"])),
+        "s4": ("s3 |> flash_backfit()", lambda: ml.flash_backfit(st["s3"])),
+        "s5": ("s4 |> flash_factors_reorder(4, 3, 1, 2)", lambda: ml.flash_factors_reorder(st["s4"], [3, 2, 0, 1])),
+        "s6": ("s4 |> flash_factors_set_to_zero(2)", lambda: ml.flash_factors_set_to_zero(st["s4"], [1])),
+        "s7": ("s6 |> flash_backfit()", lambda: ml.flash_backfit(st["s6"])),
+        "s8": ("s1 |> flash_factors_fix(1, 'factors') |> flash_backfit()",
+               lambda: ml.flash_backfit(ml.flash_factors_fix(st["s1"], [0], which_dim="factors"))),
+        "s9": ("s8 |> flash_factors_unfix(1) |> flash_backfit()",
+               lambda: ml.flash_backfit(ml.flash_factors_unfix(st["s8"], [0]))),
+        "s10": ("s1 |> flash_update_data(gtex + E)", lambda: ml.flash_update_data(st["s1"], Y + E)),
+        "s11": ("s10 |> flash_backfit()", lambda: ml.flash_backfit(st["s10"])),
+    }
+    for k, (call, fn) in steps.items():
+        add(f"flash_control_{k}", call, meta[k], fn)
+
+    meta = json.loads((W2 / "corshrink_boot" / "meta.json").read_text())["elapsed_s"]
+    X = pd.read_csv(W2 / "corshrink_boot" / "X.csv").to_numpy()
+    add("corshrink_sd_boot", "CorShrinkData(X 250x8, sd_boot=TRUE)", meta["corshrinkdata_sd_boot"],
+        lambda: ml.corshrink_data(X, sd_boot=True, seed=123))
+    return rows
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("cases", nargs="*", help="gtex cases i..x, cov_flash_default, cov_flash_nonneg")
+    ap.add_argument("cases", nargs="*", help="gtex cases i..x, cov_flash_default, cov_flash_nonneg, wave2")
     ap.add_argument("--repeat", type=int, default=3)
     a = ap.parse_args(argv)
-    cases = a.cases or list(GTEX) + ["cov_flash_default", "cov_flash_nonneg"]
+    cases = a.cases or list(GTEX) + ["cov_flash_default", "cov_flash_nonneg", "wave2"]
     load_start = os.getloadavg()
     # warm up imports (scipy, pandas, ebnm) so they are not timed
     bench_gtex("iv", 1)
     results = {}
     for c in cases:
+        if c == "wave2":
+            rows = bench_wave2(a.repeat)
+            results.update(rows)
+            for name, r in rows.items():
+                print(f"{name:34s} ours {r['ours_s']:8.4f} s (cpu {r['ours_cpu_s']:7.4f})   R {r['R_s']:7.3f} s"
+                      f"   R/ours {r['speedup_vs_R']:7.1f}", flush=True)
+            continue
         if c in GTEX:
             results[f"gtex_{c}"] = bench_gtex(c, a.repeat)
         elif c.startswith("cov_flash_"):

@@ -30,7 +30,7 @@ from .mixopt import mix_em, mix_sqp
 __all__ = ["ash", "AshResult", "NormalMix", "UniMix", "compute_lfsr", "autoselect_mixsd",
            "qval_from_lfdr", "mash_1by1", "Mash1by1Result"]
 
-_MIXCOMP = ("uniform", "halfuniform", "normal", "+uniform", "-uniform")
+_MIXCOMP = ("uniform", "halfuniform", "normal", "+uniform", "-uniform", "halfnormal")
 
 
 @dataclass
@@ -166,6 +166,18 @@ def _make_g(mixcompdist, pi, mixsd, mode, prior):
         return UniMix(pi, np.full(k, float(mode)), mode + mixsd), prior
     if mixcompdist == "-uniform":
         return UniMix(pi, mode - mixsd, np.full(k, float(mode))), prior
+    if mixcompdist == "halfnormal":
+        # N(mode, sigma^2) truncated to (-inf, mode] for all k, then to [mode, inf) for the
+        # non-null ones (ashr's tnormalmix; the null keeps (-inf, mode] as in R)
+        from .mixdist_t import TNormalMix
+
+        rest = np.delete(np.arange(k), null) if mixsd[null] == 0 else np.arange(k)
+        pi2 = (np.concatenate([pi, pi[rest]]) / (2 - pi[null]) if mixsd[null] == 0
+               else np.concatenate([pi, pi]) / 2)
+        sd2 = np.concatenate([mixsd, mixsd[rest]])
+        a = np.concatenate([np.full(k, -np.inf), np.full(rest.size, float(mode))])
+        b = np.concatenate([np.full(k, float(mode)), np.full(rest.size, np.inf)])
+        return TNormalMix(pi2, np.full(sd2.size, float(mode)), sd2, a, b), np.concatenate([prior, prior[rest]])
     # halfuniform: [-sigma, 0] for all k, then [0, sigma] for the non-null ones
     rest = np.delete(np.arange(k), null) if mixsd[null] == 0 else np.arange(k)
     if mixsd[null] == 0:
@@ -202,8 +214,9 @@ def ash(betahat, sebetahat, mixcompdist="uniform", pointmass=True, gridmult=np.s
     ----------
     betahat, sebetahat : array_like (n,)
         Estimates and standard errors (s == 0, inf or NaN rows are excluded from the fit).
-    mixcompdist : {"uniform", "halfuniform", "normal", "+uniform", "-uniform"}
-        Mixture component family (R default "uniform").
+    mixcompdist : {"uniform", "halfuniform", "normal", "+uniform", "-uniform", "halfnormal"}
+        Mixture component family (R default "uniform"). "halfnormal": zero-mode normals
+        truncated to :math:`(-\\infty, 0]` and :math:`[0, \\infty)` (:class:`~mashlib.eb.mixdist_t.TNormalMix`).
     pointmass : bool
         Include a point mass at ``mode`` (grid sd 0).
     gridmult : float
@@ -226,22 +239,34 @@ def ash(betahat, sebetahat, mixcompdist="uniform", pointmass=True, gridmult=np.s
         Components with :math:`\\pi_k \\le` pi_thresh are dropped for the posterior.
     control : dict, optional
         Optimizer control (mixsqp keys, or SQUAREM keys for mixEM).
-    df : None
-        Only the normal likelihood (R's ``df=NULL``) is ported; a number raises.
+    df : float, optional
+        ``None`` (default): normal likelihood. A number :math:`\\nu`: Student-t likelihood,
+        :math:`(\\hat\\beta_j - \\beta_j)/s_j \\sim t_\\nu` (Stephens 2016, for estimates from small
+        samples; :mod:`mashlib.eb.mixdist_t`). As ashr, only the uniform-type mixtures
+        ("uniform", "halfuniform", "+uniform", "-uniform") are implemented with it.
 
     Returns
     -------
     AshResult
     """
-    if df is not None:
-        raise MashInputError(f"ash: df={df!r}: the t likelihood is not ported; use df=None "
-                             "(normal likelihood), as mashr and CorShrink do.")
     if mixcompdist not in _MIXCOMP:
         raise MashInputError(f"ash: mixcompdist={mixcompdist!r} is not supported; use one of "
                              f"{_MIXCOMP}.")
     if optmethod not in ("mixSQP", "mixEM"):
         raise MashInputError(f"ash: optmethod={optmethod!r} is not supported; use 'mixSQP' "
                              "or 'mixEM'.")
+    if df is not None:
+        df = float(df)
+        if not (np.isfinite(df) and df > 0):
+            raise MashInputError(f"ash: df={df!r} must be a positive number of degrees of freedom "
+                                 "(or None for the normal likelihood)")
+        # as ashr 2.2-65: only uniform-type mixtures are implemented for the t likelihood
+        if mixcompdist == "normal":
+            raise MashInputError("ash: Normal mixture for student-t likelihood is not yet implemented "
+                                 "(as ashr); use mixcompdist='uniform' or 'halfuniform' with df, or df=None")
+        if mixcompdist == "halfnormal":
+            raise MashInputError("ash: truncated normal mixture for non-normal likelihood is not yet "
+                                 "implemented (as ashr); use mixcompdist='halfuniform' with df, or df=None")
     bhat, s_orig = _check_vectors(betahat, sebetahat)
     excl = np.isnan(bhat) | np.isnan(s_orig) | (s_orig == 0) | np.isinf(s_orig)
     inc = ~excl
@@ -254,6 +279,9 @@ def ash(betahat, sebetahat, mixcompdist="uniform", pointmass=True, gridmult=np.s
     xin, sin = x[inc], s[inc]
 
     if g is not None:
+        if df is not None and not isinstance(g, UniMix):
+            raise MashInputError(f"ash: g is a {type(g).__name__}; with df (t likelihood) only a UniMix "
+                                 "prior is implemented (as ashr)")
         gfit = g
         k = gfit.pi.size
         if isinstance(prior, str):
@@ -290,20 +318,24 @@ def ash(betahat, sebetahat, mixcompdist="uniform", pointmass=True, gridmult=np.s
 
     converged = True
     if not fixg:
-        pihat, converged = _estimate_mixprop(gfit.loglik_matrix(xin, sin), pr, pi0,
+        pihat, converged = _estimate_mixprop(_loglik_matrix(gfit, xin, sin, df), pr, pi0,
                                              optmethod, control)
-        gfit = type(gfit)(pihat, *[getattr(gfit, f) for f in
-                                   (("mean", "sd") if isinstance(gfit, NormalMix) else ("a", "b"))])
+        gfit = _with_pi(gfit, pihat)
 
     # log-likelihoods over included rows
-    llm = gfit.loglik_matrix(xin, sin)
+    llm = _loglik_matrix(gfit, xin, sin, df)
     with np.errstate(divide="ignore"):
         lw = llm + np.log(gfit.pi)[None, :]
     mx = lw.max(axis=1)
     vll = mx + np.log(np.exp(lw - mx[:, None]).sum(axis=1)) - alpha * np.log(s_orig[inc])
     loglik = float(vll.sum())
-    null_ll = float(np.sum(-0.5 * np.log(2 * np.pi * sin ** 2) - 0.5 * xin ** 2 / sin ** 2
-                           - alpha * np.log(s_orig[inc])))
+    if df is None:
+        null_ll = float(np.sum(-0.5 * np.log(2 * np.pi * sin ** 2) - 0.5 * xin ** 2 / sin ** 2
+                               - alpha * np.log(s_orig[inc])))
+    else:
+        from .mixdist_t import t_logpdf
+
+        null_ll = float(np.sum(t_logpdf(xin / sin, df) - np.log(sin) - alpha * np.log(s_orig[inc])))
     out = AshResult(fitted_g=gfit, loglik=loglik, logLR=loglik - null_ll,
                     converged=bool(converged), optmethod=optmethod,
                     data=dict(x=x, s=s, s_orig=s_orig, alpha=alpha, excluded=excl))
@@ -311,7 +343,12 @@ def ash(betahat, sebetahat, mixcompdist="uniform", pointmass=True, gridmult=np.s
         gp = gfit.prune(pi_thresh)
         xp = np.where(excl, np.nan, x)
         sp = np.where(excl, np.inf, s)
-        post = gp.posterior(xp, sp)
+        if df is None:
+            post = gp.posterior(xp, sp)
+        else:
+            from .mixdist_t import t_unimix_posterior
+
+            post = t_unimix_posterior(xp, sp, gp.pi, gp.a, gp.b, df)
         scale = np.where(excl, 1.0, s_orig ** alpha) if alpha != 0 else 1.0
         lfsr = compute_lfsr(post.prob_negative, post.prob_zero)
         out.result = pd.DataFrame({
@@ -321,6 +358,22 @@ def ash(betahat, sebetahat, mixcompdist="uniform", pointmass=True, gridmult=np.s
             "qvalue": qval_from_lfdr(post.prob_zero),
             "PosteriorMean": post.mean * scale, "PosteriorSD": post.sd * scale})
     return out
+
+
+def _loglik_matrix(g, x, s, df):
+    """Component log-likelihoods: normal likelihood, or t with ``df`` (uniform components)."""
+    if df is None:
+        return g.loglik_matrix(x, s)
+    from .mixdist_t import t_unimix_loglik_matrix
+
+    return t_unimix_loglik_matrix(x, s, g.a, g.b, df)
+
+
+def _with_pi(g, pi):
+    """``g`` with new mixture weights."""
+    import dataclasses
+
+    return dataclasses.replace(g, pi=pi)
 
 
 def _estimate_mixprop(loglik_matrix, prior, pi_init, optmethod, control):

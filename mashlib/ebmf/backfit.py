@@ -15,12 +15,15 @@ ELBO gains at least ``tol`` over the current fit (then :math:`\beta \leftarrow
 halved. :math:`\beta` starts at 0.5/1.2. With ``extrapolate=False`` factors are
 updated one at a time, each update (with its own precision re-estimate) kept
 only if it raises the ELBO. Iteration stops when the ELBO change is at most
-``tol`` (default :math:`\sqrt\epsilon\, np`) or after ``maxiter`` iterations.
+``tol`` (default :math:`\sqrt\epsilon\, np`) or after ``maxiter`` iterations. The criterion is the
+fit's (``flash_set_conv_crit``, default the ELBO difference) and a timeout set by
+``flash_set_timeout`` stops the loop with the fit reached so far.
 """
 from __future__ import annotations
 
 import numpy as np
 
+from .control import Snapshot, is_timed_out, print_entry, print_header, report_timeout, update_info
 from .fit import FlashFit
 from .greedy import _int_arg, check_fit, vprint
 from .update import update_factor
@@ -112,7 +115,7 @@ def flash_backfit(fit, kset=None, extrapolate=True, warmstart=True, maxiter=500,
         sanity check).
     maxiter : int
     tol : float, optional
-        Default sqrt(eps) * n * p.
+        Default: the fit's tolerance (``flash_set_conv_crit``; initially sqrt(eps) * n * p).
     verbose : int, optional
 
     Returns
@@ -124,18 +127,22 @@ def flash_backfit(fit, kset=None, extrapolate=True, warmstart=True, maxiter=500,
     tol = fit.conv_tol if tol is None else float(tol)
     lvl = fit.verbose if verbose is None else int(verbose)
     fit = fit.copy()
+    if is_timed_out(fit):
+        report_timeout(fit, lvl, "Backfit")
+        return fit
     if fit.n_factors == 0:
         vprint(lvl, "No factors have been added. Skipping backfit.")
         return fit
     kset = _valid_kset(fit, kset)
     vprint(lvl, f"Backfitting {len(kset)} factors (tolerance: {tol:.2e})...")
+    print_header(lvl, fit, backfit=True)
     crit = np.full(fit.n_factors, np.inf)
     crit[[k for k in range(fit.n_factors) if k not in kset]] = 0.0
     it = 0
     beta = 0.5 / 1.2
     old_f = fit
     target = None
-    while it < maxiter and np.max(crit) > tol:
+    while it < maxiter and np.max(crit) > tol and not is_timed_out(fit):
         it += 1
         if extrapolate:
             prop = _update_kset(_extrapolate(fit, old_f, beta), kset, warmstart)
@@ -146,19 +153,23 @@ def flash_backfit(fit, kset=None, extrapolate=True, warmstart=True, maxiter=500,
             else:
                 fit = prop
                 beta = min(beta * 1.2, 2.0)
-            c = fit.obj - old_f.obj if (np.all(fit.is_valid) and np.all(old_f.is_valid)) else np.inf
+            vals, c = update_info(fit, fit, old_f, None)
             crit = np.array([c])
+            print_entry(lvl, fit, it, vals, "all", backfit=True)
         else:
             for k in kset:
-                before = fit.obj
+                prev = Snapshot(fit)
                 fit = _update_one(fit, k, warmstart, lvl)
-                crit[k] = fit.obj - before
+                vals, crit[k] = update_info(fit, fit, prev, k)
+                print_entry(lvl, fit, it, vals, k + 1, backfit=True)
         mc = float(np.max(crit))
         if target is None and 0 < mc < np.inf:
             target = 10.0 ** np.floor(np.log10(mc))
         elif target is not None and mc < target:
             vprint(lvl, f"  Difference between iterations is within {target:.1e}...")
             target /= 10.0
+    if it > 0 and is_timed_out(fit):
+        report_timeout(fit, lvl)
     if it == maxiter:
         vprint(lvl, "  --Maximum number of iterations reached!")
         fit.flags["maxiter_reached"] = True

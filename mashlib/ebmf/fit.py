@@ -82,6 +82,14 @@ class FlashFit:
         self.conv_tol = float(np.sqrt(np.finfo(float).eps) * n * p)
         self.verbose = int(verbose)
         self.flags: dict = {}
+        # controls (mashlib.ebmf.control): convergence criterion (None: ELBO difference),
+        # verbose table columns, timeout deadline (time.monotonic() seconds)
+        from .control import _DEFAULT_COLS
+
+        self.conv_crit_fn = None
+        self.verbose_fns, self.verbose_colnames, self.verbose_colwidths = (list(v) for v in _DEFAULT_COLS)
+        self.timeout = None
+        self.timeout_set = None
 
     # ------------------------------------------------------------------ state
     def copy(self) -> "FlashFit":

@@ -15,6 +15,7 @@ import numpy as np
 from .._errors import MashInputError
 from .fit import Factor, FlashFit
 from .init import flash_greedy_init_default
+from .control import is_timed_out, print_entry, print_header, report_timeout, update_info
 from .update import ebnm_sign, update_factor
 from .variance import tau_with
 
@@ -130,8 +131,11 @@ def flash_greedy(fit, Kmax=1, ebnm_fn=None, init_fn=None, extrapolate=False, war
         def init_fn(f, _s=signs):
             return flash_greedy_init_default(f, sign_constraints=_s)
     fit = fit.copy()
+    if is_timed_out(fit):
+        report_timeout(fit, lvl, "Greedy fit")
+        return fit
     added, failed = 0, False
-    while added < Kmax and not failed:
+    while added < Kmax and not failed and not is_timed_out(fit):
         vprint(lvl, f"Adding factor {fit.n_factors + 1} to flash object...")
         EF = [np.asarray(e, float).ravel() for e in init_fn(fit)]
         if EF[0].shape != (fit.dims[0],) or EF[1].shape != (fit.dims[1],):
@@ -142,7 +146,8 @@ def flash_greedy(fit, Kmax=1, ebnm_fn=None, init_fn=None, extrapolate=False, war
         it, crit = 0, np.inf
         old = fac
         beta = 0.5 / 1.2
-        while crit > tol and it < maxiter:
+        print_header(lvl, fit, backfit=False)
+        while crit > tol and it < maxiter and not is_timed_out(fit):
             it += 1
             if fac.is_zero:
                 crit = 0.0
@@ -162,7 +167,10 @@ def flash_greedy(fit, Kmax=1, ebnm_fn=None, init_fn=None, extrapolate=False, war
             if old.is_valid and diff < 0:
                 fac = old
                 break
-            crit = diff if old.is_valid else np.inf
+            vals, crit = update_info(fit, fac, old, None)
+            print_entry(lvl, fit, it, vals, fit.n_factors + 1, backfit=False)
+        if is_timed_out(fit):
+            report_timeout(fit, lvl)
         if it == maxiter:
             vprint(lvl, "  --Maximum number of iterations reached!")
         valid = bool(np.all(fit.is_valid)) and fac.is_valid

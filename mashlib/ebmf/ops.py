@@ -15,7 +15,13 @@ from .variance import make_varspec, normalise_var_type
 
 
 def _as_matrix(data):
+    from .lowrank import is_udv, udv_factors
+
     rows = cols = None
+    if is_udv(data):
+        # flashier's list(u, d, v): mashlib forms the dense n x p matrix U diag(d) V'
+        A, B = udv_factors(data, "data")
+        data = A @ B.T
     if hasattr(data, "to_numpy") and hasattr(data, "columns"):
         rows = [str(r) for r in data.index]
         cols = [str(c) for c in data.columns]
@@ -36,8 +42,9 @@ def flash_init(data, S=None, var_type=0, S_dim=None, verbose=1):
 
     Parameters
     ----------
-    data : array_like or DataFrame, n x p
-        The data Y; NaN marks missing cells (they get zero precision).
+    data : array_like, DataFrame, or low-rank ``{"u": U, "d": d, "v": V}`` (or numpy's SVDResult), n x p
+        The data Y; NaN marks missing cells (they get zero precision). A low-rank
+        representation (flashier's ``list(u, d, v)``) is expanded to :math:`U\,\mathrm{diag}(d)V^\top`.
     S : float, vector or n x p matrix, optional
         Known standard errors. The model becomes :math:`Y = LF^\top + S + E`: with
         S along the estimated mode (or scalar) it floors the residual variance;
@@ -77,7 +84,9 @@ def flash_init(data, S=None, var_type=0, S_dim=None, verbose=1):
                 raise MashInputError(f"data: {what}(s) {zero[:10].tolist()} (0-based) are all zero, so their "
                                      f"residual variance (var_type={var_type}) cannot be estimated; drop them.")
     spec = make_varspec(Y, Z, S, var_type, S_dim)
-    return FlashFit(Y, Z, spec, rows, cols, verbose=verbose)
+    fit = FlashFit(Y, Z, spec, rows, cols, verbose=verbose)
+    fit.init_args = (S, var_type, S_dim)  # for flash_update_data
+    return fit
 
 
 def _zero_factor(fit, k):

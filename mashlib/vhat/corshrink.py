@@ -286,7 +286,8 @@ def _pairwise(data: np.ndarray, method: str):
 def corshrink_data(data, sd_boot: bool = False, type: str = "cor", cor_method: str = "pearson",
                    thresh_up: float = 0.99, thresh_down: float = -0.99, image: str = "null",
                    tol: float = 1e-6, dosym: bool = False, report_model: bool = False,
-                   maxiter: int = 1000, ash_control: Mapping | None = None) -> dict:
+                   maxiter: int = 1000, ash_control: Mapping | None = None, nboot: int = 50,
+                   seed=None) -> dict:
     r"""CorShrink from a data matrix (CorShrink ``CorShrinkData``).
 
     ``cormat = cor(data, use="pairwise.complete.obs", method=cor_method)`` and the pairwise
@@ -300,7 +301,11 @@ def corshrink_data(data, sd_boot: bool = False, type: str = "cor", cor_method: s
     data : array_like or pandas.DataFrame, shape (N, R)
         Samples in rows, variables (conditions) in columns; NaN allowed.
     sd_boot : bool
-        Bootstrap standard errors: not supported (R draws its own random resamples).
+        Bootstrap standard errors of the Fisher z-scores (:func:`mashlib.vhat._corshrink_boot.bootcor_se`,
+        ``nboot`` row resamples drawn with ``seed``; CorShrink's clamp to [0.001, 0.999] is kept)
+        instead of the sample-size formula.
+    nboot, seed
+        Number of bootstrap resamples (50, as CorShrink) and the numpy seed (``sd_boot`` only).
     type : {"cor", "pcor"}
     cor_method : {"pearson", "spearman", "kendall"}
     thresh_up, thresh_down, image, tol, dosym, report_model, maxiter, ash_control
@@ -311,11 +316,6 @@ def corshrink_data(data, sd_boot: bool = False, type: str = "cor", cor_method: s
     dict
         As :func:`corshrink_matrix` (labelled by the columns of ``data``).
     """
-    if sd_boot:
-        raise MashInputError("`sd_boot=True` (bootstrap standard errors) is not supported: it "
-                             "depends on R's random resampling. Use sd_boot=False (the "
-                             "protocol's setting), or pass your own `zscore_sd` to "
-                             "corshrink_matrix.")
     if type not in ("cor", "pcor"):
         raise MashInputError(f"`type` = {type!r}; allowed: 'cor', 'pcor'.")
     if cor_method not in ("pearson", "spearman", "kendall"):
@@ -328,7 +328,13 @@ def corshrink_data(data, sd_boot: bool = False, type: str = "cor", cor_method: s
     C, N = _pairwise(X, cor_method)
     N[N <= 2] = 0.0
     Cdf = pd.DataFrame(C, index=labels, columns=labels)
-    out = corshrink_matrix(Cdf, nsamp=N, thresh_up=thresh_up, thresh_down=thresh_down,
+    zsd = None
+    if sd_boot:
+        from ._corshrink_boot import bootcor_se
+
+        zsd = bootcor_se(X, nboot=nboot, seed=seed, cor_method=cor_method)
+        N = None
+    out = corshrink_matrix(Cdf, nsamp=N, zscore_sd=zsd, thresh_up=thresh_up, thresh_down=thresh_down,
                            image=image, tol=tol, dosym=dosym, report_model=report_model,
                            maxiter=maxiter, ash_control=ash_control)
     if type == "pcor":

@@ -192,7 +192,7 @@ def test_bad_inputs():
     with pytest.raises(MashInputError, match="sebetahat"):
         ash([1.0, 2.0], [1.0, 1.0, 1.0])
     with pytest.raises(MashInputError, match="mixcompdist"):
-        ash([1.0], [1.0], mixcompdist="halfnormal")
+        ash([1.0], [1.0], mixcompdist="laplace")
     with pytest.raises(MashInputError, match="Bhat"):
         mash_1by1(SimpleNamespace())
 

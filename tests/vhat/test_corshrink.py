@@ -83,8 +83,8 @@ def test_bad_input():
         corshrink_matrix(np.eye(2), nsamp=10, image="png")
     with pytest.raises(MashInputError, match="3 x 3"):
         corshrink_matrix(np.eye(3), nsamp=np.ones((2, 2)))
-    with pytest.raises(MashInputError, match="sd_boot"):
-        corshrink_data(np.ones((5, 2)), sd_boot=True)
+    with pytest.raises(MashInputError, match="nboot"):
+        corshrink_data(np.random.default_rng(1).normal(size=(5, 2)), sd_boot=True, nboot=1)
     with pytest.raises(MashInputError, match="cor_method"):
         corshrink_data(np.ones((5, 2)), cor_method="pearsn")
     with pytest.raises(MashInputError, match="vhat_identity"):

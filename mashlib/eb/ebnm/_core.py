@@ -198,6 +198,53 @@ class EbnmResult:
             raise MashInputError(f"posterior_sampler: nsamp={nsamp} must be a positive integer")
         return self._sampler(nsamp, np.random.default_rng(seed))
 
+    # R's S3 methods for class "ebnm" (implemented in mashlib.eb.ebnm._methods)
+    def confint(self, parm=None, level=0.95, nsim=1000, seed=None):
+        """Monte Carlo HPD intervals, (n, 2); see :func:`mashlib.eb.ebnm._methods.confint`."""
+        from ._methods import confint
+
+        return confint(self, parm=parm, level=level, nsim=nsim, seed=seed)
+
+    def quantile(self, probs=(0.0, 0.25, 0.5, 0.75, 1.0), parm=None, nsim=1000, seed=None):
+        """Posterior quantiles from draws, (n, len(probs)); see :func:`mashlib.eb.ebnm._methods.quantile`."""
+        from ._methods import quantile
+
+        return quantile(self, probs=probs, parm=parm, nsim=nsim, seed=seed)
+
+    def predict(self, x, s=1, output=None):
+        """Posteriors of new data under the fitted prior (an EbnmResult)."""
+        from ._methods import predict
+
+        return predict(self, x, s, output)
+
+    def logLik(self):
+        """The log-likelihood with ``df`` and ``nobs`` attributes (:class:`mashlib.eb.ebnm._methods.LogLik`)."""
+        from ._methods import log_lik
+
+        return log_lik(self)
+
+    def nobs(self):
+        """Number of observations."""
+        from ._methods import nobs
+
+        return nobs(self)
+
+    def summary(self):
+        """A printable :class:`mashlib.eb.ebnm._methods.EbnmSummary`."""
+        from ._methods import summary
+
+        return summary(self)
+
+    def coef(self):
+        """Posterior means (R's ``coef.ebnm``)."""
+        return self.posterior_mean
+
+    def plot(self, x=None, ax=None, incl_cdf=False, **kw):
+        """Shrinkage plot (posterior mean against x); returns the matplotlib Axes."""
+        from ._methods import plot
+
+        return plot(self, x=x, ax=ax, incl_cdf=incl_cdf, **kw)
+
 
 # --------------------------------------------------------------------------- checks
 def check_output(output) -> frozenset:
