@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._errors import MashInputError, MashlibError
+from ._guard import chunk_digest
 from .kernel import transform_chunk
 from .sampling import sample_posterior_chunk
 from .store import read_rows
@@ -38,6 +39,7 @@ def run_chunk(payload: dict, start: int, stop: int, data=None) -> dict:
     """
     if data is None:
         data = read_rows(payload["source"], start, stop)
+    digest = chunk_digest(data) if payload.get("digest") else None   # of the rows as read
     idx = payload["col_idx"]
     if not payload["identity_cols"]:
         data = tuple(x if np.ndim(x) == 0 else x[:, idx] for x in data)
@@ -71,6 +73,8 @@ def run_chunk(payload: dict, start: int, stop: int, data=None) -> dict:
         rng = np.random.default_rng(np.random.SeedSequence(payload["seed"], spawn_key=(start,)))
         out["PosteriorSamples"] = sample_posterior_chunk(Bt, St, Sa, payload["V"], model.U, model.pi,
                                                          payload["samples"], rng, A=payload["A"])
+    if digest is not None:
+        out["_input_digest"] = digest
     return out
 
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import sys
 import time
@@ -49,9 +50,13 @@ from .kernel import blas_threads as _blas_threads
 from .plan import MemoryEstimate, estimate_memory, parse_memory
 from .plan import calibrate as _calibrate
 from .sampling import get_pairwise_sharing_from_samples
+from ._guard import (OWNER, check_out_vs_inputs, ids_digest, input_paths, output_digest,
+                     verify_chunks)
 from .store import (FORMAT, InputSource, NpyRows, assemble_long_table, open_store,
                           prepare_store_dir, read_manifest, save_npy_store,
                           write_long_part, write_manifest)
+
+log = logging.getLogger("mashlib")
 
 __all__ = ["compute_posterior_streaming", "save_npy_store", "open_store", "estimate_memory",
            "get_pairwise_sharing_from_samples", "calc_relative_lik_matrix_dask", "StreamResult",
@@ -164,7 +169,7 @@ class _MemorySink:
         self.arrays = {k: np.empty((J,) + s) for k, s in shapes.items()}
         self.done = set()
 
-    def write(self, ci, start, stop, res):
+    def write(self, ci, start, stop, res, digest=None):
         for k, v in res.items():
             self.arrays[k][start:stop] = v
         self.done.add(ci)
@@ -182,11 +187,13 @@ class _StoreSink:
         self.done = set(man["done_chunks"])
         self.long_conditions, self.ids = long_conditions, ids
 
-    def write(self, ci, start, stop, res):
+    def write(self, ci, start, stop, res, digest=None):
         for k, v in res.items():
             self.files[k].write(start, v)
         for f in self.files.values():
             f.sync()
+        self.man.setdefault("chunks", {})[str(ci)] = {
+            "rows": [start, stop], "input": digest, "output": output_digest(res, self.man["outputs"])}
         if self.man.get("long_table"):
             ids = np.arange(start, stop) if self.ids is None else self.ids[start:stop]
             write_long_part(self.path / "long_parts" / f"part-{ci:07d}.csv.gz", ids,
@@ -200,30 +207,65 @@ class _StoreSink:
             f.close()
 
 
-def _fingerprint(model, V, A, alpha, J, conds, outputs, source: InputSource, opts) -> str:
+def _fingerprint(model, V, A, alpha, J, conds, outputs, col_idx, ids_dig, opts) -> str:
+    """Fingerprint of everything but the data rows: model (U, pi), V, A, alpha, the column
+    mapping, row count and ids, and the options. Data rows are checked per chunk."""
     h = hashlib.sha256()
     for a in (model.U, model.pi, V, np.zeros(0) if A is None else np.asarray(A, float)):
         h.update(np.ascontiguousarray(a, dtype=float).tobytes())
-    h.update(json.dumps([alpha, J, conds, list(outputs), opts]).encode())
-    for a in (0, max(0, J - 64)):
-        for x in source.read(a, min(J, a + 64)):
-            h.update(np.ascontiguousarray(x, dtype=float).tobytes())
+    h.update(json.dumps([alpha, J, conds, list(outputs), [int(i) for i in col_idx], ids_dig,
+                         opts]).encode())
     return h.hexdigest()
 
 
 def _resumable(out, fp, overwrite, resume):
     """The manifest of an unfinished store written by this same call, else None.
 
-    A finished store of the same call is refused with a pointer to :func:`open_store`.
+    A finished store of the same call is refused with a pointer to :func:`open_store`;
+    an unfinished store of a different call (model, V, alpha, options, row count or row
+    ids differ) is refused unless ``overwrite``.
     """
     out = Path(out)
     man = read_manifest(out) if out.exists() else None
-    if man is None or overwrite or man.get("kind") != "posterior" or man.get("fingerprint") != fp:
+    if man is None or overwrite or man.get("kind") != "posterior" or man.get("owner") != OWNER:
+        return None
+    if man.get("fingerprint") != fp:
+        if not man.get("complete"):
+            raise MashInputError(
+                f"out: {out} holds an unfinished posterior of a different call (the model, V, alpha, "
+                "options, row count or row ids differ), so it cannot be resumed; pass "
+                "overwrite=True to replace it, or choose another folder.")
         return None
     if man.get("complete"):
         raise MashInputError(f"out: {out} already holds the finished result of this call; read it "
                              "with open_store(), or pass overwrite=True to recompute it.")
     return man if resume else None
+
+
+def _verify_resume(man, out, source, names, verbose):
+    """Re-hash the finished chunks; drop those whose input or output rows changed."""
+    out = Path(out)
+
+    def read_output(k, a, b):
+        r = NpyRows(out / man["arrays"][k])
+        try:
+            return r.read(a, b)
+        finally:
+            r.close()
+
+    def say(msg):
+        log.warning(msg)
+        if verbose:
+            print(msg, file=sys.stderr)
+
+    bad = verify_chunks(man, out, source.read, read_output, names, say)
+    if bad:
+        man["done_chunks"] = [c for c in man["done_chunks"] if c not in set(bad)]
+        for c in bad:
+            man.get("chunks", {}).pop(str(c), None)
+        man["complete"] = False
+        write_manifest(out, man)
+    return man
 
 
 def _create_output_store(out, overwrite, fp, J, chunk_rows, shapes, conds, long_table, ids):
@@ -246,9 +288,10 @@ def _create_output_store(out, overwrite, fp, J, chunk_rows, shapes, conds, long_
                     np.save(f, np.asarray(ids))
     if long_table:
         (out / "long_parts").mkdir()
-    man = {"format": FORMAT, "version": 1, "kind": "posterior", "n_rows": J, "conditions": conds,
-           "arrays": arrays, "chunk_rows": chunk_rows, "n_chunks": math.ceil(J / chunk_rows),
-           "done_chunks": [], "complete": False, "fingerprint": fp,
+    man = {"format": FORMAT, "version": 2, "kind": "posterior", "owner": OWNER, "n_rows": J,
+           "conditions": conds, "arrays": arrays, "outputs": list(shapes),
+           "chunk_rows": chunk_rows, "n_chunks": math.ceil(J / chunk_rows),
+           "done_chunks": [], "chunks": {}, "complete": False, "fingerprint": fp,
            "long_table": "long_table.csv.gz" if long_table else None,
            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     write_manifest(out, man)
@@ -357,6 +400,8 @@ def compute_posterior_streaming(model_or_g, Bhat, Shat=None, *, alpha=None, V=No
                              "use the same effect model (EE/EZ) as the fit.")
     source = InputSource(Bhat, Shat)
     J = source.n_rows
+    if out is not None:                 # before anything is created or deleted
+        check_out_vs_inputs(out, input_paths(source, Bhat, Shat))
     if source.transformed:
         if alpha != getattr(Bhat, "alpha", alpha) and getattr(model_or_g, "alpha", None) is not None:
             raise MashInputError(f"data: alpha = {Bhat.alpha} but the model was fitted with alpha = "
@@ -383,7 +428,7 @@ def compute_posterior_streaming(model_or_g, Bhat, Shat=None, *, alpha=None, V=No
                "posterior_cov": bool(output_posterior_cov), "samples": int(posterior_samples),
                "seed": seed, "outputs": list(shapes), "col_idx": col_idx,
                "identity_cols": bool(np.array_equal(col_idx, np.arange(source.n_cols))),
-               "source": source.spec()}
+               "source": source.spec(), "digest": out is not None}
     common_guess = (Shat is None and not source.transformed) or np.ndim(Shat) == 0 \
         or float(alpha) == 1.0
     # --- an unfinished store of this very call is resumed with its chunk size -------
@@ -391,12 +436,15 @@ def compute_posterior_streaming(model_or_g, Bhat, Shat=None, *, alpha=None, V=No
     if out is not None:
         opts = [output_posterior_cov, int(posterior_samples), seed, long_table, float(pi_thresh),
                 bool(fast_ez)]
-        fp = _fingerprint(model, V, A, alpha, J, out_conds, shapes, source, opts)
+        fp = _fingerprint(model, V, A, alpha, J, out_conds, shapes, col_idx,
+                          ids_digest(source.row_ids), opts)
         resumed = _resumable(out, fp, overwrite, resume)
         if resumed is not None:
             chunk_size = int(resumed["chunk_rows"])
+            resumed = _verify_resume(resumed, out, source, list(shapes), verbose)
     # --- plan: chunk size from the budget (calibrated) ---------------------------
     min_chunks, baseline, cluster = 1, None, None
+    mapped = 2 * 8.0 * source.n_cols * getattr(source, "mapped_inputs", 0)
     if engine == "dask":                 # plan for a worker: its RSS, outputs not held there
         from .distributed import open_client, worker_baseline
         client, cluster = open_client(client, n_workers)
@@ -406,13 +454,15 @@ def compute_posterior_streaming(model_or_g, Bhat, Shat=None, *, alpha=None, V=No
         est = estimate_memory(model, J, max_memory=max_memory, Q=Q, common=common_guess,
                               posterior_cov=output_posterior_cov, samples=int(posterior_samples),
                               long_table=long_table, in_memory_outputs=out is None and engine != "dask",
-                              min_chunks=min_chunks, baseline_bytes=baseline)
+                              min_chunks=min_chunks, baseline_bytes=baseline,
+                              mapped_bytes_per_row=mapped)
         if calibrate and J >= 64 and (chunk_size is None or verbose):
             with _blas_threads(blas_threads):
                 est = _calibrate(dict(payload, run_chunk=run_chunk), source, est, max_memory, Q,
                                  out is None and engine != "dask", output_posterior_cov,
                                  int(posterior_samples), long_table, timing_only=chunk_size is not None,
-                                 min_chunks=min_chunks, baseline_bytes=baseline)
+                                 min_chunks=min_chunks, baseline_bytes=baseline,
+                                 mapped_bytes_per_row=mapped)
         if chunk_size is not None:
             if int(chunk_size) < 1:
                 raise MashInputError(f"chunk_size: must be a positive number of rows, got {chunk_size}.")
@@ -446,7 +496,8 @@ def compute_posterior_streaming(model_or_g, Bhat, Shat=None, *, alpha=None, V=No
 
     def on_result(ci, res):
         start, stop = ci * cr, min(J, (ci + 1) * cr)
-        sink.write(ci, start, stop, res)
+        digest = res.pop("_input_digest", None)
+        sink.write(ci, start, stop, res, digest)
         if bar is not None:
             bar.update(stop - start)
 

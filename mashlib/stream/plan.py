@@ -103,7 +103,8 @@ class MemoryEstimate:
 def estimate_memory(model: StreamModel, n_rows: int, *, max_memory="2GB", Q=None, common=False,
                     posterior_cov=False, samples=0, long_table=False, in_memory_outputs=True,
                     baseline_bytes=None, bytes_per_row_=None, per_chunk_bytes=0.0,
-                    chunk_bytes=CHUNK_BYTES, min_chunks: int = 1) -> MemoryEstimate:
+                    chunk_bytes=CHUNK_BYTES, min_chunks: int = 1,
+                    mapped_bytes_per_row: float = 0.0) -> MemoryEstimate:
     """Chunk size that keeps the peak resident memory under ``max_memory``.
 
     Parameters
@@ -128,6 +129,10 @@ def estimate_memory(model: StreamModel, n_rows: int, *, max_memory="2GB", Q=None
         the budget is an upper bound, not a target.
     min_chunks : int
         At least this many chunks (e.g. 4 per Dask worker, for load balance).
+    mapped_bytes_per_row : float
+        Resident bytes per row that neither the kernel estimate nor ``tracemalloc`` sees:
+        for memory-mapped inputs, each chunk's file pages and the copy read from them
+        (``2 x 8 R`` bytes per mapped matrix; the pages are released after each chunk).
 
     Notes
     -----
@@ -154,6 +159,7 @@ def estimate_memory(model: StreamModel, n_rows: int, *, max_memory="2GB", Q=None
     Q = R if Q is None else Q
     per_row = bytes_per_row_ if bytes_per_row_ is not None else bytes_per_row(
         K, R, Q, common=common, posterior_cov=posterior_cov, samples=samples, long_table=long_table)
+    per_row = per_row + float(mapped_bytes_per_row)
     base = current_rss() if baseline_bytes is None else baseline_bytes
     fixed = 8.0 * 4 * K * R * R                                  # model copies and per-comp factors
     if in_memory_outputs:
@@ -174,7 +180,7 @@ def estimate_memory(model: StreamModel, n_rows: int, *, max_memory="2GB", Q=None
 
 
 def calibrate(payload, source, est, max_memory, Q, in_mem, cov, samples, long_table,
-               timing_only=False, min_chunks=1, baseline_bytes=None):
+               timing_only=False, min_chunks=1, baseline_bytes=None, mapped_bytes_per_row=0.0):
     """Measure bytes/row (tracemalloc peak at two sizes) and rows/s on the first rows.
 
     NumPy reports its buffers to ``tracemalloc``, so the traced peak of a chunk is the
@@ -202,7 +208,7 @@ def calibrate(payload, source, est, max_memory, Q, in_mem, cov, samples, long_ta
                               samples=samples, long_table=long_table, in_memory_outputs=in_mem,
                               bytes_per_row_=slope + (400.0 * Q if long_table else 0.0),
                               per_chunk_bytes=icpt, min_chunks=min_chunks,
-                              baseline_bytes=baseline_bytes)
+                              baseline_bytes=baseline_bytes, mapped_bytes_per_row=mapped_bytes_per_row)
         est.source = "calibrated"
     n2 = int(min(J, max(n2, min(est.chunk_rows, 2048))))
     data = None if source.store is not None else source.read(0, n2)

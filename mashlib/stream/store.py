@@ -39,6 +39,7 @@ import numpy as np
 
 from .._atomic import atomic_path
 from .._errors import MashInputError
+from ._guard import check_out_vs_inputs, input_paths, remove_output_store, unfinished_message
 
 FORMAT = "mashlib-npy-store"
 MANIFEST = "manifest.json"
@@ -149,6 +150,7 @@ def save_npy_store(directory, Bhat, Shat=None, conditions: Sequence[str] | None 
             S = None if float(S) == 1.0 else np.full((J, R), float(S))
         elif S.shape != (J, R):
             raise MashInputError(f"Shat: shape {S.shape} does not match Bhat {B.shape}.")
+    check_out_vs_inputs(directory, input_paths(None, Bhat, Shat))
     prepare_store_dir(directory, overwrite, what="input store")
     arrays = {"Bhat": "Bhat.npy"}
     _write_blocks(directory / "Bhat.npy", B, chunk_rows)
@@ -188,11 +190,13 @@ def _write_blocks(path: Path, X, chunk_rows: int) -> None:
 def prepare_store_dir(directory: Path, overwrite: bool, what: str = "output store") -> None:
     """Create an empty store directory; refuse an existing one unless ``overwrite``.
 
-    Only a directory that is a mashlib store (has our manifest) or is empty is ever
-    removed, so a typo in ``out`` cannot delete unrelated files.
+    With ``overwrite`` only a store of the same kind that mashlib wrote is removed, and
+    only its own files (see :func:`mashlib.stream._guard.remove_output_store`): an input
+    store is never deleted to make room for an output store, and a folder holding other
+    files is refused, so a typo in ``out`` cannot delete unrelated data.
     """
     directory = Path(directory)
-    if directory.exists():
+    if directory.exists() or directory.is_symlink():
         if not directory.is_dir():
             raise MashInputError(f"out: {directory} exists and is not a directory; choose another path.")
         empty = not any(directory.iterdir())
@@ -201,27 +205,82 @@ def prepare_store_dir(directory: Path, overwrite: bool, what: str = "output stor
                 raise MashInputError(
                     f"out: the {what} {directory} already exists; pass overwrite=True to replace it "
                     "or choose another directory.")
-            if read_manifest(directory) is None:
-                raise MashInputError(
-                    f"out: {directory} is not empty and is not a mashlib store; refusing to delete "
-                    "it even with overwrite=True. Choose an empty or new directory.")
-            shutil.rmtree(directory)
+            man = read_manifest(directory)
+            if what == "input store":
+                if man is None or man.get("kind") != "input":
+                    raise MashInputError(
+                        f"out: {directory} is not a mashlib input store; refusing to delete it even "
+                        "with overwrite=True. Choose an empty or new directory.")
+                _remove_input_store(directory, man)
+            else:
+                remove_output_store(directory, man)
     directory.mkdir(parents=True, exist_ok=True)
 
 
-def open_store(path) -> dict:
+def _remove_input_store(directory: Path, man: dict) -> None:
+    owned = {"manifest.json"} | {str(v) for v in man.get("arrays", {}).values()}
+    foreign = [p.name for p in directory.iterdir()
+               if p.name not in owned and not (p.name.startswith(".") and p.name.endswith(".tmp"))]
+    if foreign:
+        raise MashInputError(
+            f"out: the input store {directory} also holds files it did not write "
+            f"({', '.join(sorted(foreign)[:5])}); nothing was deleted. Move them or choose another "
+            "directory.")
+    for p in directory.iterdir():
+        if p.name != "manifest.json":
+            p.unlink()
+    (directory / "manifest.json").unlink(missing_ok=True)
+
+
+def open_store(path, partial: bool = False) -> dict:
     """Open a store read-only: ``{name: np.memmap}`` plus ``conditions``/``row_ids``/``manifest``.
 
     Row ids are loaded as a NumPy string array (memory-mapped).
+
+    Parameters
+    ----------
+    path : path
+        Store folder.
+    partial : bool
+        An unfinished output store (a streaming run that stopped before its last chunk)
+        is refused by default, naming the finished row ranges and how to resume. With
+        ``partial=True`` it opens with every unwritten row NaN (copy-on-write maps: the
+        file is not changed, only the unwritten rows take memory) and a warning.
+
+    Raises
+    ------
+    MashInputError
+        No manifest, or an unfinished output store without ``partial=True``.
     """
+    import warnings
     path = Path(path)
     man = read_manifest(path)
     if man is None:
         raise MashInputError(f"{path}: no mashlib manifest.json; create an input store with "
                              "save_npy_store() first.")
+    unfinished = man.get("kind") == "posterior" and not man.get("complete", False)
+    if unfinished and not partial:
+        raise MashInputError(unfinished_message(path, man))
     out = {"manifest": man, "conditions": man["conditions"]}
+    if unfinished:
+        from ._guard import row_ranges
+        done = np.zeros(int(man["n_rows"]), dtype=bool)
+        for a, b in row_ranges(man):
+            done[a:b] = True
+        todo = np.flatnonzero(~done)
+        warnings.warn(f"{unfinished_message(path, man).split('. Resume')[0]}; the "
+                      f"{todo.size} unwritten rows are NaN.", UserWarning, stacklevel=2)
     for name, fn in man["arrays"].items():
-        out[name] = np.load(path / fn, mmap_mode="r")
+        if unfinished and name != "row_ids":
+            arr = np.load(path / fn, mmap_mode="c")
+            if todo.size:
+                # contiguous runs of unwritten rows: slice assignment, no per-row loop
+                cuts = np.flatnonzero(np.diff(todo) != 1)
+                for a, b in zip(np.r_[todo[0], todo[cuts + 1]], np.r_[todo[cuts], todo[-1]] + 1):
+                    arr[a:b] = np.nan
+            out[name] = arr
+        else:
+            out[name] = np.load(path / fn, mmap_mode="r")
     return out
 
 
@@ -313,8 +372,43 @@ class InputSource:
             return read_rows(self.spec(), start, stop)
         if self.Sa is not None:
             return self.B[start:stop], self.S[start:stop], self.Sa[start:stop]
-        S = 1.0 if self.S is None else (self.S if self.S.ndim == 0 else self.S[start:stop])
-        return self.B[start:stop], S
+        S = 1.0 if self.S is None else (self.S if self.S.ndim == 0 else _rows(self.S, start, stop))
+        return _rows(self.B, start, stop), S
+
+    @property
+    def mapped_inputs(self) -> int:
+        """How many of Bhat/Shat are memory-mapped arrays (their pages are read per chunk)."""
+        return sum(_mmap_of(x) is not None for x in (self.B, self.S) if x is not None)
+
+
+def _mmap_of(x):
+    """The read-only ``np.memmap`` behind ``x`` (following views), or None."""
+    for _ in range(32):
+        if x is None:
+            return None
+        if isinstance(x, np.memmap) and getattr(x, "_mmap", None) is not None:
+            return x if x.mode in ("r", "readonly") else None
+        x = getattr(x, "base", None)
+    return None
+
+
+def _rows(x, start: int, stop: int):
+    """Rows ``[start, stop)`` of ``x``; for a read-only memory map, a copy, and the mapped
+    pages are dropped from this process's resident set afterwards (``MADV_DONTNEED``; the
+    data stay in the file and the page cache), so streaming a memory-mapped input does not
+    grow the RSS by the whole file and the memory budget holds."""
+    mm = _mmap_of(x)
+    if mm is None:
+        return x[start:stop]
+    rows = np.array(x[start:stop])
+    try:
+        import mmap
+        # the whole map, not just this block: the kernel's fault-around and read-ahead map
+        # pages beside the block too (a walk of the page tables; no I/O)
+        mm._mmap.madvise(mmap.MADV_DONTNEED)
+    except (AttributeError, ValueError, OSError):  # no madvise on this platform
+        pass
+    return rows
 
 
 def read_rows(spec, start: int, stop: int):
