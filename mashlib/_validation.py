@@ -124,8 +124,7 @@ def match_conditions(model_conditions: Sequence[str] | None, data_conditions: Se
         When both sides are named and the names differ (missing and extra names listed),
         or when the counts differ.
     """
-    if model_conditions is None or data_conditions is None or not data_named \
-            or is_default_names(model_conditions):
+    if model_conditions is None or data_conditions is None or not data_named:
         if model_conditions is not None and data_conditions is not None \
                 and len(model_conditions) != len(data_conditions):
             raise MashInputError(

@@ -13,6 +13,8 @@ prior: lambda = 10 on the null, 1 elsewhere) by mix-SQP from a uniform start
 """
 from __future__ import annotations
 
+import dataclasses
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import Optional
@@ -23,12 +25,15 @@ from scipy.special import logsumexp
 
 from .._blas import single_blas_thread
 from .._errors import MashInputError
+from .._validation import match_conditions
 from .covariances import check_Ulist, expand_cov, normalize_Ulist
 from .contrast import contrast_posterior_A
 from .data import MashData
 from .likelihood import DEFAULT_MEMORY_BYTES, calc_relative_lik_matrix
 from .posterior import compute_posterior_matrices, compute_posterior_weights
 from .samples import draw_posterior_samples
+
+log = logging.getLogger("mashlib")
 
 __all__ = ["autoselect_grid", "FittedG", "MashResult", "mash", "mash_compute_posterior_matrices",
            "mash_compute_vloglik", "mash_compute_loglik", "set_prior", "optimize_pi"]
@@ -47,12 +52,17 @@ class FittedG:
     grid : ndarray (L,)
         Scaling grid.
     usepointmass : bool
+    conditions : list of str or None
+        Condition names of the data the prior was fitted to, in the order of the rows and
+        columns of each U (None when the data had no names). New data are matched to them
+        by name (:func:`mash_compute_posterior_matrices`, ``mash(g=..., fixg=True)``).
     """
 
     pi: np.ndarray
     Ulist: dict
     grid: np.ndarray
     usepointmass: bool = True
+    conditions: Optional[list] = None
 
     def component_names(self) -> list:
         """Names ``null``, ``<U>.<l>`` as :func:`expand_cov`."""
@@ -204,6 +214,68 @@ def _check_alpha(g_or_model, data):
     raise MashInputError("g: must be a MashResult or a FittedG.")
 
 
+def model_conditions(g) -> Optional[list]:
+    """Condition names of a fitted model (MashResult or FittedG), or None when unknown.
+
+    ``fitted_g.conditions`` when set (mash records the data's names), else the labels of
+    the first Ulist matrix when it is a labelled DataFrame.
+    """
+    fg = g.fitted_g if isinstance(g, MashResult) else g
+    conds = getattr(fg, "conditions", None)
+    if conds is not None:
+        return [str(c) for c in conds]
+    Ul = getattr(fg, "Ulist", None)
+    first = next(iter(Ul.values()), None) if isinstance(Ul, dict) and Ul else None
+    if isinstance(first, pd.DataFrame) and not isinstance(first.columns, pd.RangeIndex):
+        return [str(c) for c in first.columns]
+    return None
+
+
+def _permute_conditions(data: MashData, perm: np.ndarray, conds: list) -> MashData:
+    V = data.V[np.ix_(perm, perm)] if data.commonV else data.V[perm][:, perm, :]
+    return dataclasses.replace(data, Bhat=data.Bhat[:, perm], Shat=data.Shat[:, perm],
+                               Shat_alpha=data.Shat_alpha[:, perm], V=V, conditions=list(conds))
+
+
+def align_to_model(g, data: MashData, A=None, what: str = "data"):
+    """Match ``data``'s conditions to the fitted model's by name.
+
+    Returns ``(data, A)`` with the data's columns (and V) reordered to the model's
+    condition order when they were in another order (logged at INFO; results are then
+    in the model's order). A labelled DataFrame ``A`` is reordered by its column names;
+    a bare array ``A`` is ambiguous after a reorder and refused.
+
+    Raises
+    ------
+    MashInputError
+        When the names differ (missing and extra conditions listed), or ``A`` is a bare
+        array while the data had to be reordered.
+    """
+    conds = model_conditions(g)
+    perm = match_conditions(conds, data.conditions, data_named=data.conditions_named, what=what)
+    if isinstance(A, pd.DataFrame) and conds is not None and data.conditions_named \
+            and not isinstance(A.columns, pd.RangeIndex):
+        cols = [str(c) for c in A.columns]
+        if sorted(cols) != sorted(conds):
+            raise MashInputError(f"A: its columns {cols} are not the model's conditions {conds}; "
+                                 "label the columns of A with the model's condition names.")
+        A = pd.DataFrame(A.to_numpy(dtype=float), index=A.index, columns=cols)[conds]
+    if perm is None:
+        return data, A
+    if getattr(data, "L", None) is not None:
+        raise MashInputError(
+            f"{what}: contrast conditions {list(data.conditions)} are in another order than the "
+            f"model's {conds}; build the contrast data from Bhat/Shat in the model's condition order.")
+    if A is not None and not isinstance(A, pd.DataFrame):
+        raise MashInputError(
+            f"A: {what}'s conditions {list(data.conditions)} are in another order than the model's "
+            f"{conds}, so the columns of an unlabelled A are ambiguous; pass A as a DataFrame whose "
+            "columns are condition names, or give the data in the model's order.")
+    log.info("%s: conditions reordered by name to the fitted model's order %s (given as %s); the "
+             "results are in the model's order.", what, conds, list(data.conditions))
+    return _permute_conditions(data, perm, conds), A
+
+
 def _A_array(A, R):
     if A is None:
         return None
@@ -235,9 +307,12 @@ def mash(data: MashData, Ulist=None, gridmult: float = np.sqrt(2), grid=None,
         Grid multiplier for :func:`autoselect_grid`, or an explicit grid.
     usepointmass : bool
         Include the ``null`` point mass (default True).
-    g : FittedG, optional
+    g : FittedG or MashResult, optional
         Take Ulist, grid and usepointmass from a previous fit (then none of them may be
-        given); with ``fixg=True`` its pi is used as is.
+        given); with ``fixg=True`` its pi is used as is. A MashResult stands for its
+        ``fitted_g`` (with ``fixg=True`` its alpha must equal ``data.alpha``). The data's
+        conditions are matched to the fit's by name (reordered when needed, results in the
+        fit's order) and a mismatch is refused.
     prior, nullweight : Dirichlet penalty (``nullbiased``: nullweight on the null).
     optmethod, control : optimiser (``mixSQP`` default) and its control dict.
     verbose : bool
@@ -268,6 +343,12 @@ def mash(data: MashData, Ulist=None, gridmult: float = np.sqrt(2), grid=None,
                                 ("usepointmass", usepointmass)) if v is not None]
         if given:
             raise MashInputError(f"{given[0]}: cannot supply both g and {given[0]}.")
+        if isinstance(g, MashResult):         # a previous fit: use its fitted_g
+            g = _check_alpha(g, data) if fixg else g.fitted_g
+        elif not isinstance(g, FittedG):
+            raise MashInputError(f"g: must be a MashResult or its fitted_g (a FittedG), got "
+                                 f"{type(g).__name__}.")
+        data, A = align_to_model(g, data, A)
         Ulist, grid, usepointmass = g.Ulist, np.asarray(g.grid, float), g.usepointmass
     else:
         if fixg:
@@ -327,7 +408,11 @@ def mash(data: MashData, Ulist=None, gridmult: float = np.sqrt(2), grid=None,
             print(f" - Computation allocated took {time.perf_counter() - t0:.2f} seconds.",
                   flush=True)
     vl, nl, al = _vlogliks(pi_s, lm, data.Shat_alpha, usepointmass)
-    fitted_g = FittedG(pi=pi_s, Ulist=Ulist, grid=np.asarray(grid, float), usepointmass=usepointmass)
+    conds = model_conditions(g) if g is not None else None
+    if conds is None and data.conditions_named:
+        conds = list(data.conditions)
+    fitted_g = FittedG(pi=pi_s, Ulist=Ulist, grid=np.asarray(grid, float), usepointmass=usepointmass,
+                       conditions=conds)
     pw = pd.DataFrame(weights, index=data.row_ids, columns=[names[p] for p in keep])
     return MashResult(result=result, loglik=float(vl.sum()), vloglik=vl, null_loglik=nl,
                       alt_loglik=al, fitted_g=fitted_g, posterior_weights=pw, alpha=data.alpha,
@@ -350,6 +435,10 @@ def mash_compute_posterior_matrices(g, data: MashData, pi_thresh: float = 1e-10,
         A MashResult's alpha must equal ``data.alpha`` (P23); with a bare FittedG the caller
         is responsible for using the same alpha.
     data : MashData
+        Its conditions are matched to the model's by name: in another order, the columns
+        (and V) are reordered to the model's order, the results come back in the model's
+        order, and an INFO line is logged; names that differ are refused, listed. Without
+        names on either side the columns are taken by position, as mashr.
     pi_thresh, A, output_posterior_cov, posterior_samples, seed : as :func:`mash`.
     max_memory, out, engine, **stream_options
         Not accepted here: chunked, on-disk or Dask posteriors have their own front door,
@@ -370,6 +459,7 @@ def mash_compute_posterior_matrices(g, data: MashData, pi_thresh: float = 1e-10,
             f"the streaming posterior; call mashlib.compute_posterior_streaming(g, data, ...) instead "
             f"(same numbers, chunked under a memory budget, to disk or on Dask).")
     fg = _check_alpha(g, data)
+    data, A = align_to_model(fg, data, A)
     Ulist = check_Ulist(fg.Ulist, data.n_conditions)
     xU = expand_cov(Ulist, fg.grid, fg.usepointmass)
     pi = np.asarray(fg.pi, float)
@@ -397,6 +487,7 @@ def mash_compute_vloglik(g, data: MashData, memory_bytes: int = DEFAULT_MEMORY_B
     ``log(sum_p pi_p exp(L~_jp)) + lfactors_j - sum_r log Shat_alpha_jr``.
     """
     fg = _check_alpha(g, data)
+    data, _ = align_to_model(fg, data)
     xU = expand_cov(check_Ulist(fg.Ulist, data.n_conditions), fg.grid, fg.usepointmass)
     lm = calc_relative_lik_matrix(data, xU, memory_bytes=memory_bytes)
     return _vlogliks(np.asarray(fg.pi, float), lm, data.Shat_alpha, False)[0]

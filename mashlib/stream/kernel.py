@@ -166,8 +166,11 @@ def prepare_model(model_or_g, *, conditions=None, pi_thresh: float = 1e-10) -> S
     if keep.size == 0:
         raise MashInputError(f"pi_thresh={pi_thresh}: no component has pi above it; lower pi_thresh.")
     if conditions is None:
-        conditions = _first_attr(model_or_g, ("conditions",))
-        if conditions is None:
+        # a FittedG records its fit's names (None: the data were unnamed); a MashResult's own
+        # ``conditions`` are placeholders "1".."R" then, so they are only a fallback
+        recorded = hasattr(g, "conditions") and not isinstance(g, dict)
+        conditions = g.conditions if recorded else _first_attr(model_or_g, ("conditions",))
+        if conditions is None and not recorded:
             data = _first_attr(model_or_g, ("data",))
             conditions = None if data is None else _first_attr(data, ("conditions",))
         if conditions is None:
