@@ -23,7 +23,7 @@ import numpy as np
 from ._errors import MashInputError
 
 __all__ = ["check_subset", "match_conditions", "check_writable_dir", "check_effect_model",
-           "is_default_names"]
+           "is_default_names", "not_a_prior_message"]
 
 
 def check_subset(subset, n_rows: int, name: str = "subset", min_rows: int = 1,
@@ -200,3 +200,17 @@ def check_writable_dir(path, name: str = "--cwd") -> Path:
     os.close(fd)
     os.unlink(tmp)
     return path
+
+
+def not_a_prior_message(path, obj) -> str:
+    """One line: ``path`` is not a prior file, what it holds instead, what a prior must have."""
+    if isinstance(obj, dict):
+        keys = [str(k) for k in obj]
+        held = f"a list of {', '.join(keys[:6])}{', ...' if len(keys) > 6 else ''}"
+        if {"strong.b", "random.b", "strong", "random"} & set(keys):
+            held += " (a mashr input, the --data of mixture_prior's workflows)"
+    else:
+        held = f"a {type(obj).__name__}"
+    return (f"{path}: is not a prior; it holds {held}. A prior file must have U (a named list of "
+            "R x R covariance matrices) and w (their weights), as written by `mashlib run "
+            "mixture_prior ed_bovy` (or ud).")

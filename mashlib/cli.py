@@ -176,6 +176,7 @@ def _demo(argv: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``mashlib`` command (and ``python -m mashlib``)."""
+    from_command_line = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
     usage = ("usage: mashlib run NOTEBOOK WORKFLOW [options]   (mashlib run NOTEBOOK -h for help)\n"
              "       mashlib demo [--output DIR]\n"
@@ -199,6 +200,20 @@ def main(argv: list[str] | None = None) -> int:
     except MashInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:  # pragma: no cover
-        print("interrupted", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr, flush=True)
+        if from_command_line:
+            _silence_stderr()
         return 130
+
+
+def _silence_stderr() -> None:
+    """After the one 'interrupted' line, send whatever interpreter shutdown would still print
+    (asyncio tasks of a dead kernel, ``Exception ignored in ...``) to /dev/null."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        os.close(devnull)
+        sys.stderr = open(os.devnull, "w")
+    except OSError:  # pragma: no cover
+        pass

@@ -25,6 +25,7 @@ from matplotlib.figure import Figure
 from ._atomic import atomic_path
 from ._errors import MashInputError
 from ._palette import RDYLBU7, prior_palette  # noqa: F401  (re-exported)
+from ._validation import not_a_prior_message
 
 __all__ = ["plot_U", "plot_sharing", "mash_plot_meta", "prior_palette"]
 
@@ -70,6 +71,8 @@ def _load_prior(prior, name: str):
                                  + (f" file {data_name}" if data_name else "")
                                  + "; pass name='' to plot the top-level prior.")
         prior = prior[name]
+    if data_name is not None and not (isinstance(prior, dict) and "U" in prior):
+        raise MashInputError(not_a_prior_message(data_name, prior))
     if isinstance(prior, dict) and "U" in prior:
         U, w = prior["U"], prior.get("w")
     elif isinstance(prior, dict) and prior and all(

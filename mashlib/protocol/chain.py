@@ -24,6 +24,7 @@ from typing import Any, Callable
 
 from .._atomic import atomic_path
 from .._errors import MashInputError
+from .._validation import check_writable_dir
 from . import naming, steps
 from .params import PARAMS, WORKFLOWS, defaults
 
@@ -229,11 +230,17 @@ def check_inputs(notebook: str, workflow: str, params: dict) -> dict:
     with one line and writes nothing.
     """
     p = resolve_params(notebook, workflow, params)
+    check_writable_dir(p["cwd"], "--cwd")
     for name in _workflow_steps(notebook, workflow, p):
         step = STEPS[name]
         for path, producer in step.inputs(p):
             if producer is None and not path.is_file():
                 raise MashInputError(_missing_message(path, step, p))
+    # a prior given by the user must be a prior (list(U, w)), not e.g. the mashr input
+    if notebook == "mash_fit":
+        steps.read_prior_U(p["prior_data"])
+    elif workflow == "plot_U" and not p.get("name"):
+        steps.read_prior_U(p["data"])
     return p
 
 

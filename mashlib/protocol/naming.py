@@ -17,6 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .._errors import MashInputError
+from .._validation import check_effect_model
 
 __all__ = ["COMPONENTS", "VHAT_METHODS", "effect_model", "alpha_of", "prefix_of",
            "component_file", "vhat_method", "vhat_workflow", "vhat_file", "prior_file",
@@ -27,8 +28,12 @@ VHAT_METHODS = ("identity", "simple", "mle", "vhat_corshrink_xcondition", "vhat_
 
 
 def effect_model(em: str) -> str:
-    """Normalise the effect model: ``"EZ"`` (any case) or ``"EE"`` (anything else, as the scripts)."""
-    return "EZ" if str(em).upper() == "EZ" else "EE"
+    """Normalise the effect model: ``"EE"`` or ``"EZ"`` (any case).
+
+    The SoS scripts silently ran anything but EZ as EE (and named the files ``*.EE.*``);
+    here any other value is a one-line :class:`MashInputError`.
+    """
+    return check_effect_model(em)
 
 
 def alpha_of(em: str) -> float:

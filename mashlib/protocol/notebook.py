@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .._atomic import atomic_path
+from .._atomic import atomic_path, clean_stale_temporaries
 from .._errors import MashInputError
 from . import naming
 from .chain import check_inputs
@@ -213,8 +213,58 @@ def show(p: dict, workflow: str, outputs: list, interactive: bool = False, summa
 # --------------------------------------------------------------------------- papermill
 
 
+def failed_copy(output_path) -> Path:
+    """Where a run whose cell failed keeps its partly executed notebook:
+    ``{prefix}.{workflow}.FAILED.ipynb`` beside ``output_path``."""
+    output_path = Path(output_path)
+    return output_path.with_name(f"{output_path.stem}.FAILED{output_path.suffix}")
+
+
+@contextlib.contextmanager
+def _kernel_stderr_captured():
+    """Point file descriptor 2 at a temporary file while papermill runs.
+
+    The kernel process inherits it: its log lines and, after a Ctrl-C, the tracebacks of a
+    kernel whose parent went away (``ZMQError``, ``DeadKernelError``) do not reach the
+    terminal. What was written is replayed on stderr when the run ends normally (success
+    or a failed cell); after a Ctrl-C it is dropped, so the user sees one line.
+    """
+    import sys
+    import tempfile
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):       # no real fd 2 (embedded interpreter)
+        yield
+        return
+    buf = tempfile.TemporaryFile()
+    os.dup2(buf.fileno(), 2)
+    interrupted = False
+    try:
+        yield
+    except KeyboardInterrupt:
+        interrupted = True
+        raise
+    finally:
+        with contextlib.suppress(Exception):
+            sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        if not interrupted:
+            buf.seek(0)
+            data = buf.read()
+            if data:
+                os.write(2, data)
+        buf.close()
+
+
 def execute_notebook(notebook: str, parameters: dict, output_path, cwd=None, log_output: bool = False) -> Path:
     """Run a notebook with papermill; keep the executed copy at ``output_path`` (atomically).
+
+    Temporaries of earlier runs of the same output that were killed are removed first
+    (:func:`mashlib._atomic.clean_stale_temporaries`). When a cell fails, the partly
+    executed notebook is kept as ``{prefix}.{workflow}.FAILED.ipynb`` (named in the error)
+    so that one can see where it stopped; a later successful run removes it.
 
     Raises
     ------
@@ -228,16 +278,27 @@ def execute_notebook(notebook: str, parameters: dict, output_path, cwd=None, log
                              "or run in-process with --no-notebook") from None
     src = notebook_path(notebook)
     output_path = Path(output_path)
+    clean_stale_temporaries(output_path)
+    failed = failed_copy(output_path)
     with atomic_path(output_path) as tmp:
         nb_tmp = tmp.with_suffix(".ipynb")
         try:
-            pm.execute_notebook(str(src), str(nb_tmp), parameters=parameters, kernel_name="python3",
-                                cwd=str(cwd or os.getcwd()), progress_bar=False, log_output=log_output,
-                                extra_arguments=["--IPKernelApp.log_level=ERROR"])  # no TCP warning
+            with _kernel_stderr_captured():
+                pm.execute_notebook(str(src), str(nb_tmp), parameters=parameters, kernel_name="python3",
+                                    cwd=str(cwd or os.getcwd()), progress_bar=False, log_output=log_output,
+                                    extra_arguments=["--IPKernelApp.log_level=ERROR"])  # no TCP warning
         except pm.PapermillExecutionError as exc:
+            msg = str(exc.evalue).strip().splitlines()[0] if exc.evalue else exc.ename
+            kept = ""
+            if nb_tmp.is_file():
+                os.replace(nb_tmp, failed)
+                kept = f" (partly executed notebook: {failed})"
+            raise MashInputError(f"{msg}{kept}") from None
+        except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 nb_tmp.unlink()
-            msg = str(exc.evalue).strip().splitlines()[0] if exc.evalue else exc.ename
-            raise MashInputError(msg) from None
+            raise
         os.replace(nb_tmp, tmp)
+    with contextlib.suppress(FileNotFoundError):
+        failed.unlink()
     return output_path

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from .._errors import MashInputError
+from .._validation import not_a_prior_message
 from ..io import MashrInput, RArray, RList, read_mashr_input, read_rds
 from . import naming
 
@@ -80,16 +81,17 @@ def read_vhat(path) -> np.ndarray:
 
 
 def read_prior_U(path) -> tuple[dict, Any]:
-    """``prior$U`` (or the prior itself when it has no ``$U``) and ``prior$w``."""
+    """``prior$U`` and ``prior$w`` (as the SoS ``readRDS(prior)$U``); anything else is refused."""
     prior = read_rds(path)
-    if isinstance(prior, dict) and "U" in prior:
-        U, w = prior["U"], prior.get("w")
-    elif isinstance(prior, dict):
-        U, w = prior, None
-    else:
-        raise MashInputError(f"{path}: a prior must be list(U, w, loglik) or a named list of matrices")
+    if not (isinstance(prior, dict) and "U" in prior):
+        raise MashInputError(not_a_prior_message(path, prior))
+    U, w = prior["U"], prior.get("w")
     if not isinstance(U, dict) or not U:
         raise MashInputError(f"{path}: prior U must be a non-empty named list of covariance matrices")
+    bad = [k for k, v in U.items() if len(np.shape(v)) != 2 or np.shape(v)[0] != np.shape(v)[1]]
+    if bad:
+        raise MashInputError(f"{path}: is not a prior; U[{bad[0]!r}] is not a square covariance "
+                             f"matrix (shape {np.shape(U[bad[0]])}).")
     return U, w
 
 

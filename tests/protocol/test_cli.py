@@ -106,16 +106,18 @@ def test_papermill_runs_keep_executed_notebooks(capsys, tmp_path, protocol_fixtu
     assert post["lfsr"].shape == (17, 8)
     model = read_rds(cwd / "fx.EE.mash_model.rds")["mash_model"]
     assert model["fitted_g"]["pi"].sum() == pytest.approx(1.0)
-    # the mixture_prior notebook, with a plot_U error inside the kernel: one line, no output left
+    # the mixture_prior notebook, with a plot_U error inside the kernel: one line, no output
+    # left but the partly executed notebook under a failed name (removed by the next success)
     rc, _, err = _run(capsys, "run", "mixture_prior", "plot_U", "--data", str(tmp_path / "p.EE.prior.rds"),
                       "--tol", "0.9", "--cwd", str(tmp_path / "plots"), "--output-prefix", "pl")
-    assert rc == 2 and err.count("\n") == 1 and "tol" in err
-    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == []
+    assert rc == 2 and err.count("\n") == 1 and "tol" in err and "pl.plot_U.FAILED.ipynb" in err
+    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == ["pl.plot_U.FAILED.ipynb"]
     rc, _, err = _run(capsys, "run", "mixture_prior", "plot_U", "--data", str(tmp_path / "p.EE.prior.rds"),
                       "--cwd", str(tmp_path / "plots"), "--output-prefix", "pl")
     assert rc == 0, err
     assert (tmp_path / "plots" / "p.EE.prior.pdf").stat().st_size > 1000
     assert (tmp_path / "plots" / "pl.plot_U.ipynb").is_file()
+    assert not (tmp_path / "plots" / "pl.plot_U.FAILED.ipynb").exists()
 
 
 def test_python_dash_m_entry_point():

@@ -48,7 +48,9 @@ def test_file_names():
     assert naming.plot_file("o", "x/protocol_example.EE.prior.rds") == Path("o/protocol_example.EE.prior.pdf")
     assert naming.plot_file("o", "a.rds", name="U$x") == Path("o/a_U_x.pdf")
     assert naming.prefix_of("in/protocol_example.mashr_input.rds", "") == "protocol_example.mashr_input"
-    assert naming.effect_model("anything") == "EE" and naming.alpha_of("ez") == 1.0
+    assert naming.effect_model("ee") == "EE" and naming.alpha_of("ez") == 1.0
+    with pytest.raises(MashInputError, match="not an effect model"):   # issue 10: no silent EE
+        naming.effect_model("anything")
 
 
 def test_plan_follows_sos_dependencies():
