@@ -150,6 +150,18 @@ def _bad_entry(L):
         f"(value {L[i, k]}); entries must be finite and non-negative.")
 
 
+def _check_zero_rows(zero: np.ndarray, log: bool) -> None:
+    """A row of L that is zero in every column (all -Inf with log=True) has no solution."""
+    if zero.any():
+        rows = np.flatnonzero(zero)
+        what = "-Inf in every column" if log else "all zero"
+        more = f" (and {rows.size - 1} more row(s))" if rows.size > 1 else ""
+        raise MashInputError(
+            f"mixsqp: row {int(rows[0])} of argument 'L' is {what}{more}; every row of L needs a "
+            "positive entry (a likelihood above 0 under some component). Remove that row or check "
+            "how L was computed.")
+
+
 def _prepare(L, w, x0, log, normalize, prior=None):
     r"""Validate the inputs and build the private, row-normalised copy of L.
 
@@ -170,8 +182,11 @@ def _prepare(L, w, x0, log, normalize, prior=None):
     if log:
         if np.isnan(L).any():
             raise MashInputError("mixsqp: argument 'L' (log=True) contains NaN; remove those rows.")
-        L = np.exp(L - L.max(axis=1, keepdims=True))
+        lrow = L.max(axis=1, keepdims=True)
+        _check_zero_rows(lrow.ravel() == -np.inf, log=True)
+        L = np.exp(L - lrow)
     zmax = L.max(axis=1)  # the row maxima normalise the rows below
+    _check_zero_rows(zmax == 0, log=False)
     lmin, lmax = float(L.min()), float(zmax.max())
     if not (lmin >= 0 and lmax < np.inf):  # NaN fails both comparisons
         raise _bad_entry(L)

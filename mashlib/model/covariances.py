@@ -11,6 +11,7 @@ from typing import Iterable, Mapping, Optional, Sequence
 import numpy as np
 
 from .._errors import MashInputError
+from .._validation import check_subset
 from .data import MashData
 
 __all__ = ["cov_canonical", "cov_pca", "cov_udi", "cov_empirical", "cov_from_factors",
@@ -126,7 +127,7 @@ def cov_pca(data: MashData, npc: int, subset=None) -> dict:
     R = data.n_conditions
     if not (1 < npc <= R):
         raise MashInputError(f"npc: must satisfy 1 < npc <= R = {R}, got {npc}.")
-    B = data.Bhat if subset is None else data.Bhat[np.asarray(subset)]
+    B = data.Bhat if subset is None else data.Bhat[check_subset(subset, data.n_effects, what="cov_pca")]
     _, d, wt = np.linalg.svd(B, full_matrices=False)
     W = wt[:npc].T
     out = cov_from_factors(W.T, "PCA")
@@ -140,9 +141,8 @@ def cov_empirical(data: MashData, subset=None) -> dict:
     Not a mashr export: the "empirical covariance" of the mash paper; equal to ``tPCA``
     with all R components.
     """
-    B = data.Bhat if subset is None else data.Bhat[np.asarray(subset)]
-    if B.shape[0] == 0:
-        raise MashInputError("subset: selects no rows; cov_empirical needs at least one effect.")
+    B = data.Bhat if subset is None else data.Bhat[check_subset(subset, data.n_effects,
+                                                                what="cov_empirical")]
     return {"empirical": B.T @ B / B.shape[0]}
 
 

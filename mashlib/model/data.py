@@ -23,6 +23,7 @@ import pandas as pd
 from scipy import stats
 
 from .._errors import MashInputError
+from .._validation import check_subset
 from .contrast import contrast_fields, contrast_matrix
 
 __all__ = ["MashData", "mash_set_data", "mash_update_data", "check_positive_definite"]
@@ -85,7 +86,7 @@ class MashData:
 
     def subset(self, rows) -> "MashData":
         """Return a new MashData restricted to ``rows`` (integer positions or a boolean mask)."""
-        idx = np.arange(self.n_effects)[np.asarray(rows)]
+        idx = check_subset(rows, self.n_effects, name="rows", min_rows=0)
         V = self.V if self.commonV else self.V[:, :, idx]
         ids = None if self.row_ids is None else [self.row_ids[i] for i in idx]
         extra = {}
@@ -207,6 +208,25 @@ def _check_labels(M, conditions, name):
                 raise MashInputError(
                     f"{name}: {axis} {lab} do not match the data's conditions {list(conditions)}; "
                     f"reorder {name} to the conditions of Bhat.")
+
+
+#: largest |Bhat| / Shat mash can square: grid^2 U ~ 4 Bhat^2 must stay below the float maximum
+MAGNITUDE_LIMIT = 1e152
+
+
+def _check_magnitude(B, S):
+    """Refuse (transformed) effects or SEs whose squares overflow double precision."""
+    for arr, nm in ((B, "Bhat"), (S, "Shat")):
+        with np.errstate(invalid="ignore"):
+            big = np.abs(arr) > MAGNITUDE_LIMIT
+        if big.any():
+            j, r = _first_cell(big)
+            raise MashInputError(
+                f"{nm}: {arr[j, r]:.3g} at row {j}, condition {r} is above {MAGNITUDE_LIMIT:g} in "
+                "absolute value; mash "
+                "squares effects and standard errors, which overflows double precision. Express "
+                "Bhat and Shat in other units (divide both by the same factor: posterior means and "
+                "SDs scale with it, lfsr does not).")
 
 
 def _p2z(pval, Bhat):
@@ -339,9 +359,11 @@ def mash_set_data(Bhat, Shat=None, alpha=0.0, df=np.inf, pval=None, V=None,
             both = zero & (B <= zero_check_tol)
             if both.any():
                 S = _reset_or_raise(S, both, zero_Bhat_Shat_reset, lambda j, r: (
-                    f"Shat: both Bhat and Shat are zero (or near zero) at row {j}, condition {r} "
-                    f"(tol {zero_check_tol:g}). Fix the input, raise/lower zero_check_tol, or set "
-                    "zero_Bhat_Shat_reset to a positive SE (the protocol uses 1000)."))
+                    f"Shat: {S[j, r]:g} at row {j}, condition {r} is at or below zero_check_tol "
+                    f"({zero_check_tol:g}) while Bhat there is {B[j, r]:g} (also <= the tolerance, "
+                    "mashr's joint zero rule). Fix the standard errors (rescale Bhat and Shat "
+                    "together if they are tiny), lower zero_check_tol, or set zero_Bhat_Shat_reset "
+                    "to a positive SE (the protocol uses 1000)."))
             else:
                 S = _reset_or_raise(S, zero, zero_Shat_reset, lambda j, r: (
                     f"Shat: zero or negative standard error at row {j}, condition {r} "
@@ -370,6 +392,7 @@ def mash_set_data(Bhat, Shat=None, alpha=0.0, df=np.inf, pval=None, V=None,
         S = S ** (1 - alpha)
     else:
         Sa = np.ones((J, R))
+    _check_magnitude(B, S)
     na = na_b
     if na.any():
         B = np.where(na, 0.0, B)

@@ -108,6 +108,11 @@ class MashResult:
     row_ids: Optional[list] = None
 
 
+#: largest gmax / gmin autoselect_grid accepts (~340 grid points at mult sqrt(2)); wider grids
+#: overflow the likelihood (seen at 1e100)
+GRID_SPAN_LIMIT = 1e50
+
+
 def autoselect_grid(data: MashData, mult: float = np.sqrt(2)) -> np.ndarray:
     """Grid of prior scales (mashr ``autoselect_grid``, P15), on the transformed scale.
 
@@ -119,8 +124,19 @@ def autoselect_grid(data: MashData, mult: float = np.sqrt(2)) -> np.ndarray:
     B, S = data.Bhat, data.Shat
     inc = ~((S == 0) | ~np.isfinite(S) | np.isnan(B))
     b, s = B[inc], S[inc]
+    if b.size == 0:
+        raise MashInputError(f"data: has no usable cell ({B.shape[0]} rows; every Shat is zero, "
+                             "infinite or missing); autoselect_grid needs at least one effect.")
     gmin = s.min() / 10
-    gmax = 8 * gmin if np.all(b ** 2 <= s ** 2) else 2 * np.sqrt(np.max(b ** 2 - s ** 2))
+    with np.errstate(over="ignore", invalid="ignore"):
+        gmax = 8 * gmin if np.all(b ** 2 <= s ** 2) else 2 * np.sqrt(np.max(b ** 2 - s ** 2))
+    if not (np.isfinite(gmax) and gmax / gmin <= GRID_SPAN_LIMIT):
+        j = int(np.argmax(np.abs(np.where(inc, B, 0.0))) // B.shape[1])
+        raise MashInputError(
+            f"data: |Bhat| up to {np.abs(b).max():.3g} (row {j}) against a smallest Shat of "
+            f"{s.min():.3g}: the grid of prior scales would span {gmax / gmin:.3g}-fold (more than "
+            f"{GRID_SPAN_LIMIT:g}), beyond what double precision can fit. Check the units of Bhat "
+            "and Shat (a stray scale factor?), or remove the extreme rows.")
     if mult == 0:
         return np.array([0.0, gmax / 2])
     npoint = int(np.ceil(np.log2(gmax / gmin) / np.log2(mult)))
@@ -338,6 +354,9 @@ def mash(data: MashData, Ulist=None, gridmult: float = np.sqrt(2), grid=None,
     -------
     MashResult
     """
+    if data.n_effects == 0:
+        raise MashInputError("data: has 0 effects (rows); mash needs at least one. Check the "
+                             "filter that built Bhat.")
     if g is not None:
         given = [n for n, v in (("Ulist", Ulist), ("grid", grid), ("normalizeU", normalizeU),
                                 ("usepointmass", usepointmass)) if v is not None]

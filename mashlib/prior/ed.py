@@ -67,6 +67,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from .._errors import MashInputError
+from .._validation import check_subset
 from ._teem import TeemFit, fit_teem
 # numeric kernels live in ed_kernels (module size); re-exported for tests and benchmarks
 from ._ed_kernels import (_DBL_MIN, _HALF_LOG_2PI, _PROP_TOL, _RANK_TOL,  # noqa: F401
@@ -464,9 +465,7 @@ def bovy_wrapper(data, Ulist_init, subset=None, tol: float = 1e-6, maxiter: floa
     """
     Bhat = np.asarray(getattr(data, "Bhat"), dtype=float)
     J, R = Bhat.shape
-    sub = np.arange(J) if subset is None else np.arange(J)[np.asarray(subset)]
-    if sub.size == 0:
-        raise MashInputError("subset selects no rows; ED needs at least one effect")
+    sub = check_subset(subset, J, what="ED (cov_ed)")
     U0 = _check_Ulist_init(Ulist_init, R)
     K = len(U0)
     ycov = _ed_ycovar(data, sub)
@@ -509,9 +508,7 @@ def teem_wrapper(data, Ulist_init, subset=None, w_init=None, maxiter: int = 5000
     """
     Bhat = np.asarray(getattr(data, "Bhat"), dtype=float)
     J, R = Bhat.shape
-    sub = np.arange(J) if subset is None else np.arange(J)[np.asarray(subset)]
-    if sub.size == 0:
-        raise MashInputError("subset selects no rows; TEEM needs at least one effect")
+    sub = check_subset(subset, J, what="TEEM (cov_ed)")
     U0 = _check_Ulist_init(Ulist_init, R)
     K = len(U0)
     if w_init is None:

@@ -29,28 +29,13 @@ import numpy as np
 
 from .._atomic import atomic_path
 from .._errors import MashInputError
+from .._validation import check_subset
 
 __all__ = ["cov_flash"]
 
 
 def _subset_rows(J, subset):
-    if subset is None:
-        return np.arange(J)
-    idx = np.asarray(subset)
-    if idx.dtype == bool:
-        if idx.size != J:
-            raise MashInputError(f"subset: a boolean mask must have length J = {J}.")
-        idx = np.flatnonzero(idx)
-    else:
-        try:
-            idx = idx.astype(int).ravel()
-        except (TypeError, ValueError):
-            raise MashInputError("subset: must be row indices (0-based) or a boolean mask.") from None
-        if idx.size and (idx.min() < -J or idx.max() >= J):
-            raise MashInputError(f"subset: row indices must lie in 0..{J - 1}.")
-    if idx.size < 2:
-        raise MashInputError("subset: cov_flash needs at least 2 rows.")
-    return idx
+    return check_subset(subset, J, min_rows=2, what="cov_flash")
 
 
 def _save_model(path, fit, factors, conditions):
