@@ -344,8 +344,13 @@ def compute_posterior_streaming(model_or_g, Bhat, Shat=None, *, alpha=None, V=No
     out : path, optional
         Output store directory (see :mod:`mashlib.stream.store`); results are then memory-mapped.
     overwrite, resume : bool
-        An existing store is refused unless ``overwrite``; an unfinished store written by the
-        same call (same model, data and options) is resumed when ``resume``.
+        An existing store is refused unless ``overwrite``, which deletes only an output store
+        that mashlib wrote (its manifest's owner mark) and only its own files; an ``out`` that
+        is, contains or lies inside an input store is always refused. An unfinished store of
+        the same call (same model, V, alpha, options and row ids) is resumed when ``resume``:
+        every finished chunk's input and output rows are re-hashed against the digests in the
+        manifest and a chunk that changed is recomputed (a warning names its rows). See
+        :mod:`mashlib.scale_guard`.
     progress, verbose : bool
         tqdm bar per chunk; printed plan (default: ``progress``).
     long_table : bool
