@@ -258,8 +258,9 @@ def align_to_model(g, data: MashData, A=None, what: str = "data"):
 
     Returns ``(data, A)`` with the data's columns (and V) reordered to the model's
     condition order when they were in another order (logged at INFO; results are then
-    in the model's order). A labelled DataFrame ``A`` is reordered by its column names;
-    a bare array ``A`` is ambiguous after a reorder and refused.
+    in the model's order). A DataFrame ``A`` whose columns are the model's condition names is
+    reordered by name; any other ``A`` is ambiguous after a reorder and refused (without a
+    reorder it is taken by position, as before). Contrast data in another order are refused.
 
     Raises
     ------
@@ -269,24 +270,25 @@ def align_to_model(g, data: MashData, A=None, what: str = "data"):
     """
     conds = model_conditions(g)
     perm = match_conditions(conds, data.conditions, data_named=data.conditions_named, what=what)
+    contrast = getattr(data, "L", None) is not None     # A then acts on the original conditions
+    named_A = False
     if isinstance(A, pd.DataFrame) and conds is not None and data.conditions_named \
-            and not isinstance(A.columns, pd.RangeIndex):
+            and not contrast and not isinstance(A.columns, pd.RangeIndex):
         cols = [str(c) for c in A.columns]
-        if sorted(cols) != sorted(conds):
-            raise MashInputError(f"A: its columns {cols} are not the model's conditions {conds}; "
-                                 "label the columns of A with the model's condition names.")
-        A = pd.DataFrame(A.to_numpy(dtype=float), index=A.index, columns=cols)[conds]
+        if sorted(cols) == sorted(conds):
+            named_A = True
+            A = pd.DataFrame(A.to_numpy(dtype=float), index=A.index, columns=cols)[conds]
     if perm is None:
         return data, A
-    if getattr(data, "L", None) is not None:
+    if contrast:
         raise MashInputError(
             f"{what}: contrast conditions {list(data.conditions)} are in another order than the "
             f"model's {conds}; build the contrast data from Bhat/Shat in the model's condition order.")
-    if A is not None and not isinstance(A, pd.DataFrame):
+    if A is not None and not named_A:
         raise MashInputError(
             f"A: {what}'s conditions {list(data.conditions)} are in another order than the model's "
             f"{conds}, so the columns of an unlabelled A are ambiguous; pass A as a DataFrame whose "
-            "columns are condition names, or give the data in the model's order.")
+            "columns are the model's condition names, or give the data in the model's order.")
     log.info("%s: conditions reordered by name to the fitted model's order %s (given as %s); the "
              "results are in the model's order.", what, conds, list(data.conditions))
     return _permute_conditions(data, perm, conds), A

@@ -417,22 +417,19 @@ def compute_posterior_streaming(model_or_g, Bhat, Shat=None, *, alpha=None, V=No
     reordered = not np.array_equal(col_idx, np.arange(source.n_cols))
     if V_data is not None:
         V = np.asarray(V_data, dtype=float)[np.ix_(col_idx, col_idx)]
+    named_A = hasattr(A, "columns") and model.conditions is not None \
+        and sorted(str(c) for c in A.columns) == sorted(model.conditions)
+    if named_A:                        # labelled by the model's conditions: reorder by name
+        A = type(A)(np.asarray(A, dtype=float), index=A.index,
+                    columns=[str(c) for c in A.columns])[model.conditions]
     if reordered and source.conditions is not None and model.conditions is not None:
         log.info("Bhat: conditions matched by name to the model's order %s (data columns %s); "
                  "the results are in the model's order.", model.conditions, source.conditions)
-        if A is not None and not hasattr(A, "columns"):
+        if A is not None and not named_A:
             raise MashInputError(
                 "A: the data's conditions are in another order than the model's, so the columns of "
-                "an unlabelled A are ambiguous; pass A as a DataFrame whose columns are condition "
-                "names, or give the data in the model's order.")
-    if hasattr(A, "columns") and model.conditions is not None \
-            and type(A.columns).__name__ != "RangeIndex" \
-            and [str(c) for c in A.columns] != model.conditions:
-        cols = [str(c) for c in A.columns]
-        if sorted(cols) != sorted(model.conditions):
-            raise MashInputError(f"A: its columns {cols} are not the model's conditions "
-                                 f"{model.conditions}; label A's columns with them.")
-        A = type(A)(np.asarray(A, dtype=float), index=A.index, columns=cols)[model.conditions]
+                "an unlabelled A are ambiguous; pass A as a DataFrame whose columns are the model's "
+                "condition names, or give the data in the model's order.")
     R = model.n_conditions
     Q = R if A is None else np.asarray(A).shape[0]
     out_conds = (list(A.index) if hasattr(A, "index") else None) if A is not None else model.conditions

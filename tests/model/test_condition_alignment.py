@@ -104,6 +104,12 @@ def test_streaming_aligns_mashdata_and_frames(fit):
     got2 = ml.compute_posterior_streaming(fit["m"], fit["Bhat"][cols], fit["Shat"][cols], V=fit["V"],
                                           progress=False)
     close(ref, got2.arrays)
+    A = pd.DataFrame([[1.0, -1.0, 0, 0]], columns=CONDS, index=["brain-liver"])
+    refA = ml.mash_compute_posterior_matrices(fit["m"], fit["data"], A=A)
+    gotA = ml.compute_posterior_streaming(fit["m"], fit["shuffled"], A=A[cols], progress=False)
+    np.testing.assert_allclose(np.asarray(gotA["lfsr"]), np.asarray(refA["lfsr"]), atol=1e-12)
+    with pytest.raises(MashInputError, match="unlabelled A are ambiguous"):
+        ml.compute_posterior_streaming(fit["m"], fit["shuffled"], A=A.to_numpy(), progress=False)
 
 
 def test_dask_aligns(fit):
