@@ -24,11 +24,13 @@ from matplotlib.figure import Figure
 
 from ._atomic import atomic_path
 from ._errors import MashInputError
+from ._log import get_logger, say
 from ._palette import RDYLBU7, prior_palette  # noqa: F401  (re-exported)
 from ._validation import not_a_prior_message
 
 __all__ = ["plot_U", "plot_sharing", "mash_plot_meta", "prior_palette"]
 
+_log = get_logger(__name__)
 _N_COL = 5          # heatmaps per row (gridExtra ncol = 5)
 _UNIT = 4.0         # inches per panel
 _ROWS_PER_PAGE = 10  # keeps every PDF page under the 200-inch page limit
@@ -254,7 +256,7 @@ def plot_U(prior, max_comp: int = -1, to_cor: bool = False, tol: float = 1e-6,
     order = np.argsort(-weights, kind="stable")
     if max_comp > 1:
         order = order[:max_comp]
-    print(f"{n_comp} of {m_total} components have weight > {tol:g}")
+    say(_log, True, f"{n_comp} of {m_total} components have weight > {tol:g}")
     if n_comp == 0:
         raise MashInputError(
             f"plot_U: none of the {m_total} components has weight > tol = {tol:g} "

@@ -16,3 +16,18 @@ def reference_dir() -> Path:
 def protocol_fixture(reference_dir) -> Path:
     """The xqtl-protocol test fixture: 8 conditions, 17 strong / 50 random / 50 null rows."""
     return reference_dir / "golden" / "mashr_input_fixture.rds"
+
+
+@pytest.fixture
+def mashlib_log(caplog):
+    """What mashlib logged (INFO and above) since the last call: what ``verbose=True`` shows a user."""
+    import logging
+
+    caplog.set_level(logging.INFO, logger="mashlib")
+
+    def read() -> str:
+        text = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith("mashlib"))
+        caplog.clear()
+        return text + ("\n" if text else "")
+
+    return read

@@ -28,6 +28,7 @@ import warnings
 import numpy as np
 
 from .._errors import MashInputError
+from .._log import say
 
 __all__ = [
     "flash_set_verbose", "flash_set_conv_crit", "flash_set_timeout", "flash_clear_timeout",
@@ -163,7 +164,7 @@ def flash_set_verbose(fit, verbose=1, fns=None, colnames=None, colwidths=None):
     new.verbose = lvl
     new.verbose_fns, new.verbose_colnames, new.verbose_colwidths = fns, colnames, [int(w) for w in colwidths]
     if lvl == -1:
-        print("Type\tFactor\tIter" + "".join("\t" + c for c in colnames), flush=True)
+        say(log, True, "Type\tFactor\tIter" + "".join("\t" + c for c in colnames))
     return new
 
 
@@ -252,7 +253,7 @@ def report_timeout(fit, lvl, where=None):
     else:
         msg = f"Fit timed out after {elapsed:.3g} secs; the fit reached so far is returned."
     if lvl > 0:
-        print(f"  --{msg}", flush=True)
+        say(log, True, f"  --{msg}")
     warnings.warn(msg, RuntimeWarning, stacklevel=3)
 
 
@@ -272,7 +273,7 @@ def print_header(lvl, fit, backfit):
     if lvl > 2:
         s = f"{'Iteration':>13}" + (f"{'Factor':>8}" if backfit else "")
         s += "".join(f"{c:>{w}}" for c, w in zip(fit.verbose_colnames, fit.verbose_colwidths))
-        print(s, flush=True)
+        say(log, True, s)
 
 
 def _fmt(v):
@@ -288,9 +289,9 @@ def print_entry(lvl, fit, it, vals, k, backfit):
     if lvl > 2:
         s = f"{it:>13d}" + (f"{str(k):>8}" if backfit else "")
         s += "".join(f"{_fmt(v):>{w}}" for v, w in zip(vals, fit.verbose_colwidths))
-        print(s, flush=True)
+        say(log, True, s)
     elif lvl == -1:
-        print(("backfit" if backfit else "greedy") + f"\t{k}\t{it}" + "".join(f"\t{v}" for v in vals), flush=True)
+        say(log, True, ("backfit" if backfit else "greedy") + f"\t{k}\t{it}" + "".join(f"\t{v}" for v in vals))
 
 
 class Snapshot:

@@ -13,11 +13,14 @@ from __future__ import annotations
 import numpy as np
 
 from .._errors import MashInputError
+from .._log import get_logger, say
 from .fit import Factor, FlashFit
 from .init import flash_greedy_init_default
 from .control import is_timed_out, print_entry, print_header, report_timeout, update_info
 from .update import ebnm_sign, update_factor
 from .variance import tau_with
+
+_log = get_logger(__name__)
 
 
 def default_ebnm():
@@ -58,9 +61,8 @@ def _int_arg(name, val, lower=1):
 
 
 def vprint(level, *args):
-    """Print when the verbosity ``level`` is positive (flashier's announcements)."""
-    if level > 0:
-        print(*args, flush=True)
+    """flashier's announcements: logged at INFO, shown when the verbosity ``level`` is positive."""
+    say(_log, level > 0, " ".join(str(a) for a in args))
 
 
 def _step(fit, fac, Rk, Vk, fns, warmstart):

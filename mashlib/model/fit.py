@@ -25,6 +25,7 @@ from scipy.special import logsumexp
 
 from .._blas import single_blas_thread
 from .._errors import MashInputError
+from .._log import say
 from .._validation import match_conditions
 from .covariances import check_Ulist, expand_cov, normalize_Ulist
 from .contrast import contrast_posterior_A
@@ -391,19 +392,15 @@ def mash(data: MashData, Ulist=None, gridmult: float = np.sqrt(2), grid=None,
     names = list(xU)
     P = len(xU)
     t0 = time.perf_counter()
-    if verbose:
-        print(f" - Computing {J} x {P} likelihood matrix.", flush=True)
+    say(log, verbose, f" - Computing {J} x {P} likelihood matrix.")
     lm = calc_relative_lik_matrix(data, xU, memory_bytes=memory_bytes, grid=grid)
-    if verbose:
-        print(f" - Likelihood calculations took {time.perf_counter() - t0:.2f} seconds.", flush=True)
+    say(log, verbose, f" - Likelihood calculations took {time.perf_counter() - t0:.2f} seconds.")
     if not fixg:
-        if verbose:
-            print(f" - Fitting model with {P} mixture components.", flush=True)
+        say(log, verbose, f" - Fitting model with {P} mixture components.")
         t0 = time.perf_counter()
         pr = set_prior(P, prior, nullweight)
         pi_s = optimize_pi(np.exp(lm["loglik_matrix"]), pr, optmethod, control)
-        if verbose:
-            print(f" - Model fitting took {time.perf_counter() - t0:.2f} seconds.", flush=True)
+        say(log, verbose, f" - Model fitting took {time.perf_counter() - t0:.2f} seconds.")
     else:
         pi_s = np.asarray(g.pi, float)
         if pi_s.size != P:
@@ -412,8 +409,7 @@ def mash(data: MashData, Ulist=None, gridmult: float = np.sqrt(2), grid=None,
     weights = compute_posterior_weights(pi_s[keep], lm["loglik_matrix"][:, keep])
     result = {}
     if outputlevel > 1:
-        if verbose:
-            print(" - Computing posterior matrices.", flush=True)
+        say(log, verbose, " - Computing posterior matrices.")
         t0 = time.perf_counter()
         Ustack = np.stack([xU[names[p]] for p in keep])
         post = compute_posterior_matrices(data, Ustack, A=Aa, weights=weights,
@@ -425,9 +421,7 @@ def mash(data: MashData, Ulist=None, gridmult: float = np.sqrt(2), grid=None,
         if posterior_samples:
             result["PosteriorSamples"] = draw_posterior_samples(
                 data, Ustack, pi_s[keep], posterior_samples, seed, A=Aa, memory_bytes=memory_bytes)
-        if verbose:
-            print(f" - Computation allocated took {time.perf_counter() - t0:.2f} seconds.",
-                  flush=True)
+        say(log, verbose, f" - Computation allocated took {time.perf_counter() - t0:.2f} seconds.")
     vl, nl, al = _vlogliks(pi_s, lm, data.Shat_alpha, usepointmass)
     conds = model_conditions(g) if g is not None else None
     if conds is None and data.conditions_named:

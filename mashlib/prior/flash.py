@@ -29,6 +29,9 @@ import numpy as np
 
 from .._atomic import atomic_path
 from .._errors import MashInputError
+from .._log import get_logger, say
+
+_log = get_logger(__name__)
 from .._validation import check_subset
 
 __all__ = ["cov_flash"]
@@ -125,7 +128,7 @@ def cov_flash(data, factors="default", subset=None, remove_singleton=False, tag=
     if remove_singleton:
         F = fl.F_pm
         keep = np.flatnonzero(np.sum(np.abs(F) > 1.0 / np.sqrt(F.shape[0]), axis=0) > 1)
-        print(f"Removing {F.shape[1] - keep.size} singleton effect vectors")
+        say(_log, True, f"Removing {F.shape[1] - keep.size} singleton effect vectors")
         flash_factors = F[:, keep]
     else:
         flash_factors = ldf(fl, "f")[2]

@@ -211,10 +211,10 @@ def test_nullcheck_removes_useless_factor():
     assert z.n_factors == 0 and np.isfinite(z.elbo)
 
 
-def test_no_factor_is_a_valid_fit(capsys):
+def test_no_factor_is_a_valid_fit(mashlib_log):
     Y = np.random.default_rng(0).normal(size=(40, 6))
     f = flash(Y, greedy_Kmax=5, verbose=1)
-    out = capsys.readouterr().out
+    out = mashlib_log()
     assert "Adding factor 1 to flash object..." in out
     assert "Factor doesn't significantly increase objective and won't be added." in out
     assert f.n_factors == 0 and f.pve.size == 0
@@ -404,9 +404,9 @@ def test_softimpute_als_converges_to_svd_init(gtex):
         assert abs(abs(v @ f) / np.linalg.norm(f) - 1) < 1e-6
 
 
-def test_verbose_announcements(gtex, capsys):
+def test_verbose_announcements(gtex, mashlib_log):
     """flash(gtex, greedy_Kmax = 2) prints flashier's level-1 messages (vignette, first chunk)."""
     flash(gtex, greedy_Kmax=2, verbose=1)
-    lines = capsys.readouterr().out.splitlines()
+    lines = mashlib_log().splitlines()
     assert lines == ["Adding factor 1 to flash object...", "Adding factor 2 to flash object...",
                      "Wrapping up...", "Done.", "Nullchecking 2 factors...", "Done."]

@@ -142,18 +142,18 @@ def test_conv_crit_and_verbose_bad_input(steps):
         ml.flash_set_timeout(s1, 1, units="fortnights")
 
 
-def test_verbose_table(steps, capsys):
+def test_verbose_table(steps, mashlib_log):
     fl = ml.flash_set_verbose(steps["s0"], 3, fns=[ml.flash_verbose_elbo, ml.flash_verbose_max_chg_F],
                               colnames=["ELBO", "F chg"], colwidths=[14, 10])
     ml.flash_backfit(fl, maxiter=3)
-    out = capsys.readouterr().out.splitlines()
+    out = mashlib_log().splitlines()
     head = [line for line in out if "Iteration" in line]
     assert head and head[0].split() == ["Iteration", "Factor", "ELBO", "F", "chg"]
     rows = [line.split() for line in out if line.strip()[:1].isdigit()]
     assert [r[0] for r in rows] == ["1", "2", "3"] and all(r[1] == "all" for r in rows)
     assert float(rows[-1][2]) == pytest.approx(ml.flash_backfit(fl, maxiter=3, verbose=0).elbo, abs=0.006)
     ml.flash_set_verbose(steps["s0"], -1)
-    assert capsys.readouterr().out.startswith("Type\tFactor\tIter\tELBO\tELBO.diff\tLF.max.chg")
+    assert mashlib_log().startswith("Type\tFactor\tIter\tELBO\tELBO.diff\tLF.max.chg")
 
 
 def test_timeout_stops_cleanly(steps, Y):

@@ -250,7 +250,7 @@ def test_chain2_protocol_fit():
     np.testing.assert_allclose(get_log10bf(ms)[:3], c2["log10bf_1to3"], rtol=1e-6, atol=1e-5)
 
 
-def test_posterior_kernel_contract_and_chunking(capsys):
+def test_posterior_kernel_contract_and_chunking(mashlib_log):
     """posterior_chunk on a block equals the chunked driver; effect-specific V equals common V."""
     from mashlib.model import expand_cov
     from mashlib.model import compute_posterior_matrices, posterior_chunk
@@ -276,7 +276,7 @@ def test_posterior_kernel_contract_and_chunking(capsys):
     np.testing.assert_allclose(full["PosteriorMean"], np.array(r["PosteriorMean"])[:300], atol=1e-8)
     mash(_sim_data("a", 0).subset(np.arange(50)), cov_canonical(_sim_data("a", 0)),
          grid=[0.5, 1.0], verbose=True)
-    out = capsys.readouterr().out
+    out = mashlib_log()
     assert "Computing 50 x 21 likelihood matrix." in out
     assert "Fitting model with 21 mixture components." in out
     assert "Computing posterior matrices." in out

@@ -25,7 +25,7 @@ SNAPSHOT = json.loads((Path(__file__).parents[1] / "data" / "public_api.json").r
 
 #: lower number = lower layer; a module may import its own layer or lower
 LAYERS = {
-    "_version": 0, "_errors": 0, "_atomic": 0, "_blas": 0, "_validation": 0, "_palette": 0, "datasets": 0,
+    "_version": 0, "_log": 0, "_errors": 0, "_atomic": 0, "_blas": 0, "_validation": 0, "_palette": 0, "datasets": 0,
     "io": 1, "eb": 1,
     "ebmf": 2, "model": 2,
     "stream": 3, "prior": 3, "vhat": 3,

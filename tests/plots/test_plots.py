@@ -38,11 +38,11 @@ def _chain_prior():
     return {"U": U, "w": w, "loglik": None}, w
 
 
-def test_plot_U_chain_prior_order_titles_message_and_files(tmp_path, capsys):
+def test_plot_U_chain_prior_order_titles_message_and_files(tmp_path, mashlib_log):
     prior, w = _chain_prior()
     out = tmp_path / "toy.EE.prior.pdf"
     figs = plot_U(prior, output=out, data_name="/some/dir/toy.EE.prior.rds")
-    msg = capsys.readouterr().out.strip()
+    msg = mashlib_log().strip()
     # 9 of the 32 components have w > 1e-6 in R; length(w) counts the null
     assert msg == "9 of 33 components have weight > 1e-06"
     titles = _titles(figs)
@@ -84,13 +84,13 @@ def test_plot_U_heatmap_values_upper_triangle_reversed():
     assert [t.get_text() for t in ax.get_xticklabels()] == ["t1", "t2", "t3"]
 
 
-def test_plot_U_weights_alignment_max_comp_and_unwrapping(capsys):
+def test_plot_U_weights_alignment_max_comp_and_unwrapping(mashlib_log):
     U = {"x": np.eye(2), "y": {"mat": 2 * np.eye(2)}, "z": np.ones((2, 2)), "q": np.zeros((2, 2))}
     # named w: aligned by name, missing -> 0; "null" dropped
     w = pd.Series({"null": 0.5, "z": 0.3, "y": 0.15, "q": 0.05})
     figs = plot_U({"U": U, "w": w})
     assert _titles(figs) == ["z w = 0.3", "y w = 0.15", "q w = 0.05"]
-    assert capsys.readouterr().out.strip() == "3 of 4 components have weight > 1e-06"
+    assert mashlib_log().strip() == "3 of 4 components have weight > 1e-06"
     # positional w (no names), w longer than U is cut
     figs = plot_U({"U": U, "w": np.array([0.1, 0.4, 0.0, 0.2, 0.3])})
     assert _titles(figs) == ["y w = 0.4", "q w = 0.2", "x w = 0.1"]

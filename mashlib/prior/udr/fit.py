@@ -13,8 +13,11 @@ import numpy as np
 import pandas as pd
 
 from ..._errors import MashInputError
+from ..._log import get_logger, say
 from . import updates as up
 from .model import UdComponent, UdFit, _loglik_and_P, ud_fit_control_default
+
+_log = get_logger(__name__)
 
 _ALLOWED = {
     "weights_update": ("em", "none"),
@@ -247,13 +250,12 @@ def ud_fit(fit: UdFit, X=None, control: Optional[dict] = None, verbose: bool = F
         ctl["_Vinv"] = up.inv_rows(fit.V)                # V_i are fixed: invert once
     upd = {"scaled": ctl["scaled_update"], "rank1": ctl["rank1_update"],
            "unconstrained": ctl["unconstrained_update"]}
-    if verbose:
-        n, m = fit.X.shape
-        print(f"Performing Ultimate Deconvolution on {n} x {m} matrix (mashlib port of udr "
-              f"0.3-158): data points are {'i.i.d. (same V)' if fit.iid else 'not i.i.d.'}")
-        print(f"prior covariance updates: scaled ({upd['scaled']}), rank-1 ({upd['rank1']}), "
-              f"unconstrained ({upd['unconstrained']}); lambda={ctl['lambda_']} "
-              f"({ctl['penalty_type']}); max {ctl['maxiter']} updates, tol_lik={ctl['tol_lik']}")
+    n, m = fit.X.shape
+    say(_log, verbose, f"Performing Ultimate Deconvolution on {n} x {m} matrix (mashlib port of udr "
+        f"0.3-158): data points are {'i.i.d. (same V)' if fit.iid else 'not i.i.d.'}")
+    say(_log, verbose, f"prior covariance updates: scaled ({upd['scaled']}), rank-1 ({upd['rank1']}), "
+        f"unconstrained ({upd['unconstrained']}); lambda={ctl['lambda_']} "
+        f"({ctl['penalty_type']}); max {ctl['maxiter']} updates, tol_lik={ctl['tol_lik']}")
     rows = []
     it = 0
     P_next = None
@@ -277,7 +279,7 @@ def ud_fit(fit: UdFit, X=None, control: Optional[dict] = None, verbose: bool = F
         dV = float(np.max(np.abs(fit.V - V0))) if fit.iid else 0.0
         rows.append((it, loglik, pen, dw, dV, dU, time.perf_counter() - t1))
         if verbose:
-            print(f"{it:4d} {loglik:+0.16e} {pen:+0.16e} {dw:0.2e} {dU:0.2e} {dV:0.2e}")
+            say(_log, verbose, f"{it:4d} {loglik:+0.16e} {pen:+0.16e} {dw:0.2e} {dU:0.2e} {dV:0.2e}")
         diff = pen - fit.loglik_penalized
         fit.loglik_penalized, fit.loglik = pen, loglik
         if diff < ctl["tol_lik"]:
