@@ -43,6 +43,7 @@ import numpy as np
 
 from .._atomic import atomic_path
 from .._errors import MashInputError
+from .._log import say
 from .chunk import ChunkFailedError, run_chunk
 from .kernel import (OUTPUT_NAMES, StreamModel, kernel_extras, prepare_model,
                            resolve_kernel)
@@ -253,12 +254,10 @@ def _verify_resume(man, out, source, names, verbose):
         finally:
             r.close()
 
-    def say(msg):
+    def report(msg):
         log.warning(msg)
-        if verbose:
-            print(msg, file=sys.stderr)
 
-    bad = verify_chunks(man, out, source.read, read_output, names, say)
+    bad = verify_chunks(man, out, source.read, read_output, names, report)
     if bad:
         man["done_chunks"] = [c for c in man["done_chunks"] if c not in set(bad)]
         for c in bad:
@@ -493,9 +492,8 @@ def compute_posterior_streaming(model_or_g, Bhat, Shat=None, *, alpha=None, V=No
         if out is not None:
             if resumed is not None:
                 man = resumed
-                if verbose:
-                    print(f"mashlib: resuming {out}: {len(man['done_chunks'])}/{man['n_chunks']} chunks "
-                          "already written", file=sys.stderr)
+                say(log, verbose, f"mashlib: resuming {out}: {len(man['done_chunks'])}/{man['n_chunks']} chunks "
+                    "already written")
             else:
                 man = _create_output_store(out, overwrite, fp, J, est.chunk_rows, shapes, out_conds,
                                            long_table, source.row_ids)
@@ -509,9 +507,8 @@ def compute_posterior_streaming(model_or_g, Bhat, Shat=None, *, alpha=None, V=No
         raise
     cr, n_chunks = est.chunk_rows, est.n_chunks
     todo = [ci for ci in range(n_chunks) if ci not in sink.done]
-    if verbose:
-        print(f"mashlib: posterior of {J:,} rows x {R} conditions with {model.n_components} kept "
-              f"components ({engine}): {est}", file=sys.stderr)
+    say(log, verbose, f"mashlib: posterior of {J:,} rows x {R} conditions with {model.n_components} kept "
+        f"components ({engine}): {est}")
     bar = _bar(progress, J, sum(min(J, (ci + 1) * cr) - ci * cr for ci in sink.done))
 
     def on_result(ci, res):
