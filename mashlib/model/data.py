@@ -31,6 +31,13 @@ __all__ = ["MashData", "mash_set_data", "mash_update_data", "check_positive_defi
 _EPS = np.finfo(float).eps
 
 
+
+def _short_list(names, n: int = 4) -> str:
+    """``a, b, c, ... (+k)``: the first names of a long list, for a one-line repr."""
+    names = [str(x) for x in names]
+    return ", ".join(names[:n]) + (f", ... (+{len(names) - n})" if len(names) > n else "")
+
+
 @dataclass
 class MashData:
     """Data for a mash analysis (mashr's class ``"mash"`` data list).
@@ -73,6 +80,13 @@ class MashData:
     Shat_orig: Optional[np.ndarray] = None
     L: Optional[pd.DataFrame] = None
     LSVSLt: Optional[np.ndarray] = None
+
+    def __repr__(self) -> str:
+        J, R = self.Bhat.shape
+        conds = _short_list(self.conditions)
+        v = "common V" if self.commonV else "per-row V"
+        extra = f", contrasts vs {self.L.attrs.get('reference')!r}" if self.L is not None else ""
+        return f"MashData({J} effects x {R} conditions [{conds}], alpha={self.alpha:g}, {v}{extra})"
 
     @property
     def n_effects(self) -> int:

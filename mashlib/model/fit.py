@@ -73,6 +73,13 @@ class FittedG:
     def expanded(self) -> dict:
         return expand_cov(self.Ulist, self.grid, self.usepointmass)
 
+    def __repr__(self) -> str:
+        pi = np.asarray(self.pi, float)
+        R = next(iter(self.Ulist.values())).shape[0] if self.Ulist else 0
+        return (f"FittedG({len(self.Ulist)} covariance matrices ({R} x {R}) x {len(self.grid)} grid values"
+                f"{' + null' if self.usepointmass else ''} = {pi.size} components, "
+                f"{int(np.sum(pi > 0))} with weight > 0; largest: {_top_weights(self)})")
+
 
 @dataclass
 class MashResult:
@@ -107,6 +114,19 @@ class MashResult:
     lm: Optional[dict] = None
     conditions: list = field(default_factory=list)
     row_ids: Optional[list] = None
+
+    def __repr__(self) -> str:
+        J = len(self.vloglik)
+        outs = ", ".join(k for k in self.result) or "none (outputlevel 1)"
+        return (f"MashResult({J} effects x {len(self.conditions)} conditions, loglik={self.loglik:.4f}, "
+                f"alpha={self.alpha:g}, {self.fitted_g.pi.size} components; posterior: {outs})")
+
+
+def _top_weights(g, n: int = 3) -> str:
+    pi = np.asarray(g.pi, float)
+    names = g.component_names()
+    order = np.argsort(-pi, kind="stable")[:n]
+    return ", ".join(f"{names[i]} {pi[i]:.3g}" for i in order if i < len(names))
 
 
 #: largest gmax / gmin autoselect_grid accepts (~340 grid points at mult sqrt(2)); wider grids

@@ -90,3 +90,19 @@ def test_pairwise_sharing_by_hand():
     assert get_pairwise_sharing(m, factor=0).loc["b", "c"] == pytest.approx(1 / 3)
     none = get_pairwise_sharing(m, lfsr_thresh=1e-5)
     assert np.isnan(none.to_numpy()).all()
+
+
+def test_repr_is_a_short_summary():
+    """Data, fits and fitted g print a one-line summary (shape, conditions, loglik), not arrays."""
+    import mashlib as ml
+
+    rng = np.random.default_rng(3)
+    B = rng.normal(size=(400, 6))
+    d = ml.mash_set_data(B, np.ones_like(B))
+    m = ml.mash(d, ml.cov_canonical(d))
+    assert repr(d) == "MashData(400 effects x 6 conditions [1, 2, 3, 4, ... (+2)], alpha=0, common V)"
+    r = repr(m)
+    assert r.startswith("MashResult(400 effects x 6 conditions, loglik=") and f"{m.loglik:.4f}" in r
+    g = repr(m.fitted_g)
+    assert g.startswith(f"FittedG(11 covariance matrices (6 x 6) x {len(m.fitted_g.grid)} grid values + null")
+    assert all(len(x) < 300 for x in (repr(d), r, g))
