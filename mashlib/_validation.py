@@ -8,10 +8,13 @@ public function validates a given kind of argument the same way.
 * :func:`match_conditions` -- map new data's condition names onto a fitted model's;
 * :func:`check_writable_dir` -- an output folder that exists-or-can-be-created and is
   writable (``--cwd``, ``out=``);
-* :func:`check_effect_model` -- ``"EE"``/``"EZ"`` (any case), nothing else.
+* :func:`check_effect_model` -- ``"EE"``/``"EZ"`` (any case), nothing else;
+* :func:`check_choice` -- one of a fixed set of strings, with a "did you mean" hint;
+* :func:`check_square` -- a finite, non-empty square numeric matrix (optionally R x R).
 """
 from __future__ import annotations
 
+import difflib
 import errno
 import os
 import tempfile
@@ -23,7 +26,59 @@ import numpy as np
 from ._errors import MashInputError
 
 __all__ = ["check_subset", "match_conditions", "check_writable_dir", "check_effect_model",
-           "is_default_names", "not_a_prior_message"]
+           "is_default_names", "not_a_prior_message", "check_choice", "check_square", "did_you_mean"]
+
+
+def did_you_mean(value, valid: Sequence[str], cutoff: float = 0.6) -> str:
+    """``" (did you mean 'x'?)"`` for the closest valid string, or ``""`` when none is close."""
+    close = difflib.get_close_matches(str(value), [str(v) for v in valid], n=1, cutoff=cutoff)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def check_choice(value, choices: Sequence[str], name: str, what: str = "value") -> str:
+    """``value`` if it is one of ``choices``; else a one-line error listing them, with a hint.
+
+    Parameters
+    ----------
+    value : object
+    choices : sequence of str
+    name : str
+        How the caller names the argument in the message (``"ebnm: prior_family"``).
+    what : str
+        What a choice is (``"prior family"``), for the message.
+    """
+    if isinstance(value, str) and value in choices:
+        return value
+    raise MashInputError(f"{name}={value!r} is not a known {what}{did_you_mean(value, choices)}; "
+                         f"valid: {list(choices)}")
+
+
+def check_square(x, name: str, R: int | None = None, finite: bool = True):
+    """A float copy of a square matrix and its column labels (``None`` unless a DataFrame).
+
+    Raises a one-line :class:`MashInputError` naming ``name`` when ``x`` is not numeric, not
+    a non-empty square matrix, not ``R x R`` (when ``R`` is given) or (``finite``) has a
+    missing or infinite entry (its 1-based row and column named).
+    """
+    labels = None
+    if hasattr(x, "columns") and hasattr(x, "to_numpy"):
+        labels = list(x.columns)
+        x = x.to_numpy()
+    try:
+        a = np.array(x, dtype=float, copy=True)
+    except (TypeError, ValueError):
+        raise MashInputError(f"{name} must be a numeric square matrix; got an object of type "
+                             f"{type(x).__name__}. Pass a 2-D numpy array or DataFrame.") from None
+    if a.ndim != 2 or a.shape[0] != a.shape[1] or a.shape[0] == 0:
+        raise MashInputError(f"{name} must be a non-empty square matrix; got shape {a.shape}.")
+    if R is not None and a.shape[0] != R:
+        raise MashInputError(f"{name} is {a.shape[0]} x {a.shape[1]} but the data have R = {R} "
+                             "conditions; build it from the same data.")
+    if finite and not np.all(np.isfinite(a)):
+        bad = np.argwhere(~np.isfinite(a))[0]
+        raise MashInputError(f"{name} has a missing or infinite entry at row {bad[0] + 1}, column "
+                             f"{bad[1] + 1}; remove or impute the missing values first.")
+    return a, labels
 
 
 def check_subset(subset, n_rows: int, name: str = "subset", min_rows: int = 1,

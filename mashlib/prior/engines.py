@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from .._errors import MashInputError
+from .._validation import check_square
 
 __all__ = ["ENGINES", "mixture_prior", "ed_bovy", "prior_weights", "ud", "ud_unconstrained",
            "ud_control", "validate_components", "validate_prior", "read_prior"]
@@ -34,22 +35,7 @@ ENGINES = {"ed_bovy": "ed_bovy", "cov_ed": "ed_bovy", "ud": "ud",
 def _as_square(m, where: str, R: int | None) -> np.ndarray:
     if isinstance(m, dict) and "mat" in m:          # udr's list(mat = ...) structure
         m = m["mat"]
-    if isinstance(m, pd.DataFrame):
-        m = m.to_numpy()
-    try:
-        a = np.asarray(m, dtype=float)
-    except (TypeError, ValueError):
-        raise MashInputError(f"{where} is not a numeric matrix; every component must be an "
-                             "R x R covariance matrix.") from None
-    if a.ndim != 2 or a.shape[0] != a.shape[1]:
-        raise MashInputError(f"{where} has shape {a.shape}; every component must be a square "
-                             "R x R covariance matrix.")
-    if R is not None and a.shape[0] != R:
-        raise MashInputError(f"{where} is {a.shape[0]} x {a.shape[1]} but the data have R = {R} "
-                             "conditions; build the components from the same data.")
-    if not np.all(np.isfinite(a)):
-        raise MashInputError(f"{where} has missing or infinite entries; rebuild the component.")
-    return a
+    return check_square(m, where, R)[0]
 
 
 def validate_components(components, R: int | None = None, name: str = "components") -> dict:

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from .._errors import MashConvergenceWarning, MashInputError
+from .._validation import check_square
 
 __all__ = ["NearPDResult", "near_pd", "vhat_simple_specific"]
 
@@ -74,32 +75,6 @@ def _is_symmetric(x: np.ndarray) -> bool:
     if np.isfinite(xn) and xn > tol:
         xy = xy / xn
     return bool(xy <= tol)
-
-
-def _validate_square(x, name: str) -> tuple[np.ndarray, list | None]:
-    labels = None
-    if isinstance(x, pd.DataFrame):
-        labels = list(x.columns)
-        x = x.to_numpy()
-    try:
-        a = np.array(x, dtype=float, copy=True)
-    except (TypeError, ValueError):
-        raise MashInputError(
-            f"`{name}` must be a numeric square matrix; got an object of type "
-            f"{type(x).__name__}. Pass a 2-D numpy array or DataFrame."
-        ) from None
-    if a.ndim != 2 or a.shape[0] != a.shape[1] or a.shape[0] == 0:
-        raise MashInputError(
-            f"`{name}` must be a non-empty square matrix; got shape {a.shape}. "
-            "Pass an n x n covariance or correlation matrix."
-        )
-    if not np.all(np.isfinite(a)):
-        bad = np.argwhere(~np.isfinite(a))[0]
-        raise MashInputError(
-            f"`{name}` has a missing or infinite entry at row {bad[0] + 1}, column {bad[1] + 1}; "
-            "nearPD needs a complete finite matrix. Remove or impute the missing values first."
-        )
-    return a, labels
 
 
 def near_pd(
@@ -182,7 +157,7 @@ def near_pd(
     >>> round(float(r.mat[0, 1]), 5), r.iterations
     (0.55358, 13)
     """
-    x, labels = _validate_square(x, "x")
+    x, labels = check_square(x, "`x`")
     for nm, val in (("eig_tol", eig_tol), ("conv_tol", conv_tol), ("posd_tol", posd_tol)):
         if not (np.isfinite(val) and val >= 0):
             raise MashInputError(f"`{nm}` must be a non-negative number; got {val!r}.")

@@ -160,3 +160,16 @@ def test_no_import_cycles():
     for m in sorted(graph):
         if m not in state:
             visit(m)
+
+
+def test_one_validation_vocabulary():
+    """Choices and square matrices are checked by the shared validators, with the same messages."""
+    import numpy as np
+
+    with pytest.raises(ml.MashInputError, match=r"prior_family='point_nromal' is not a known prior family "
+                                                r"\(did you mean 'point_normal'\?\)"):
+        ml.ebnm(np.ones(3), 1.0, prior_family="point_nromal")
+    with pytest.raises(ml.MashInputError, match=r"must be a non-empty square matrix; got shape \(2, 3\)"):
+        ml.near_pd(np.ones((2, 3)))
+    with pytest.raises(ml.MashInputError, match=r"is 2 x 2 but the data have R = 3"):
+        ml.prior.validate_components({"a": np.eye(2)}, R=3)

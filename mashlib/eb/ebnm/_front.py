@@ -41,6 +41,7 @@ from __future__ import annotations
 
 from . import _core, _registry
 from ..._errors import MashInputError
+from ..._validation import check_choice
 from ._core import (  # noqa: F401  (re-exported)
     DEFAULT_OUTPUT,
     FLASH_OUTPUT,
@@ -128,9 +129,7 @@ def ebnm(x, s=1, prior_family="point_normal", mode=0, scale="estimate", g_init=N
     -------
     EbnmResult
     """
-    if not isinstance(prior_family, str) or prior_family not in PRIOR_FAMILIES:
-        raise MashInputError(f"ebnm: prior_family={prior_family!r} is not a known prior family; "
-                             f"valid families are {list(PRIOR_FAMILIES)}")
+    check_choice(prior_family, PRIOR_FAMILIES, "ebnm: prior_family", "prior family")
     if kwargs and prior_family not in ("normal_scale_mixture", "unimodal", "unimodal_symmetric",
                                        "unimodal_nonnegative", "unimodal_nonpositive", "ash", "deconvolver"):
         raise MashInputError(f"ebnm: extra arguments {sorted(kwargs)} are only accepted by the ash-based "

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..._errors import MashInputError
+from ..._validation import check_choice
 from ._core import DEFAULT_OUTPUT, EbnmResult, check_output, check_xs
 
 __all__ = ["ebnm_group"]
@@ -53,9 +54,8 @@ def ebnm_group(x, s=1, group=None, prior_family="point_normal", mode=0, scale="e
     if grp.size != x.size:
         raise MashInputError(f"{fname}: group has length {grp.size} but x has length {x.size}; "
                              "give one label per observation")
-    if prior_family == "group" or prior_family not in PRIOR_FAMILIES:
-        raise MashInputError(f"{fname}: prior_family={prior_family!r} is not a known prior family; "
-                             f"valid families are {[f for f in PRIOR_FAMILIES if f != 'group']}")
+    check_choice(prior_family, [f for f in PRIOR_FAMILIES if f != "group"], f"{fname}: prior_family",
+                 "prior family")
     if g_init is not None and not isinstance(g_init, dict):
         raise MashInputError(f"{fname}: g_init must be a dict group -> prior (the fitted_g of an ebnm_group fit)")
     if fix_g and g_init is None:
