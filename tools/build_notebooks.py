@@ -1,4 +1,8 @@
-"""Generate the protocol notebooks in ``notebooks/`` (``python -m mashlib.protocol.build_notebooks``).
+"""Generate the protocol notebooks (development tool, not part of the wheel): ``python tools/build_notebooks.py``.
+
+The workflow notebooks ``mixture_prior`` and ``mash_fit`` go to the package data
+``mashlib/protocol/notebooks/`` (``mashlib run`` executes them); the driver
+``mash_protocol`` and the vignette go to ``notebooks/`` (documents of the checkout).
 
 The notebooks are thin: a tagged ``parameters`` cell generated from
 :mod:`mashlib.protocol.params` (one parameter per line, help text as a ``#``
@@ -10,8 +14,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from .params import EXAMPLE_COMMANDS
-from .params import PARAMS, WORKFLOWS
+from mashlib.protocol.params import EXAMPLE_COMMANDS, PARAMS, WORKFLOWS
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE_NOTEBOOKS = ("mixture_prior.ipynb", "mash_fit.ipynb")
 
 __all__ = ["build", "notebooks"]
 
@@ -353,19 +359,25 @@ def notebooks() -> dict:
             "mash_protocol.ipynb": driver_nb(), "multivariate_mixture_vignette.ipynb": vignette_nb()}
 
 
-def build(dest) -> list[Path]:
-    """Write the four notebooks into ``dest``."""
+def destination(name: str, root=ROOT) -> Path:
+    """Where notebook ``name`` lives: package data for the workflow notebooks, else ``notebooks/``."""
+    root = Path(root)
+    return (root / "mashlib" / "protocol" / "notebooks" / name if name in PACKAGE_NOTEBOOKS
+            else root / "notebooks" / name)
+
+
+def build(root=ROOT) -> list[Path]:
+    """Write the four notebooks under ``root`` (the checkout by default)."""
     import nbformat
-    dest = Path(dest)
-    dest.mkdir(parents=True, exist_ok=True)
     out = []
     for name, nb in notebooks().items():
-        nbformat.write(nb, str(dest / name))
-        out.append(dest / name)
+        dest = destination(name, root)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        nbformat.write(nb, str(dest))
+        out.append(dest)
     return out
 
 
 if __name__ == "__main__":
-    from .notebook import notebook_dir
-    for p in build(sys.argv[1] if len(sys.argv) > 1 else notebook_dir()):
+    for p in build(sys.argv[1] if len(sys.argv) > 1 else ROOT):
         print(p)
