@@ -13,13 +13,18 @@ THREADS := OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 
 .PHONY: run test venv lab bench clean test-latest
 
-# set-up: no build isolation (setuptools comes from the lock, so nothing floats and the
-# editable install needs no second download); PYTHONWARNINGS quiets setuptools' generic
-# "editable installation" notice
+# set-up: uv (pinned in the lock, installed from PyPI into the venv) when it can be had,
+# else pip; both with the exact versions of the lock. No build isolation: setuptools comes
+# from the lock, so nothing floats and the editable install needs no second download.
+# PYTHONWARNINGS quiets setuptools' generic "editable installation" notice.
+INSTALL = PYTHONWARNINGS=ignore $(VENV)/bin/uv pip install --quiet --python $(VPY) -c $(LOCK)
+PIPINSTALL = PYTHONWARNINGS=ignore $(VPY) -m pip install --quiet -c $(LOCK)
 $(STAMP): pyproject.toml $(LOCK)
 	test -x $(VPY) || $(PY) -m venv $(VENV)
-	$(VPY) -m pip install --quiet -c $(LOCK) pip setuptools wheel
-	PYTHONWARNINGS=ignore $(VPY) -m pip install --quiet --no-build-isolation -c $(LOCK) -e ".[$(EXTRAS)]"
+	if $(PIPINSTALL) uv 2>/dev/null && $(INSTALL) pip setuptools wheel \
+	    && $(INSTALL) --no-build-isolation -e ".[$(EXTRAS)]"; then :; else \
+	  echo "uv unavailable: installing with pip"; \
+	  $(PIPINSTALL) pip setuptools wheel && $(PIPINSTALL) --no-build-isolation -e ".[$(EXTRAS)]"; fi
 	$(VPY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $(STAMP)
 

@@ -79,7 +79,11 @@ def test_spdx_license():
 
 def test_make_uses_the_lock():
     mk = (ROOT / "Makefile").read_text()
+    assert "LOCK := requirements.lock" in mk
+    for var in ("INSTALL", "PIPINSTALL"):            # uv, and pip when uv cannot be had
+        line = next(ln for ln in mk.splitlines() if ln.startswith(f"{var} = "))
+        assert "-c $(LOCK)" in line, line
     setup = mk[mk.index("$(STAMP):"):mk.index("venv: $(STAMP)")]
-    assert setup.count("-c $(LOCK)") == 2 and "LOCK := requirements.lock" in mk
+    assert "$(INSTALL) --no-build-isolation -e" in setup and "$(PIPINSTALL) --no-build-isolation -e" in setup
     assert "test-latest:" in mk and "test-latest" not in (ROOT / ".ci" / "run").read_text()
     assert "make test" in (ROOT / ".ci" / "run").read_text()
