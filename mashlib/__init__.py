@@ -93,6 +93,7 @@ _EXPORTS: dict[str, str] = {
     "read_prior": "prior",
     "plot_U": "plots",
     "plot_sharing": "plots",
+    "plot_component": "plots",
     "mash_plot_meta": "plots",
     # EB primitives
     "mixsqp": "eb",
