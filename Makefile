@@ -52,7 +52,7 @@ test-latest:
 
 lab: $(STAMP)
 	PYTHONWARNINGS=ignore $(VPY) -m pip install --quiet --no-build-isolation -c $(LOCK) -e ".[$(EXTRAS),lab]"
-	$(VENV)/bin/jupyter lab $$([ "$$(id -u)" = 0 ] && echo --allow-root) notebooks/
+	$(VPY) -m mashlib lab
 
 bench: $(STAMP)
 	$(VPY) benchmarks/bench_mash.py

@@ -90,6 +90,8 @@ _EXPORTS: dict[str, str] = {
     "vhat_corshrink": "vhat",
     "mixture_prior": "prior",
     "ed_bovy": "prior",
+    "ud": "prior",
+    "ud_unconstrained": "prior",
     "read_prior": "prior",
     "plot_U": "plots",
     "plot_sharing": "plots",

@@ -24,12 +24,12 @@ def _run(capsys, *argv):
 
 
 def test_parse_kebab_flags_and_lists():
-    wf, p, h, nonb = parse_run_args("mash_fit", ["mash", "--output-prefix", "x", "--no-compute-posterior",
-                                                 "--output-level=2", "--effect-model", "EZ"])
+    wf, p, h, nonb, _ = parse_run_args("mash_fit", ["mash", "--output-prefix", "x", "--no-compute-posterior",
+                                                    "--output-level=2", "--effect-model", "EZ"])
     assert (wf, h, nonb) == ("mash", False, False)
     assert p == {"output_prefix": "x", "compute_posterior": False, "output_level": "2", "effect_model": "EZ"}
-    wf, p, _, nonb = parse_run_args("mixture_prior", ["--mixture-components", "pca", "canonical", "--to-cor",
-                                                      "ed_bovy", "--no-notebook"])
+    wf, p, _, nonb, _ = parse_run_args("mixture_prior", ["--mixture-components", "pca", "canonical", "--to-cor",
+                                                         "ed_bovy", "--no-notebook"])
     assert wf == "ed_bovy" and nonb
     assert p == {"mixture_components": ["pca", "canonical"], "to_cor": True}
     with pytest.raises(MashInputError, match="did you mean --output-prefix"):
@@ -54,7 +54,10 @@ def test_help_lists_workflows_and_parameters_from_notebook(capsys):
 @pytest.mark.parametrize("argv, message", [
     (["run", "mixture_prior", "--data", "x.rds"], "no workflow given; choose one of: flash, flash_nonneg"),
     (["run", "mixture_prior", "edbovy", "--data", "x.rds"], "unknown workflow 'edbovy' (did you mean ed_bovy?)"),
-    (["run", "mixture_prior", "ed_bovy", "--data", "missing.rds"], "--data missing.rds: file not found"),
+    (["run", "mixture_prior", "ed_bovy", "--data", "missing.rds"], "/missing.rds: file not found"),
+    (["run", "mixture_prior", "ed_bovy"], "--data is required"),
+    (["run", "mixture_prior", "ed_bovy", "--data", "x.rds", "--numThreads", "-1"], "--numThreads"),
+    (["run", "mixture_prior", "ed_bovy", "--data", "x.rds", "--mem", "lots"], "'2GB'"),
     (["run", "mixture_prior", "ed_bovy", "--dta", "x.rds"], "did you mean --data?"),
     (["run", "mixtur_prior", "ed_bovy"], "did you mean mixture_prior?"),
     (["runn"], "did you mean run?"),
