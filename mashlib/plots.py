@@ -177,7 +177,7 @@ def _layout(n: int, labels: list[str]) -> dict:
     longest = max((len(str(x)) for x in labels), default=1)
     lab_in = 0.52 * size * longest / 72.0 + 0.1           # extent of the longest label
     ncol = 3 if n <= 45 else 2
-    return {"ncol": ncol, "unit_w": side + lab_in + 1.0, "unit_h": side + lab_in + 0.6, "size": size,
+    return {"ncol": ncol, "unit_w": side + lab_in + 1.1, "unit_h": side + lab_in + 0.6, "size": size,
             "big": True, "side": side, "lab_in": lab_in}
 
 
@@ -324,7 +324,7 @@ def plot_U(prior, max_comp: int = -1, to_cor: bool = False, tol: float = 1e-6,
             axes = []
             for k in range(len(chunk)):
                 r, c = divmod(k, ncol)
-                x0 = c * lay["unit_w"] + lay["lab_in"]
+                x0 = c * lay["unit_w"] + lay["lab_in"] + 0.1
                 y0 = H - (r + 1) * lay["unit_h"] + lay["lab_in"] + 0.15
                 axes.append(fig.add_axes([x0 / W, y0 / H, lay["side"] / W, lay["side"] / H]))
         else:
@@ -394,9 +394,9 @@ def plot_component(U, name: str = "", w: float | None = None, to_cor: bool = Fal
     side = max(3.0, 0.11 * n)
     size = _label_size(n, side)
     lab_in = 0.52 * size * max(len(x) for x in labels) / 72.0 + 0.15
-    W, H = side + lab_in + 1.1, side + lab_in + 0.5
+    W, H = side + lab_in + 1.2, side + lab_in + 0.5
     fig = Figure(figsize=(W, H))
-    ax = fig.add_axes([lab_in / W, (lab_in + 0.1) / H, side / W, side / H])
+    ax = fig.add_axes([(lab_in + 0.1) / W, (lab_in + 0.1) / H, side / W, side / H])
     title = name if w is None else f"{name} w = {_r_round(w)}"
     mesh, _ = _heatmap(ax, X, labels, title, to_cor, prior_palette(128), remove_label, size=size)
     cb = fig.colorbar(mesh, ax=ax, orientation="vertical", fraction=0.05, pad=0.03, shrink=0.8)
@@ -471,13 +471,17 @@ def plot_sharing(m_or_matrix, factor: float = 0.5, lfsr_thresh: float = 0.05,
                              f"{S.shape}. Pass a mash fit or get_pairwise_sharing(m).")
     n = S.shape[0]
     labels = labels or [str(i + 1) for i in range(n)]
-    size = max(4.0, 0.35 * n + 2)
-    fig = Figure(figsize=(size + 1, size))
-    ax = fig.subplots()
+    # explicit geometry: the heatmap grows with n, the margins with the longest label
+    side = max(3.0, 0.25 * n)
+    fsize = _label_size(n, side)
+    lab_in = 0.52 * fsize * max(len(x) for x in labels) / 72.0 + 0.15
+    W, H = side + lab_in + 1.4, side + lab_in + 0.6
+    fig = Figure(figsize=(W, H))
+    ax = fig.add_axes([(lab_in + 0.1) / W, (lab_in + 0.1) / H, side / W, side / H])
     cmap = prior_palette(128)
     im = ax.pcolormesh(np.arange(n + 1), np.arange(n + 1), np.ma.masked_invalid(S[::-1]),
                        cmap=cmap, vmin=-1.0, vmax=1.0, edgecolors="white", linewidth=0.5)
-    _square_axes(ax, n, labels)
+    _square_axes(ax, n, labels, fsize)
     if annotate is None:
         annotate = n <= 20
     if annotate:

@@ -179,7 +179,13 @@ def prepare(notebook: str, workflow: str, namespace: dict, log: Callable[[str], 
     if example:
         given, notes = example_params(notebook, given)
     p = check_inputs(notebook, workflow, given)
-    P = Params(p, notebook, workflow, plan_resolved(notebook, workflow, p), log=log, example=example,
+    # the steps: the workflow's plan, or the sections papermill was given (mashlib run injects
+    # the plan it selected the cells for as ``_steps``)
+    steps = list(namespace.get("_steps") or plan_resolved(notebook, workflow, p))
+    bad = [s for s in steps if s not in STEPS or STEPS[s].notebook != notebook]
+    if bad:
+        raise MashInputError(f"_steps: {bad} are not steps of {notebook}")
+    P = Params(p, notebook, workflow, steps, log=log, example=example,
                interactive=bool(namespace.get("interactive", False)))
     if example:
         clash = _conflicts(P)
@@ -198,6 +204,8 @@ def prepare(notebook: str, workflow: str, namespace: dict, log: Callable[[str], 
         log(f"prior: {P['prior_data']}" + (f" ({src['prior']})" if "prior" in src else ""))
         log(f"V: {P['vhat_data']}" + (f" ({src['V']})" if "V" in src else ""))
     log(f"cwd: {P['cwd']}")
+    if int(P.get("numThreads") or 0) > 0:
+        log(f"BLAS threads: {int(P['numThreads'])}")
     return P
 
 

@@ -38,7 +38,7 @@ def _figure(fig, dpi: int = 110):
     except ImportError:  # pragma: no cover
         return
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=dpi)      # the figures lay themselves out: no second "tight" pass
     _display(Image(data=buf.getvalue(), format="png"))
 
 

@@ -151,6 +151,7 @@ def execute_notebook(notebook: str, parameters: dict, output_path, cwd=None, pla
                 nbformat.write(nbformat.from_dict(select(nbformat.read(str(src), as_version=4), plan)),
                                str(src_tmp))
                 src = src_tmp
+                parameters = dict(parameters, _steps=list(plan))   # the kernel runs exactly these
             with _kernel_env(parameters):
                 pm.execute_notebook(str(src), str(nb_tmp), parameters=parameters, kernel_name="python3",
                                     cwd=str(cwd or os.getcwd()), progress_bar=False, log_output=False,

@@ -188,3 +188,16 @@ def test_demo_runs_the_driver_end_to_end(capsys, tmp_path, protocol_fixture):
     post = read_rds(out / "mash_fit" / "protocol_example_mash.EE.posterior.rds")
     assert post["PosteriorMean"].shape == (17, 8) and "PosteriorCov" in post
     assert "posterior:" in stdout
+    # progress streamed from the nested kernels: one start and one end line per step
+    for step in ("flash", "pca", "canonical", "vhat_simple", "ed_bovy", "mash_1", "mash_2", "plot_U"):
+        assert f"[{step}] start (no output yet)" in stdout and f"[{step}] wrote " in stdout, step
+    # the results section: prior weights, significant effects per condition, sharing heatmap,
+    # a variant's forest plot and the plot_U page, all kept as images
+    import json
+    cells = json.loads((out / "mash_protocol.ipynb").read_text())["cells"]
+    pngs = [sum("image/png" in o.get("data", {}) for o in c.get("outputs", [])) for c in cells
+            if c["cell_type"] == "code"]
+    assert pngs[-2] >= 1 and pngs[-1] >= 5
+    # the executed workflow notebooks keep their figures too
+    step_nb = json.loads((out / "mixture_prior" / "protocol_example.ed_bovy.ipynb").read_text())
+    assert sum("image/png" in o.get("data", {}) for c in step_nb["cells"] for o in c.get("outputs", [])) >= 5
