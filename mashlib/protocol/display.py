@@ -43,25 +43,30 @@ def _figure(fig, dpi: int = 110):
 
 
 def _explore(options: list[str], draw, interactive: bool, label: str):
-    """Draw ``draw(options[0])`` statically; in a live frontend add a dropdown that redraws."""
+    """One view per option: a static figure of the first (what papermill and nbval keep), or,
+    in a live frontend (``interactive``), a dropdown with the chosen option's figure below it
+    (one figure at a time: a new choice replaces the previous one)."""
     if not options:
         return
-    _figure(draw(options[0]))
-    if not interactive or len(options) < 2:
-        return
-    try:
-        import ipywidgets as w
-    except ImportError:  # pragma: no cover
+    w = None
+    if interactive and len(options) > 1:
+        try:
+            import ipywidgets as w
+        except ImportError:  # pragma: no cover
+            w = None
+    if w is None:
+        _figure(draw(options[0]))
         return
     dd = w.Dropdown(options=options, value=options[0], description=label)
     out = w.Output()
 
-    def changed(change):
+    def redraw(value):
         with out:
             out.clear_output(wait=True)
-            _figure(draw(change["new"]))
-    dd.observe(changed, names="value")
-    _display(w.VBox([w.HTML(f"<b>explore:</b> pick another {label}"), dd, out]))
+            _figure(draw(value))
+    dd.observe(lambda change: redraw(change["new"]), names="value")
+    redraw(options[0])
+    _display(w.VBox([dd, out]))
 
 
 def posterior_summary(post: dict, lfsr: float = 0.05) -> pd.DataFrame:
