@@ -25,8 +25,8 @@ from __future__ import annotations
 import inspect
 
 from . import naming
-from .cells import Params, StepRun, prepare, step
-from .chain import STEPS, check_inputs, plan, resolve_params, run_step, run_workflow, why_rerun
+from .cells import Params, StepRun, prepare, run_step, run_workflow, step
+from .chain import STEPS, check_inputs, plan, resolve_params, why_rerun
 from .display import posterior_summary, results, show
 from .params import NOTEBOOKS, PARAMS, WORKFLOWS, defaults, workflow_names
 from .steps import (bare, fitted_g_from_r, load_input, mash_model_file, mash_result_to_r, posterior_to_r,

@@ -33,10 +33,11 @@ from typing import Callable
 
 from .._errors import MashInputError
 from . import naming
-from .chain import STEPS, check_inputs, code_digest, missing_message, plan_resolved, why_rerun, write_sidecar
+from .chain import (STEPS, check_inputs, code_digest, missing_message, plan_resolved, why_rerun, workflow_steps,
+                    write_sidecar)
 from .params import PARAMS
 
-__all__ = ["Params", "StepRun", "prepare", "step", "as_params", "example_params"]
+__all__ = ["Params", "StepRun", "prepare", "step", "as_params", "example_params", "run_step", "run_workflow"]
 
 #: the shipped example (a source checkout's input/mash) that empty ``data`` stands for
 EXAMPLE = {
@@ -107,7 +108,7 @@ def as_params(notebook: str, p, log=None) -> Params:
 
 def example_params(notebook: str, given: dict) -> tuple[dict, list[str]]:
     """Fill the shipped example for empty ``data``; returns (params, notes on what was chosen)."""
-    from .notebook import repo_root
+    from .locate import repo_root
     root = repo_root()
     ex = root / "input" / "mash"
     if not (ex / EXAMPLE[notebook]["data"]).is_file():
@@ -171,7 +172,7 @@ def prepare(notebook: str, workflow: str, namespace: dict, log: Callable[[str], 
         The resolved parameters (a dict) with the plan; pass it to :func:`step`.
     """
     from .._version import __version__
-    from .notebook import repo_root
+    from .locate import repo_root
     names = [s.name for s in PARAMS[notebook]]
     given = {k: namespace[k] for k in names if k in namespace}
     example = not given.get("data")
@@ -276,7 +277,6 @@ class StepRun:
             return
         for path, producer in spec.inputs(p):
             if producer is not None and producer not in p.checked:
-                from .chain import run_step
                 run_step(producer, p)          # its notebook cell, in-process (skips if up to date)
             if not path.is_file():
                 raise MashInputError(missing_message(path, spec, p))
@@ -352,3 +352,55 @@ def step(name: str, p: Params) -> StepRun:
     if not isinstance(p, Params):
         raise MashInputError("step(name, p): p must be the Params returned by protocol.prepare(...)")
     return StepRun(name, p, code_digest(_caller_code()))
+
+
+# --------------------------------------------------------------------------- running
+
+
+def run_step(name: str, p, notebook: str | None = None, log: Callable[[str], None] | None = None):
+    """Run step ``name`` in-process: the code cell of its notebook section, which skips the
+    step when it is up to date (and runs missing producers first). Returns its outputs."""
+    from .nbcode import exec_step
+    step = STEPS[name]
+    p = as_params(step.notebook if notebook is None else notebook, p, log=log)
+    if name not in p.plan:
+        p.plan.append(name)
+    exec_step(step.notebook, name, p)
+    return step.outputs(p)
+
+
+def run_workflow(notebook: str, workflow: str, log: Callable[[str], None] = print, **params) -> list[Path]:
+    """Run a protocol workflow in-process: ``run_workflow("mixture_prior", "ed_bovy", data=..., cwd=...)``.
+
+    Executes, in dependency order, the code cells of the workflow's sections of the
+    notebook (the same code ``mashlib run`` executes with papermill), skipping steps
+    that are up to date.
+
+    Parameters
+    ----------
+    notebook : {"mixture_prior", "mash_fit"}
+    workflow : str
+        One of :data:`mashlib.protocol.params.WORKFLOWS` ``[notebook]``.
+    log : callable
+        Receives the progress lines: one when a step starts (with the reason it runs)
+        and one when it ends (with the elapsed time), or one ``up to date`` line.
+    **params
+        Notebook parameters (see :mod:`mashlib.protocol.params`); missing ones take the
+        protocol defaults.
+
+    Returns
+    -------
+    list of pathlib.Path
+        The outputs of the workflow's own steps (not of the producers it ran).
+    """
+    from .nbcode import exec_step
+    p = check_inputs(notebook, workflow, params)
+    P = Params(p, notebook, workflow, plan_resolved(notebook, workflow, p), log=log)
+    with P.threads():
+        for name in P.plan:
+            if name not in P.checked:
+                exec_step(STEPS[name].notebook, name, P)
+    outs: list[Path] = []
+    for name in workflow_steps(notebook, workflow, p):
+        outs += STEPS[name].outputs(p)
+    return outs

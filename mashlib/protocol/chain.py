@@ -15,7 +15,8 @@ A step whose input is missing runs the step that produces that input first (into
 same ``cwd``), so ``ed_bovy`` with the defaults runs ``flash``, ``flash_nonneg``,
 ``pca``, ``canonical`` and ``vhat_simple`` before itself. The computation of every step is
 the code cell of its section in the workflow notebook (:mod:`mashlib.protocol.nbcode`):
-papermill runs it in a kernel, :func:`run_workflow` runs the same cell in-process.
+papermill runs it in a kernel, :func:`mashlib.protocol.cells.run_workflow` runs the same
+cell in-process.
 """
 from __future__ import annotations
 
@@ -23,7 +24,6 @@ import dataclasses
 import datetime as _dt
 import hashlib
 import json
-import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -32,8 +32,8 @@ from .._errors import MashInputError
 from . import naming
 from .params import PARAMS, WORKFLOWS, defaults
 
-__all__ = ["Step", "STEPS", "resolve_params", "plan", "run_workflow", "run_step", "check_inputs", "why_rerun",
-           "code_digest", "write_sidecar"]
+__all__ = ["Step", "STEPS", "resolve_params", "plan", "plan_resolved", "check_inputs", "why_rerun",
+           "code_digest", "write_sidecar", "missing_message", "workflow_steps"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,7 +112,7 @@ STEPS.update({
 })
 
 
-def _workflow_steps(notebook: str, workflow: str, p: dict) -> list[str]:
+def workflow_steps(notebook: str, workflow: str, p: dict) -> list[str]:
     if notebook == "mash_fit":
         return ["mash_1", "mash_2"] if p["compute_posterior"] else ["mash_1"]
     return [workflow]
@@ -328,7 +328,7 @@ def check_inputs(notebook: str, workflow: str, params: dict) -> dict:
     with one line and writes nothing.
     """
     p = resolve_params(notebook, workflow, params)
-    for name in _workflow_steps(notebook, workflow, p):
+    for name in workflow_steps(notebook, workflow, p):
         step = STEPS[name]
         for path, producer in step.inputs(p):
             if producer is None and not path.is_file():
@@ -346,7 +346,7 @@ def plan_resolved(notebook: str, workflow: str, p: dict) -> list[str]:
                 visit(producer)
         if name not in order:
             order.append(name)
-    for s in _workflow_steps(notebook, workflow, p):
+    for s in workflow_steps(notebook, workflow, p):
         visit(s)
     return order
 
@@ -354,57 +354,3 @@ def plan_resolved(notebook: str, workflow: str, p: dict) -> list[str]:
 def plan(notebook: str, workflow: str, params: dict) -> list[str]:
     """The steps ``workflow`` runs (producers first), without running them."""
     return plan_resolved(notebook, workflow, resolve_params(notebook, workflow, params))
-
-
-# --------------------------------------------------------------------------- running
-
-
-def run_step(name: str, p, notebook: str | None = None, log: Callable[[str], None] | None = None):
-    """Run step ``name`` in-process: the code cell of its notebook section, which skips the
-    step when it is up to date (and runs missing producers first). Returns its outputs."""
-    from .cells import as_params
-    from .nbcode import exec_step
-    step = STEPS[name]
-    p = as_params(step.notebook if notebook is None else notebook, p, log=log)
-    if name not in p.plan:
-        p.plan.append(name)
-    exec_step(step.notebook, name, p)
-    return step.outputs(p)
-
-
-def run_workflow(notebook: str, workflow: str, log: Callable[[str], None] = print, **params) -> list[Path]:
-    """Run a protocol workflow in-process: ``run_workflow("mixture_prior", "ed_bovy", data=..., cwd=...)``.
-
-    Executes, in dependency order, the code cells of the workflow's sections of the
-    notebook (the same code ``mashlib run`` executes with papermill), skipping steps
-    that are up to date.
-
-    Parameters
-    ----------
-    notebook : {"mixture_prior", "mash_fit"}
-    workflow : str
-        One of :data:`mashlib.protocol.params.WORKFLOWS` ``[notebook]``.
-    log : callable
-        Receives the progress lines: one when a step starts (with the reason it runs)
-        and one when it ends (with the elapsed time), or one ``up to date`` line.
-    **params
-        Notebook parameters (see :mod:`mashlib.protocol.params`); missing ones take the
-        protocol defaults.
-
-    Returns
-    -------
-    list of pathlib.Path
-        The outputs of the workflow's own steps (not of the producers it ran).
-    """
-    from .cells import Params
-    from .nbcode import exec_step
-    p = check_inputs(notebook, workflow, params)
-    P = Params(p, notebook, workflow, plan_resolved(notebook, workflow, p), log=log)
-    with P.threads():
-        for name in P.plan:
-            if name not in P.checked:
-                exec_step(STEPS[name].notebook, name, P)
-    outs: list[Path] = []
-    for name in _workflow_steps(notebook, workflow, p):
-        outs += STEPS[name].outputs(p)
-    return outs

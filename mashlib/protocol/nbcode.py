@@ -38,7 +38,7 @@ _CACHE: dict[tuple[str, int], dict] = {}
 
 def load(notebook: str) -> dict:
     """The notebook as a JSON dict (cached per file and modification time)."""
-    from .notebook import notebook_path
+    from .locate import notebook_path
     path = notebook_path(notebook)
     key = (str(path), path.stat().st_mtime_ns)
     if key not in _CACHE:

@@ -52,6 +52,7 @@ def wheel_venv(tmp_path_factory):
     return {"venv": venv, "whl": whl, "env": env, "cwd": tmp}
 
 
+@pytest.mark.slow
 def test_wheel_contents(wheel_venv):
     import zipfile
     names = zipfile.ZipFile(wheel_venv["whl"]).namelist()
@@ -63,6 +64,7 @@ def test_wheel_contents(wheel_venv):
     assert "License-Expression: BSD-3-Clause" in text
 
 
+@pytest.mark.slow
 def test_installed_wheel_runs_a_workflow_through_papermill(wheel_venv, protocol_fixture):
     venv, env, cwd = wheel_venv["venv"], wheel_venv["env"], wheel_venv["cwd"]
     where = _sh([venv / "bin" / "python", "-c", "import mashlib; print(mashlib.__file__)"], cwd=cwd, env=env)
