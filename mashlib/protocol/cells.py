@@ -300,18 +300,39 @@ class StepRun:
     @contextlib.contextmanager
     def progress(self, every: float = 2.0):
         """Forward what the engines print inside (``verbose=True``) as ``[step] ...`` lines,
-        at most one every ``every`` seconds plus the last one."""
+        at most one every ``every`` seconds plus the last one.
+
+        In a live JupyterLab (``interactive``) the lines drive a ``tqdm.auto`` bar instead:
+        its counter follows the iteration number the engines print (ED, udr) and its text
+        shows the latest line (the log-likelihood).
+        """
         real = sys.stdout
+        bar = None
+        if self.p.interactive:
+            try:
+                from tqdm.auto import tqdm
+                bar = tqdm(desc=f"[{self.name}]", unit=" it", file=real, leave=True)
+            except Exception:  # pragma: no cover - no tqdm or no widgets: plain lines
+                bar = None
 
         def emit(line):
             with contextlib.redirect_stdout(real):
                 self.p.log(f"[{self.name}] {line}")
-        t = _Throttle(emit, every)
+
+        def to_bar(line):
+            import re
+            m = re.search(r"(?:iteration|^)\s*(\d+)\b", line)
+            if m:
+                bar.n = int(m.group(1))
+            bar.set_postfix_str(line[:90], refresh=True)
+        t = _Throttle(emit if bar is None else to_bar, every if bar is None else 0.2)
         try:
             with contextlib.redirect_stdout(t):
                 yield t
         finally:
             t.finish()
+            if bar is not None:
+                bar.close()
 
     def save(self, obj=None) -> list[Path]:
         """Write ``obj`` to the step's RDS output (atomically; an engine that wrote its own file,

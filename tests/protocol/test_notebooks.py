@@ -282,3 +282,26 @@ def test_help_matches_the_cli(capsys):
     assert "--numThreads" in out and "--mem" in out and "--output-suffix" in out and "--quiet" in out
     assert "--container, --job-size, --walltime" in out
     assert "3 as in the mash paper" not in out and "the mash paper used 3" in out
+
+
+def test_iteration_progress_lines_and_bar(tmp_path, protocol_fixture, capsys):
+    """ED's iterations: throttled [ed_bovy] lines in batch; a tqdm bar (not lines) in JupyterLab."""
+    p = protocol.check_inputs("mixture_prior", "ed_bovy", dict(data=str(protocol_fixture), cwd=str(tmp_path),
+                                                              mixture_components=["pca"]))
+    for interactive in (False, True):
+        lines = []
+        P = Params(p, "mixture_prior", "ed_bovy", ["pca", "vhat_simple", "ed_bovy"], log=lines.append,
+                   interactive=interactive)
+        if interactive:
+            (tmp_path / f"{PFX}.EE.prior.rds").unlink()
+        for step in P.plan:
+            nbcode.exec_step("mixture_prior", step, P)
+        it_lines = [ln for ln in lines if ln.startswith("[ed_bovy] ED iteration")]
+        cap = capsys.readouterr()
+        err = cap.out + cap.err
+        if not interactive:
+            assert it_lines and len(it_lines) < 10           # throttled: not one per 10 iterations
+            assert any(ln.startswith("[ed_bovy] ED:") for ln in lines)
+        else:
+            assert not it_lines and "[ed_bovy]" in err and " it" in err    # the bar (text form outside Jupyter)
+        assert lines[-1].startswith("[ed_bovy] wrote ")
