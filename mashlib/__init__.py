@@ -90,9 +90,12 @@ _EXPORTS: dict[str, str] = {
     "vhat_corshrink": "vhat",
     "mixture_prior": "prior",
     "ed_bovy": "prior",
+    "ud": "prior",
+    "ud_unconstrained": "prior",
     "read_prior": "prior",
     "plot_U": "plots",
     "plot_sharing": "plots",
+    "plot_component": "plots",
     "mash_plot_meta": "plots",
     # EB primitives
     "mixsqp": "eb",

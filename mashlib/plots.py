@@ -28,7 +28,7 @@ from ._log import get_logger, say
 from ._palette import RDYLBU7, prior_palette  # noqa: F401  (re-exported)
 from ._validation import not_a_prior_message
 
-__all__ = ["plot_U", "plot_sharing", "mash_plot_meta", "prior_palette"]
+__all__ = ["plot_U", "plot_component", "plot_sharing", "mash_plot_meta", "prior_palette"]
 
 _log = get_logger(__name__)
 _N_COL = 5          # heatmaps per row (gridExtra ncol = 5)
@@ -116,7 +116,7 @@ def _align_weights(U: dict, w) -> tuple[np.ndarray, int]:
 
 
 def _heatmap(ax, X: np.ndarray, labels: list[str], title: str, to_cor: bool, cmap,
-             remove_label: bool):
+             remove_label: bool, size: float | None = None):
     """One prior heatmap: normalised matrix, upper triangle, row 1 at the top."""
     n = X.shape[0]
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -133,27 +133,57 @@ def _heatmap(ax, X: np.ndarray, labels: list[str], title: str, to_cor: bool, cma
     # pcolormesh rows run bottom-up; reversing the rows (R's lat[n:1, ]) puts row 1 on top
     mesh = ax.pcolormesh(np.arange(n + 1), np.arange(n + 1), masked[::-1], cmap=cmap,
                          vmin=-1.0, vmax=1.0, edgecolors="white", linewidth=0.5)
-    _square_axes(ax, n, labels)
+    _square_axes(ax, n, labels, size)
     ax.set_title(title, fontsize=10, loc="left")
     return mesh, lat
 
 
-def _square_axes(ax, n: int, labels) -> None:
+def _label_size(n: int, side_in: float = 3.0) -> float:
+    """Tick label size (points) for an n x n heatmap whose axes are ``side_in`` inches wide:
+    80 % of a cell, between 4 and 8 points (8 pt up to about 12 conditions in a 4-inch panel)."""
+    return float(np.clip(0.8 * side_in * 72.0 / max(n, 1), 4.0, 8.0))
+
+
+def _square_axes(ax, n: int, labels, size: float | None = None) -> None:
     """Style a heatmap of an n x n matrix drawn on cells [0, n]^2 with row 1 on top.
 
-    Equal aspect, the labels centred on the cells (x rotated 45 degrees, y top-down),
-    no tick marks or spines. With many conditions the font shrinks (8 pt up to 12
-    conditions, down to 4 pt) so that neighbouring labels do not overlap.
+    Equal aspect, the labels centred on the cells, no tick marks or spines. The font
+    follows the cell size (:func:`_label_size`) so that neighbouring labels do not
+    overlap; x labels are rotated 45 degrees up to 20 conditions and 90 beyond, where
+    45-degree labels of neighbouring cells would touch.
     """
     ax.set_aspect("equal")
-    size = float(np.clip(8.0 * 12.0 / max(n, 1), 4.0, 8.0))
+    if size is None:
+        size = float(np.clip(8.0 * 12.0 / max(n, 1), 4.0, 8.0))
     ax.set_xticks(np.arange(n) + 0.5)
-    ax.set_xticklabels(labels, rotation=45, ha="right", fontsize=size)
+    if n > 20:
+        ax.set_xticklabels(labels, rotation=90, ha="center", fontsize=size)
+    else:
+        ax.set_xticklabels(labels, rotation=45, ha="right", fontsize=size)
     ax.set_yticks(np.arange(n) + 0.5)
     ax.set_yticklabels(labels[::-1], fontsize=size)
     ax.tick_params(length=0)
     for sp in ax.spines.values():
         sp.set_visible(False)
+
+
+def _layout(n: int, labels: list[str]) -> dict:
+    """Panel geometry of plot_U for n conditions.
+
+    Up to 20 conditions: R's layout (5 panels of 4 inches per row, horizontal colour bar).
+    Beyond: wider panels (0.11 inch per condition for the heatmap itself), 3 or 2 per row,
+    labels sized to the cells and rotated 90 degrees, the colour bar on the right, and the
+    gaps computed from the longest label, so that 20-60 conditions stay readable.
+    """
+    if n <= 20:
+        return {"ncol": _N_COL, "unit_w": _UNIT, "unit_h": _UNIT, "size": None, "big": False}
+    side = max(3.0, 0.11 * n)
+    size = _label_size(n, side)
+    longest = max((len(str(x)) for x in labels), default=1)
+    lab_in = 0.52 * size * longest / 72.0 + 0.1           # extent of the longest label
+    ncol = 3 if n <= 45 else 2
+    return {"ncol": ncol, "unit_w": side + lab_in + 1.1, "unit_h": side + lab_in + 0.6, "size": size,
+            "big": True, "side": side, "lab_in": lab_in}
 
 
 def _r_round(x: float, digits: int = 6) -> str:
@@ -179,7 +209,7 @@ def _r_round(x: float, digits: int = 6) -> str:
 
 def plot_U(prior, max_comp: int = -1, to_cor: bool = False, tol: float = 1e-6,
            remove_label: bool = False, name: str = "", output=None, data_name=None,
-           png: bool = True, dpi: int = 72):
+           png: bool = True, dpi: int = 150):
     r"""Heatmaps of the prior covariance components, ordered by mixture weight (``plot_U``).
 
     Behaviour of the protocol's ``mash_plot_prior.R``:
@@ -203,6 +233,9 @@ def plot_U(prior, max_comp: int = -1, to_cor: bool = False, tol: float = 1e-6,
     on :math:`[-1, 1]`, titled ``"<name> w = <round(w, 6)>"``. Panels are laid out 5 per
     row in 4-inch cells with the footer ``"Data source: <basename>"``. Pages hold at most
     10 rows (50 panels), so a prior with many components gives a multi-page PDF.
+    Beyond 20 conditions the panels grow with the number of conditions (3 or 2 per row,
+    labels sized to the cells and rotated 90 degrees, see :func:`_layout`), so that 20-60
+    conditions stay readable.
 
     Parameters
     ----------
@@ -230,7 +263,7 @@ def plot_U(prior, max_comp: int = -1, to_cor: bool = False, tol: float = 1e-6,
     png : bool
         Also write the PNG(s).
     dpi : int
-        PNG resolution.
+        PNG resolution (150: labels of 60 conditions stay legible).
 
     Returns
     -------
@@ -281,37 +314,103 @@ def plot_U(prior, max_comp: int = -1, to_cor: bool = False, tol: float = 1e-6,
         raise MashInputError("plot_U: none of the selected components is a square matrix; "
                              "check prior['U'].")
     cmap = prior_palette(128)
-    per_page = _N_COL * _ROWS_PER_PAGE
+    lay = _layout(max(p[2].shape[0] for p in panels), max((p[3] for p in panels), key=len))
+    ncol = lay["ncol"]
+    rows_per_page = _ROWS_PER_PAGE if not lay["big"] else max(1, min(_ROWS_PER_PAGE, int(190 // lay["unit_h"])))
+    per_page = ncol * rows_per_page
     figs = []
     for start in range(0, len(panels), per_page):
         chunk = panels[start:start + per_page]
-        n_row = math.ceil(len(chunk) / _N_COL)
-        fig = Figure(figsize=(_UNIT * _N_COL, _UNIT * n_row))
-        axes = fig.subplots(n_row, _N_COL, squeeze=False)
-        for ax in axes.ravel()[len(chunk):]:
-            ax.set_axis_off()
-        mesh = None
-        for ax, (nm, wk, X, lab) in zip(axes.ravel(), chunk):
-            mesh, _ = _heatmap(ax, X, lab, f"{nm} w = {_r_round(wk)}", to_cor, cmap,
-                               remove_label)
-            cb = fig.colorbar(mesh, ax=ax, orientation="horizontal", fraction=0.04,
-                              pad=0.18, shrink=0.6)
+        n_row = math.ceil(len(chunk) / ncol)
+        W, H = lay["unit_w"] * ncol, lay["unit_h"] * n_row
+        fig = Figure(figsize=(W, H))
+        if lay["big"]:
+            # explicit geometry: y labels left of each heatmap, x labels below, bar on the right
+            axes = []
+            for k in range(len(chunk)):
+                r, c = divmod(k, ncol)
+                x0 = c * lay["unit_w"] + lay["lab_in"] + 0.1
+                y0 = H - (r + 1) * lay["unit_h"] + lay["lab_in"] + 0.15
+                axes.append(fig.add_axes([x0 / W, y0 / H, lay["side"] / W, lay["side"] / H]))
+        else:
+            grid = fig.subplots(n_row, ncol, squeeze=False)
+            for ax in grid.ravel()[len(chunk):]:
+                ax.set_axis_off()
+            axes = list(grid.ravel())
+        for ax, (nm, wk, X, lab) in zip(axes, chunk):
+            mesh, _ = _heatmap(ax, X, lab, f"{nm} w = {_r_round(wk)}", to_cor, cmap, remove_label,
+                               size=lay["size"])
+            if lay["big"]:
+                cb = fig.colorbar(mesh, ax=ax, orientation="vertical", fraction=0.04, pad=0.02, shrink=0.7)
+            else:
+                cb = fig.colorbar(mesh, ax=ax, orientation="horizontal", fraction=0.04,
+                                  pad=0.18, shrink=0.6)
             cb.ax.tick_params(labelsize=7)
             if cb.solids is not None:
                 cb.solids.set_rasterized(False)   # a full-page raster per colorbar is slow
         if data_name:
             fig.text(0.5, 0.005, f"Data source: {os.path.basename(str(data_name))}",
                      ha="center", va="bottom", fontsize=11)
-        height = _UNIT * n_row
-        fig.subplots_adjust(left=0.05, right=0.98, top=1 - 0.35 / height,
-                            bottom=0.7 / height, wspace=0.45, hspace=0.55)
+        if not lay["big"]:
+            height = _UNIT * n_row
+            fig.subplots_adjust(left=0.05, right=0.98, top=1 - 0.35 / height,
+                                bottom=0.7 / height, wspace=0.45, hspace=0.55)
         figs.append(fig)
     if output is not None:
         _save_pages(figs, output, png=png, dpi=dpi)
     return figs
 
 
-def _save_pages(figs, output, png: bool = True, dpi: int = 72) -> list[Path]:
+def plot_component(U, name: str = "", w: float | None = None, to_cor: bool = False, labels=None,
+                   remove_label: bool = False):
+    r"""One prior component as a ``plot_U`` panel (for notebooks and widgets).
+
+    Draws :math:`L = U / \max_i U_{ii}` (or :math:`\mathrm{cov2cor}(U)` with ``to_cor``;
+    use ``to_cor=True`` for a correlation such as V) on the same [-1, 1] scale, palette and
+    upper-triangle layout as the PDF of :func:`plot_U`, with condition names on both axes.
+
+    Parameters
+    ----------
+    U : array_like, pandas.DataFrame or dict
+        An R x R matrix (a DataFrame's column names become the labels; udr's ``{"mat": U}``
+        is unwrapped).
+    name : str
+        Title; ``w`` is appended as in plot_U (``"<name> w = <w>"``).
+    w : float, optional
+        The component's mixture weight.
+    to_cor : bool
+        Draw the correlation instead of ``U / max(diag U)``.
+    labels : list of str, optional
+        Condition names (default: the DataFrame's, else 1..R).
+    remove_label : bool
+        Replace the names with ``t1 .. tR``.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    X, lab = _as_matrix(U, name)
+    if X is None:
+        raise MashInputError(f"plot_component: {name or 'U'} is not a square matrix")
+    n = X.shape[0]
+    labels = [str(x) for x in (labels or lab or [str(i + 1) for i in range(n)])]
+    if len(labels) != n:
+        raise MashInputError(f"plot_component: {len(labels)} labels for a {n} x {n} matrix")
+    side = max(3.0, 0.11 * n)
+    size = _label_size(n, side)
+    lab_in = 0.52 * size * max(len(x) for x in labels) / 72.0 + 0.15
+    W, H = side + lab_in + 1.2, side + lab_in + 0.5
+    fig = Figure(figsize=(W, H))
+    ax = fig.add_axes([(lab_in + 0.1) / W, (lab_in + 0.1) / H, side / W, side / H])
+    title = name if w is None else f"{name} w = {_r_round(w)}"
+    mesh, _ = _heatmap(ax, X, labels, title, to_cor, prior_palette(128), remove_label, size=size)
+    cb = fig.colorbar(mesh, ax=ax, orientation="vertical", fraction=0.05, pad=0.03, shrink=0.8)
+    cb.ax.tick_params(labelsize=7)
+    cb.set_label("correlation" if to_cor else "U / max(diag U)", fontsize=8)
+    return fig
+
+
+def _save_pages(figs, output, png: bool = True, dpi: int = 150) -> list[Path]:
     """Write all figures as one multi-page PDF and one PNG per page, atomically."""
     out = Path(output)
     if out.suffix.lower() != ".pdf":
@@ -377,13 +476,17 @@ def plot_sharing(m_or_matrix, factor: float = 0.5, lfsr_thresh: float = 0.05,
                              f"{S.shape}. Pass a mash fit or get_pairwise_sharing(m).")
     n = S.shape[0]
     labels = labels or [str(i + 1) for i in range(n)]
-    size = max(4.0, 0.35 * n + 2)
-    fig = Figure(figsize=(size + 1, size))
-    ax = fig.subplots()
+    # explicit geometry: the heatmap grows with n, the margins with the longest label
+    side = max(3.0, 0.25 * n)
+    fsize = _label_size(n, side)
+    lab_in = 0.52 * fsize * max(len(x) for x in labels) / 72.0 + 0.15
+    W, H = side + lab_in + 1.4, side + lab_in + 0.6
+    fig = Figure(figsize=(W, H))
+    ax = fig.add_axes([(lab_in + 0.1) / W, (lab_in + 0.1) / H, side / W, side / H])
     cmap = prior_palette(128)
     im = ax.pcolormesh(np.arange(n + 1), np.arange(n + 1), np.ma.masked_invalid(S[::-1]),
                        cmap=cmap, vmin=-1.0, vmax=1.0, edgecolors="white", linewidth=0.5)
-    _square_axes(ax, n, labels)
+    _square_axes(ax, n, labels, fsize)
     if annotate is None:
         annotate = n <= 20
     if annotate:

@@ -1,16 +1,22 @@
 """Step chaining as in SoS: run missing producers first, skip steps that are up to date.
 
 A step is *up to date* when all its outputs exist and its signature holds: the JSON
-sidecar of its first output records the same step parameters, inputs with the same
-content (sha256) and the outputs as they are now.  An output without a sidecar (made
-outside mashlib) is up to date when it is newer than every input (the make rule).
-Content signatures, as SoS's, also skip a step whose input was rewritten unchanged,
-or given under another path with the same content.
+sidecar of its first output records the same step parameters, the same code (a digest of
+the notebook cell that computes it, comments and layout ignored), inputs with the same
+content (sha256) and the outputs as they are now. Paths are resolved to absolute paths
+before anything is named or compared, and outputs are recorded by file name, so the same
+folder however it is spelled (``output/x``, ``./output/x/``, ``/abs/output/x``) is one
+cache, and a moved folder keeps its cache. An output without a sidecar (made outside
+mashlib) is up to date when it is newer than every input (the make rule). When a step
+reruns, :func:`why_rerun` says why (no output yet, which parameter changed, which input
+changed, the code changed, an output was modified).
+
 A step whose input is missing runs the step that produces that input first (into the
 same ``cwd``), so ``ed_bovy`` with the defaults runs ``flash``, ``flash_nonneg``,
-``pca``, ``canonical`` and ``vhat_simple`` before itself.  Every output is written
-atomically, with a sidecar ``<output>.json`` (mashlib version, step, parameters,
-sha256 of the inputs and outputs).
+``pca``, ``canonical`` and ``vhat_simple`` before itself. The computation of every step is
+the code cell of its section in the workflow notebook (:mod:`mashlib.protocol.nbcode`):
+papermill runs it in a kernel, :func:`mashlib.protocol.cells.run_workflow` runs the same
+cell in-process.
 """
 from __future__ import annotations
 
@@ -18,7 +24,6 @@ import dataclasses
 import datetime as _dt
 import hashlib
 import json
-import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -28,18 +33,22 @@ from .._validation import check_writable_dir
 from . import naming, steps
 from .params import PARAMS, WORKFLOWS, defaults
 
-__all__ = ["Step", "STEPS", "resolve_params", "plan", "run_workflow", "check_inputs"]
+__all__ = ["Step", "STEPS", "resolve_params", "plan", "plan_resolved", "check_inputs", "why_rerun",
+           "code_digest", "write_sidecar", "missing_message", "workflow_steps"]
 
 
 @dataclasses.dataclass(frozen=True)
 class Step:
-    """One SoS step: its outputs, its inputs (with the step producing each), its parameters."""
+    """One SoS step: its outputs, its inputs (with the step producing each), its parameters.
+
+    ``notebook`` is the workflow notebook whose section ``name`` computes it.
+    """
 
     name: str
     outputs: Callable[[dict], list[Path]]
     inputs: Callable[[dict], list[tuple[Path, str | None]]]
     params: tuple[str, ...]
-    compute: Callable[..., dict]
+    notebook: str = "mixture_prior"
 
 
 def _prefix(p):
@@ -48,8 +57,7 @@ def _prefix(p):
 
 def _comp_step(c):
     return Step(c, lambda p, c=c: [naming.component_file(p["cwd"], _prefix(p), c)],
-                lambda p: [(Path(p["data"]), None)], ("effect_model",) + (("npc",) if c == "pca" else ()),
-                steps.STEP_COMPUTE[c])
+                lambda p: [(Path(p["data"]), None)], ("effect_model",) + (("npc",) if c == "pca" else ()))
 
 
 def _vhat_step(method, extra=(), needs_prior=False):
@@ -61,7 +69,7 @@ def _vhat_step(method, extra=(), needs_prior=False):
             ins.append((naming.prior_file(p["cwd"], _prefix(p), p["effect_model"]), "ed_bovy"))
         return ins
     return Step(wf, lambda p: [naming.vhat_file(p["cwd"], _prefix(p), p["effect_model"], method)],
-                inputs, ("effect_model",) + tuple(extra), steps.STEP_COMPUTE[wf])
+                inputs, ("effect_model",) + tuple(extra))
 
 
 def _prior_step(name):
@@ -75,7 +83,7 @@ def _prior_step(name):
         return ins
     extra = ("seed",) if name.startswith("ud") else ()
     return Step(name, lambda p: [naming.prior_file(p["cwd"], _prefix(p), p["effect_model"])], inputs,
-                ("effect_model", "mixture_components") + extra, steps.STEP_COMPUTE[name])
+                ("effect_model", "mixture_components") + extra)
 
 
 def _mash_model(p):
@@ -94,18 +102,18 @@ STEPS.update({
     "ed_bovy": _prior_step("ed_bovy"),
     "plot_U": Step("plot_U", lambda p: [naming.plot_file(p["cwd"], p["data"], p["name"])],
                    lambda p: [(Path(p["data"]), None)],
-                   ("max_comp", "to_cor", "tol", "remove_label", "name"), steps.STEP_COMPUTE["plot_U"]),
+                   ("max_comp", "to_cor", "tol", "remove_label", "name")),
     "mash_1": Step("mash_1", lambda p: [_mash_model(p)],
                    lambda p: [(Path(p["data"]), None), (Path(p["vhat_data"]), None),
                               (Path(p["prior_data"]), None)],
-                   ("effect_model", "output_level"), steps.compute_mash_1),
+                   ("effect_model", "output_level"), "mash_fit"),
     "mash_2": Step("mash_2", lambda p: [naming.posterior_file(p["cwd"], _prefix(p), p["effect_model"])],
                    lambda p: [(Path(p["data"]), None), (Path(p["vhat_data"]), None), (_mash_model(p), "mash_1")],
-                   ("effect_model",), lambda p, out: steps.compute_mash_2(p, out, _mash_model(p))),
+                   ("effect_model",), "mash_fit"),
 })
 
 
-def _workflow_steps(notebook: str, workflow: str, p: dict) -> list[str]:
+def workflow_steps(notebook: str, workflow: str, p: dict) -> list[str]:
     if notebook == "mash_fit":
         return ["mash_1", "mash_2"] if p["compute_posterior"] else ["mash_1"]
     return [workflow]
@@ -171,7 +179,16 @@ def resolve_params(notebook: str, workflow: str, params: dict[str, Any]) -> dict
         else:
             p[spec.name] = "" if v is None else str(v)
     if not p["data"]:
-        raise MashInputError(f"{notebook} {workflow}: --data is required")
+        raise MashInputError(f"{notebook} {workflow}: --data is required (the mashr input RDS)")
+    if p["numThreads"] < 0:
+        raise MashInputError(f"--numThreads: expected a number of threads >= 0, got {p['numThreads']}")
+    if p["mem"]:
+        from ..stream import parse_memory
+        parse_memory(p["mem"])
+    # one cache per folder however it is spelled: every path absolute and resolved
+    for k in ("data", "cwd", "vhat_data", "prior_data"):
+        if p.get(k):
+            p[k] = str(Path(p[k]).expanduser().resolve())
     p["effect_model"] = naming.effect_model(p["effect_model"])
     p["output_prefix"] = naming.prefix_of(p["data"], p["output_prefix"])
     if notebook == "mixture_prior":
@@ -187,7 +204,7 @@ def resolve_params(notebook: str, workflow: str, params: dict[str, Any]) -> dict
     return p
 
 
-# --------------------------------------------------------------------------- running
+# --------------------------------------------------------------------------- signatures
 
 
 def _sha256(path: Path) -> str:
@@ -210,7 +227,89 @@ def _step_params(step: Step, p: dict) -> dict:
     return {k: _jsonable(p[k]) for k in step.params}
 
 
-def _missing_message(path: Path, step: Step, p: dict) -> str:
+def code_digest(source: str | None) -> str | None:
+    """sha256 of a cell's code with comments and layout ignored (its AST); None if unknown."""
+    if not source:
+        return None
+    import ast
+    try:
+        tree = ast.dump(ast.parse(source))
+    except SyntaxError:
+        tree = source
+    return hashlib.sha256(tree.encode()).hexdigest()[:16]
+
+
+def _short(v) -> str:
+    r = repr(v)
+    return r if len(r) <= 40 else r[:37] + "..."
+
+
+def why_rerun(step: Step, p: dict, inputs: list[Path], code: str | None = None) -> str | None:
+    """``None`` when ``step`` is up to date, else the reason it (re)runs, in a few words.
+
+    See the module docstring for the signature. ``code`` is :func:`code_digest` of the
+    cell computing the step (not compared when unknown on either side).
+    """
+    outs = step.outputs(p)
+    missing = [o for o in outs if not o.is_file()]
+    if missing:
+        return "no output yet" if len(missing) == len(outs) else f"output {missing[0].name} is missing"
+    side = naming.sidecar_of(outs[0])
+    if not side.is_file():  # a file made elsewhere: the SoS/make rule on mtimes
+        newest = max(inputs, key=lambda i: i.stat().st_mtime, default=None)
+        if newest is None or min(o.stat().st_mtime for o in outs) >= newest.stat().st_mtime:
+            return None
+        return f"input {newest.name} is newer than {outs[0].name} (made outside mashlib: no sidecar)"
+    try:
+        rec = json.loads(side.read_text())
+    except (OSError, ValueError):
+        return f"its sidecar {side.name} is unreadable"
+    old, new = rec.get("parameters") or {}, _step_params(step, p)
+    changed = [k for k in new if old.get(k) != new[k]]
+    if changed:
+        return "parameter " + ", ".join(f"{k} {_short(old.get(k))} -> {_short(new[k])}" for k in changed) + " changed"
+    if code and rec.get("code") and rec["code"] != code:
+        return f"the code of the {step.name} cell changed"
+    recorded = rec.get("inputs") or {}
+    current = {str(i): _sha256(i) for i in inputs}
+    if sorted(recorded.values()) != sorted(current.values()):
+        for path, digest in current.items():
+            if digest not in recorded.values():
+                how = "new content" if path in recorded else "another file than last time"
+                return f"input {Path(path).name} changed ({how})"
+        return "its inputs changed"
+    # outputs by file name (older sidecars keyed them by the path as typed)
+    made = {Path(k).name: v for k, v in (rec.get("outputs") or {}).items()}
+    for o in outs:
+        if made.get(o.name) != _sha256(o):
+            return f"output {o.name} was modified after it was written"
+    return None
+
+
+def write_sidecar(step: Step, p: dict, inputs: list[Path], outputs: list[Path], elapsed: float,
+                  code: str | None = None) -> Path:
+    """Write ``<first output>.json``: version, step, parameters, code digest, input and output checksums."""
+    from .._version import __version__
+    rec = {
+        "mashlib_version": __version__,
+        "notebook": step.notebook,
+        "step": step.name,
+        "parameters": _step_params(step, p),
+        "code": code,
+        "all_parameters": {k: _jsonable(v) for k, v in dict(p).items()},
+        "inputs": {str(i): _sha256(i) for i in inputs},
+        "outputs": {Path(o).name: _sha256(Path(o)) for o in outputs},
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "elapsed_s": round(elapsed, 3),
+    }
+    side = naming.sidecar_of(outputs[0])
+    with atomic_path(side) as tmp:
+        tmp.write_text(json.dumps(rec, indent=1) + "\n")
+    return side
+
+
+def missing_message(path: Path, step: Step, p: dict) -> str:
+    """One line for an input that is not there and that no step produces."""
     if step.name.startswith("mash") and str(path) in (str(p.get("prior_data")), str(p.get("vhat_data"))):
         what = "--prior-data" if str(path) == str(p.get("prior_data")) else "--vhat-data"
         producer = "ed_bovy (or ud)" if what == "--prior-data" else "vhat_simple (or another vhat_*; ed_bovy runs it)"
@@ -231,11 +330,11 @@ def check_inputs(notebook: str, workflow: str, params: dict) -> dict:
     """
     p = resolve_params(notebook, workflow, params)
     check_writable_dir(p["cwd"], "--cwd")
-    for name in _workflow_steps(notebook, workflow, p):
+    for name in workflow_steps(notebook, workflow, p):
         step = STEPS[name]
         for path, producer in step.inputs(p):
             if producer is None and not path.is_file():
-                raise MashInputError(_missing_message(path, step, p))
+                raise MashInputError(missing_message(path, step, p))
     # a prior given by the user must be a prior (list(U, w)), not e.g. the mashr input
     if notebook == "mash_fit":
         steps.read_prior_U(p["prior_data"])
@@ -244,116 +343,21 @@ def check_inputs(notebook: str, workflow: str, params: dict) -> dict:
     return p
 
 
-def _up_to_date(step: Step, p: dict, inputs: list[Path]) -> bool:
-    """Outputs exist and match the step's signature (see the module docstring)."""
-    outs = step.outputs(p)
-    if not all(o.is_file() for o in outs):
-        return False
-    side = naming.sidecar_of(outs[0])
-    if not side.is_file():  # a file made elsewhere: the SoS/make rule on mtimes
-        newest_in = max((i.stat().st_mtime for i in inputs), default=0.0)
-        return min(o.stat().st_mtime for o in outs) >= newest_in
-    try:
-        rec = json.loads(side.read_text())
-    except (OSError, ValueError):
-        return False
-    if rec.get("parameters") != _step_params(step, p):
-        return False
-    # signature: the same parameters, inputs with the same content, outputs untouched
-    if sorted(rec.get("inputs", {}).values()) != sorted(_sha256(i) for i in inputs):
-        return False
-    return all(rec.get("outputs", {}).get(str(o)) == _sha256(o) for o in outs)
-
-
-def _write_outputs(results: dict, step: Step, p: dict, inputs: list[Path], t0: float,
-                   notebook: str) -> None:
-    from .._version import __version__
-    from ..io import write_rds
-    for out, obj in results.items():
-        out = Path(out)
-        if out.suffix == ".rds":
-            write_rds(out, obj)
-        elif not out.is_file():  # pragma: no cover - engines write non-RDS outputs themselves
-            raise MashInputError(f"step {step.name} did not write {out}")
-    first = Path(next(iter(results)))
-    rec = {
-        "mashlib_version": __version__,
-        "notebook": notebook,
-        "step": step.name,
-        "parameters": _step_params(step, p),
-        "all_parameters": {k: _jsonable(v) for k, v in p.items()},
-        "inputs": {str(i): _sha256(i) for i in inputs},
-        "outputs": {str(o): _sha256(Path(o)) for o in results},
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "elapsed_s": round(time.perf_counter() - t0, 3),
-    }
-    with atomic_path(naming.sidecar_of(first)) as tmp:
-        tmp.write_text(json.dumps(rec, indent=1) + "\n")
-
-
-def run_step(name: str, p: dict, notebook: str, log: Callable[[str], None] = print,
-             _stack: tuple[str, ...] = ()) -> list[Path]:
-    """Run one step after its producers, unless it is up to date; return its outputs."""
-    step = STEPS[name]
-    if name in _stack:  # pragma: no cover - the step graph is acyclic
-        raise MashInputError(f"circular step dependency: {' -> '.join(_stack + (name,))}")
-    inputs = []
-    for path, producer in step.inputs(p):
-        if producer is not None:
-            run_step(producer, p, notebook, log, _stack + (name,))
-        if not path.is_file():
-            raise MashInputError(_missing_message(path, step, p))
-        inputs.append(path)
-    outs = step.outputs(p)
-    if _up_to_date(step, p, inputs):
-        log(f"[{name}] up to date: {', '.join(str(o) for o in outs)}")
-        return outs
-    t0 = time.perf_counter()
-    Path(p["cwd"]).mkdir(parents=True, exist_ok=True)
-    results = step.compute(p, *outs)
-    _write_outputs(results, step, p, inputs, t0, notebook)
-    log(f"[{name}] wrote {', '.join(str(o) for o in outs)} ({time.perf_counter() - t0:.1f} s)")
-    return outs
-
-
-def plan(notebook: str, workflow: str, params: dict) -> list[str]:
-    """The steps ``workflow`` runs (producers first), without running them."""
-    p = resolve_params(notebook, workflow, params)
+def plan_resolved(notebook: str, workflow: str, p: dict) -> list[str]:
+    """The steps of ``workflow`` (producers first) for already resolved parameters."""
     order: list[str] = []
 
     def visit(name):
-        for path, producer in STEPS[name].inputs(p):
+        for _, producer in STEPS[name].inputs(p):
             if producer is not None:
                 visit(producer)
         if name not in order:
             order.append(name)
-    for s in _workflow_steps(notebook, workflow, p):
+    for s in workflow_steps(notebook, workflow, p):
         visit(s)
     return order
 
 
-def run_workflow(notebook: str, workflow: str, log: Callable[[str], None] = print, **params) -> list[Path]:
-    """Run a protocol workflow: ``run_workflow("mixture_prior", "ed_bovy", data=..., cwd=...)``.
-
-    Parameters
-    ----------
-    notebook : {"mixture_prior", "mash_fit"}
-    workflow : str
-        One of :data:`mashlib.protocol.params.WORKFLOWS` ``[notebook]``.
-    log : callable
-        Receives one line per step (``print`` by default).
-    **params
-        Notebook parameters (see :mod:`mashlib.protocol.params`); missing ones take the
-        protocol defaults.
-
-    Returns
-    -------
-    list of pathlib.Path
-        The outputs of the workflow's own steps (not of the producers it ran).
-    """
-    p = check_inputs(notebook, workflow, params)
-    outs: list[Path] = []
-    for name in _workflow_steps(notebook, workflow, p):
-        outs += run_step(name, p, notebook, log)
-    return outs
-
+def plan(notebook: str, workflow: str, params: dict) -> list[str]:
+    """The steps ``workflow`` runs (producers first), without running them."""
+    return plan_resolved(notebook, workflow, resolve_params(notebook, workflow, params))

@@ -1,72 +1,38 @@
-"""Helpers the protocol notebooks call, and papermill execution of the notebooks.
+"""Where the notebooks are, their ``parameters`` cell, and papermill execution.
 
-The notebooks stay thin: a tagged ``parameters`` cell, then :func:`prepare`,
-:func:`mashlib.protocol.run_workflow` and :func:`show` (a summary table or plot, with
-ipywidgets controls when ``interactive`` and a static rendering otherwise).
+``mashlib run NOTEBOOK WORKFLOW`` hands papermill the workflow notebook cut down to the
+sections the workflow needs (:func:`mashlib.protocol.nbcode.select`), streams the
+kernel's output (one line per step start and end, the engines' progress) to the
+terminal, runs the kernel with matplotlib's inline backend so the executed notebook
+keeps its figures, and keeps the executed copy next to the outputs.
 """
 from __future__ import annotations
 
 import ast
 import contextlib
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pandas as pd
-
 from .._atomic import atomic_path, clean_stale_temporaries
 from .._errors import MashInputError
-from . import naming
-from .chain import check_inputs
-from .params import PARAMS
+from .locate import CHECKOUT_NOTEBOOKS, notebook_dir, notebook_path, repo_root
 
-__all__ = ["notebook_dir", "notebook_path", "read_parameters_cell", "prepare", "show",
-           "execute_notebook", "posterior_summary", "EXAMPLE"]
-
-#: shipped example used when a notebook runs with an empty ``data`` (e.g. under nbval)
-EXAMPLE = {
-    "mixture_prior": {"data": "input/mash/protocol_example.mashr_input.rds",
-                      "output_prefix": "protocol_example", "cwd": "output/mixture_prior"},
-    "mash_fit": {"data": "input/mash/protocol_example.EE.mash.rds",
-                 "vhat_data": "input/mash/protocol_example.EE.V_simple.rds",
-                 "prior_data": "input/mash/protocol_example.EE.prior.rds",
-                 "output_prefix": "protocol_example_mash", "cwd": "output/mash_fit"},
-}
-
-
-def repo_root() -> Path:
-    """The checkout holding ``notebooks/`` and ``input/`` (mashlib is installed editable)."""
-    return Path(__file__).resolve().parents[2]
-
-
-def notebook_dir() -> Path:
-    """Folder of the protocol notebooks (``$MASHLIB_NOTEBOOKS`` or ``<repo>/notebooks``)."""
-    return Path(os.environ.get("MASHLIB_NOTEBOOKS", repo_root() / "notebooks"))
-
-
-def notebook_path(name: str) -> Path:
-    """``mixture_prior``, ``pipeline/mixture_prior.ipynb`` or a path -> the notebook file."""
-    p = Path(name)
-    if p.suffix == ".ipynb" and p.is_file():
-        return p
-    stem = p.stem if p.suffix == ".ipynb" else p.name
-    cand = notebook_dir() / f"{stem}.ipynb"
-    if not cand.is_file():
-        raise MashInputError(f"notebook {name!r} not found (looked for {cand}); "
-                             f"valid: {', '.join(PARAMS)}, mash_protocol")
-    return cand
+__all__ = ["notebook_dir", "notebook_path", "read_parameters_cell", "execute_notebook", "run_notebook", "repo_root",
+           "CHECKOUT_NOTEBOOKS"]
 
 
 def read_parameters_cell(path) -> list[tuple[str, Any, str]]:
     """Parse the ``parameters`` cell: ``[(name, default, help text from the # comment)]``."""
-    import nbformat
-    nb = nbformat.read(str(path), as_version=4)
-    cell = next((c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])), None)
+    import json
+    nb = json.loads(Path(path).read_text(encoding="utf-8"))
+    cell = next((c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])), None)
     if cell is None:
         raise MashInputError(f"{path}: no cell tagged 'parameters'")
     out = []
-    for line in cell.source.splitlines():
+    src = cell["source"]
+    for line in ("".join(src) if isinstance(src, list) else src).splitlines():
         code, _, comment = line.partition("#")
         if "=" not in code or line.lstrip().startswith("#"):
             continue
@@ -79,138 +45,25 @@ def read_parameters_cell(path) -> list[tuple[str, Any, str]]:
     return out
 
 
-def _resolve_example(notebook: str, params: dict) -> dict:
-    """Empty ``data``: point at the shipped example (paths relative to the repository)."""
-    params = dict(params)
-    if params.get("data"):
-        return params
-    root = repo_root()
-    for k, v in EXAMPLE[notebook].items():
-        params[k] = str(root / v) if k != "output_prefix" else v
-    return params
-
-
-def prepare(notebook: str, workflow: str, namespace: dict) -> dict:
-    """Collect the notebook's parameters from its namespace, fill the example, validate.
-
-    Returns the resolved parameter dict (raises :class:`MashInputError` on bad input).
-    """
-    names = [p.name for p in PARAMS[notebook]]
-    params = _resolve_example(notebook, {k: namespace[k] for k in names if k in namespace})
-    return check_inputs(notebook, workflow, params)
-
-
-# --------------------------------------------------------------------------- display
-
-
-def _display(obj):
+@contextlib.contextmanager
+def _kernel_env(parameters: dict):
+    """Environment the kernel starts with: matplotlib's inline backend (figures stay in the
+    executed notebook, whatever ``MPLBACKEND`` the caller has) and, with ``numThreads``,
+    that many BLAS threads from the first import of numpy on."""
+    env = {"MPLBACKEND": "module://matplotlib_inline.backend_inline"}
+    n = int(parameters.get("numThreads") or 0)
+    if n > 0:
+        env.update({k: str(n) for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")})
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
     try:
-        from IPython.display import display
-        display(obj)
-    except ImportError:  # pragma: no cover
-        print(obj)
-
-
-def posterior_summary(post: dict, lfsr: float = 0.05) -> pd.DataFrame:
-    """Per condition: number of effects with lfsr < ``lfsr``, mean |posterior mean|."""
-    L = post["lfsr"]
-    pm = post["PosteriorMean"]
-    return pd.DataFrame({f"n_lfsr<{lfsr:g}": (L < lfsr).sum(axis=0),
-                         "mean_abs_PM": pm.abs().mean(axis=0).round(4),
-                         "n_positive_sig": ((L < lfsr) & (pm > 0)).sum(axis=0)})
-
-
-def _component_heatmap(M, name: str, ax=None):
-    import matplotlib.pyplot as plt
-    M = np.asarray(M, dtype=float)
-    d = np.sqrt(np.clip(np.diag(M), 1e-300, None))
-    C = M / np.outer(d, d)
-    if ax is None:
-        _, ax = plt.subplots(figsize=(4.5, 4))
-    im = ax.imshow(C, vmin=-1, vmax=1, cmap="RdBu_r")
-    ax.set_title(name)
-    ax.figure.colorbar(im, ax=ax, fraction=0.046)
-    return ax
-
-
-def _widget_or_static(options: list[str], fn, interactive: bool, label: str):
-    """Render ``fn(options[0])`` statically (what papermill keeps); in a live frontend
-    (``interactive``) add a dropdown whose choice is drawn below it."""
-    if not options:
-        return
-    fn(options[0])
-    if not interactive or len(options) < 2:
-        return
-    try:
-        import ipywidgets as w
-    except ImportError:  # pragma: no cover
-        return
-    dd = w.Dropdown(options=options, value=options[0], description=label)
-    out = w.Output()
-
-    def changed(change):
-        with out:
-            out.clear_output(wait=True)
-            fn(change["new"])
-    dd.observe(changed, names="value")
-    _display(w.VBox([w.HTML(f"<b>explore:</b> pick another {label}"), dd, out]))
-
-
-def show(p: dict, workflow: str, outputs: list, interactive: bool = False, summary: bool = True) -> None:
-    """Summarise a workflow's outputs: tables, heatmaps, and widgets when ``interactive``.
-
-    ``summary=False`` skips the tables (the mash posterior summary) and keeps the plots.
-    """
-    import matplotlib.pyplot as plt
-    from ..io import read_rds
-    out = Path(outputs[0])
-    print(f"outputs: {', '.join(str(o) for o in outputs)}")
-    if workflow == "plot_U":
-        png = out.with_suffix(".png")
-        if png.is_file():
-            from IPython.display import Image
-            _display(Image(filename=str(png)))
-        return
-    obj = read_rds(out)
-    if workflow in naming.COMPONENTS:
-        if not obj:
-            print("no component (flash finds no factor on this data)")
-            return
-        _display(pd.DataFrame({"component": list(obj), "trace": [float(np.trace(np.asarray(v))) for v in obj.values()]}))
-        _widget_or_static(list(obj), lambda component: (_component_heatmap(obj[component], component), plt.show()),
-                          interactive, "component")
-    elif workflow.startswith("vhat"):
-        _component_heatmap(obj, f"residual correlation ({workflow})")
-        plt.show()
-    elif workflow in ("ed_bovy", "ud", "ud_unconstrained"):
-        w = obj["w"].sort_values(ascending=False)
-        _display(w[w > 1e-6].to_frame("weight").round(4))
-        U = obj["U"]
-        names = [k for k in w.index if k in U and w[k] > 1e-6]
-        _widget_or_static(names, lambda component: (_component_heatmap(U[component], f"{component} w={w[component]:.3g}"),
-                                                    plt.show()), interactive, "component")
-    elif workflow == "mash":
-        model = obj["mash_model"]
-        pi = model["fitted_g"]["pi"]
-        print(f"mash loglik = {model['loglik']:.4f}; {int((pi > 0).sum())} of {len(pi)} mixture weights > 0")
-        if len(outputs) > 1:
-            post = read_rds(outputs[1])
-            if summary:
-                _display(posterior_summary(post))
-            rows = list(post["PosteriorMean"].index)
-
-            def variant(variant):
-                pm, sd = post["PosteriorMean"].loc[variant], post["PosteriorSD"].loc[variant]
-                fig, ax = plt.subplots(figsize=(max(6, 0.25 * len(pm)), 3))
-                ax.errorbar(range(len(pm)), pm, yerr=1.96 * sd, fmt="o", ms=3)
-                ax.axhline(0, color="grey", lw=0.5)
-                ax.set_xticks(range(len(pm)), pm.index, rotation=90, fontsize=7)
-                ax.set_title(f"posterior mean +/- 1.96 sd: {variant}")
-                plt.show()
-            _widget_or_static(rows[:200], variant, interactive, "variant")
-
-
-# --------------------------------------------------------------------------- papermill
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def failed_copy(output_path) -> Path:
@@ -235,19 +88,23 @@ def _kernel_stderr_captured():
         sys.stderr.flush()
         saved = os.dup(2)
     except (OSError, ValueError, AttributeError):       # no real fd 2 (embedded interpreter)
-        yield
+        yield None
         return
     buf = tempfile.TemporaryFile()
     os.dup2(buf.fileno(), 2)
     interrupted = False
+    # this process keeps streaming the cells' stderr (progress lines) to the real terminal
+    terminal = os.fdopen(os.dup(saved), "w", buffering=1)
     try:
-        yield
+        yield terminal
     except KeyboardInterrupt:
         interrupted = True
         raise
     finally:
         with contextlib.suppress(Exception):
             sys.stderr.flush()
+        with contextlib.suppress(Exception):
+            terminal.close()
         os.dup2(saved, 2)
         os.close(saved)
         if not interrupted:
@@ -258,13 +115,34 @@ def _kernel_stderr_captured():
         buf.close()
 
 
-def execute_notebook(notebook: str, parameters: dict, output_path, cwd=None, log_output: bool = False) -> Path:
+def execute_notebook(notebook: str, parameters: dict, output_path, cwd=None, plan: list[str] | None = None,
+                     quiet: bool = False, log_output=None) -> Path:
     """Run a notebook with papermill; keep the executed copy at ``output_path`` (atomically).
+
+    Parameters
+    ----------
+    notebook : str
+        Name or path of the notebook (see :func:`notebook_path`).
+    parameters : dict
+        Injected after the ``parameters`` cell.
+    output_path : path
+        Where the executed notebook is kept.
+    cwd : path, optional
+        Working folder of the kernel (default: the current one).
+    plan : list of str, optional
+        Keep only the common cells and these steps' sections (a workflow notebook run by
+        ``mashlib run``); None runs every cell (the driver, the vignette).
+    quiet : bool
+        Do not stream the kernel's output (stdout/stderr) to this process's.
+    log_output : ignored
+        Kept for callers of older versions (the output is streamed unless ``quiet``).
 
     Temporaries of earlier runs of the same output that were killed are removed first
     (:func:`mashlib._atomic.clean_stale_temporaries`). When a cell fails, the partly
     executed notebook is kept as ``{prefix}.{workflow}.FAILED.ipynb`` (named in the error)
-    so that one can see where it stopped; a later successful run removes it.
+    so that one can see where it stopped; a later successful run removes it. The kernel's
+    own stderr (log lines; after a Ctrl-C the tracebacks of a kernel whose parent went away)
+    is held back and replayed only when the run ends normally, so Ctrl-C prints one line.
 
     Raises
     ------
@@ -272,20 +150,31 @@ def execute_notebook(notebook: str, parameters: dict, output_path, cwd=None, log
         With the notebook's own error message (one line) when a cell fails.
     """
     try:
+        import nbformat
         import papermill as pm
     except ImportError:  # pragma: no cover - the notebooks extra is not installed
         raise MashInputError("papermill is not installed: pip install 'mashlib[notebooks]', "
                              "or run in-process with --no-notebook") from None
     src = notebook_path(notebook)
     output_path = Path(output_path)
+    output_path.parent.mkdir(parents=True, exist_ok=True)
     clean_stale_temporaries(output_path)
     failed = failed_copy(output_path)
     with atomic_path(output_path) as tmp:
         nb_tmp = tmp.with_suffix(".ipynb")
+        src_tmp = tmp.with_suffix(".src.ipynb")
         try:
-            with _kernel_stderr_captured():
+            if plan is not None:
+                from .nbcode import select
+                nbformat.write(nbformat.from_dict(select(nbformat.read(str(src), as_version=4), plan)),
+                               str(src_tmp))
+                src = src_tmp
+                parameters = dict(parameters, _steps=list(plan))   # the kernel runs exactly these
+            with _kernel_env(parameters), _kernel_stderr_captured() as terminal:
                 pm.execute_notebook(str(src), str(nb_tmp), parameters=parameters, kernel_name="python3",
-                                    cwd=str(cwd or os.getcwd()), progress_bar=False, log_output=log_output,
+                                    cwd=str(cwd or os.getcwd()), progress_bar=False, log_output=False,
+                                    stdout_file=None if quiet else sys.stdout,
+                                    stderr_file=None if quiet else (terminal or sys.stderr),
                                     extra_arguments=["--IPKernelApp.log_level=ERROR"])  # no TCP warning
         except pm.PapermillExecutionError as exc:
             msg = str(exc.evalue).strip().splitlines()[0] if exc.evalue else exc.ename
@@ -298,7 +187,25 @@ def execute_notebook(notebook: str, parameters: dict, output_path, cwd=None, log
             with contextlib.suppress(FileNotFoundError):
                 nb_tmp.unlink()
             raise
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                src_tmp.unlink()
         os.replace(nb_tmp, tmp)
     with contextlib.suppress(FileNotFoundError):
         failed.unlink()
     return output_path
+
+
+def run_notebook(notebook: str, workflow: str, params: dict, quiet: bool = False) -> Path:
+    """What ``mashlib run NOTEBOOK WORKFLOW`` does: check the parameters and inputs (one-line
+    error, nothing written), plan the steps, and run the workflow notebook with papermill,
+    keeping only the sections of those steps; the executed copy is kept at
+    ``{cwd}/{prefix}.{workflow}.ipynb``. Returns that path."""
+    from . import naming
+    from .chain import check_inputs, plan_resolved
+    p = check_inputs(notebook, workflow, params)
+    steps = plan_resolved(notebook, workflow, p)
+    out = naming.notebook_copy(p["cwd"], p["output_prefix"], workflow)
+    Path(p["cwd"]).mkdir(parents=True, exist_ok=True)
+    execute_notebook(notebook, dict(p, workflow=workflow, interactive=False), out, plan=steps, quiet=quiet)
+    return out

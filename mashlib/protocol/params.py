@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-__all__ = ["Param", "NOTEBOOKS", "WORKFLOWS", "PARAMS", "defaults", "workflow_names"]
+__all__ = ["Param", "NOTEBOOKS", "WORKFLOWS", "PARAMS", "TASK_OPTIONS_IGNORED", "defaults", "workflow_names"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,17 +23,26 @@ class Param:
 
 
 _COMMON = [
-    Param("cwd", "./mashr_workflow_output", "output folder (created if missing)"),
-    Param("data", "", "mashr input RDS: strong/random/null .b/.s/.z matrices (variants x conditions)"),
+    Param("cwd", "./mashr_workflow_output",
+          "output folder, created if missing (notebook with data empty: <checkout>/output/<notebook>)"),
+    Param("data", "", "mashr input RDS: strong/random/null .b/.s/.z matrices (variants x conditions); "
+                      "required on the command line (a notebook with data empty uses the shipped example)"),
     Param("output_prefix", "", "prefix of output file names (default: basename of --data without extension)"),
+    Param("output_suffix", "all", "accepted as in the SoS notebook (its outputs do not use it; mash_posterior's do)"),
     Param("effect_model", "EE", "EE (exchangeable effects: alpha 0) or EZ (exchangeable z-scores: alpha 1)"),
+    Param("numThreads", 0, "BLAS threads of the run (SoS task option; 0: leave the BLAS default)"),
+    Param("mem", "", "memory budget, e.g. 16G (SoS task option; bounds the likelihood/posterior "
+                     "working blocks to a quarter of it; empty: 256 MiB blocks)"),
 ]
+
+#: SoS task options a cluster wrapper passes that a local run has no use for
+TASK_OPTIONS_IGNORED = ("container", "job_size", "walltime")
 
 MIXTURE_PRIOR_PARAMS = _COMMON + [
     Param("vhat", "simple", "residual correlation: identity, simple, mle, vhat_corshrink_xcondition or vhat_simple_specific"),
     Param("mixture_components", ["flash", "flash_nonneg", "pca", "canonical"],
           "covariance components that seed the prior (flash, flash_nonneg, pca, canonical)"),
-    Param("npc", 2, "number of principal components for pca (3 as in the mash paper)"),
+    Param("npc", 2, "pca: number of principal components (the SoS default 2; the mash paper used 3)"),
     Param("n_subset", 6000, "vhat_mle: number of random-set rows used"),
     Param("max_iter", 6, "vhat_mle: maximum EM iterations"),
     Param("max_comp", -1, "plot_U: plot at most this many components (-1: all)"),

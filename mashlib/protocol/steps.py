@@ -1,10 +1,11 @@
-"""The computations of each protocol step (map sections 1.1-1.15), one function per step.
+"""What the workflow notebooks' cells call besides the engines (map sections 1.1-1.15).
 
-Each ``compute_<step>(p)`` takes the resolved parameter dict of its notebook (see
-:mod:`mashlib.protocol.params`), reads its inputs, calls the engine and returns
-``{output path: R object}``; :mod:`mashlib.protocol.chain` decides whether a step
-runs, writes the outputs atomically and records provenance.  Engines are imported
-inside the functions so that ``import mashlib.protocol`` stays cheap.
+The protocol itself is defined in the notebooks (``mashlib/protocol/notebooks/``): one
+section per workflow whose cell reads the inputs the protocol's way, calls the engine
+(``ml.cov_pca``, ``ml.ed_bovy``, ``ml.mash``, ...) and saves the R object. This module
+holds the input readers and the conversions to the R structures of the SoS pipeline, so
+that those cells stay a few lines. Engines are imported inside the functions so that
+``import mashlib.protocol`` stays cheap.
 """
 from __future__ import annotations
 
@@ -19,8 +20,9 @@ from .._validation import not_a_prior_message
 from ..io import MashrInput, RArray, RList, read_mashr_input, read_rds
 from . import naming
 
-__all__ = ["load_input", "make_data", "read_components", "read_prior_U", "read_vhat",
-           "mash_result_to_r", "fitted_g_from_r", "STEP_COMPUTE"]
+__all__ = ["load_input", "make_data", "strong_data", "with_dimnames", "bare", "read_components",
+           "read_prior_U", "read_vhat", "prior_vhat_file", "prior_file", "mash_model_file", "prior_object",
+           "mash_result_to_r", "posterior_to_r", "fitted_g_from_r", "read_fitted_g"]
 
 
 # --------------------------------------------------------------------------- helpers
@@ -95,111 +97,51 @@ def read_prior_U(path) -> tuple[dict, Any]:
     return U, w
 
 
-def _vhat_for_prior(p: dict, prefix: str) -> Path:
-    """The V the prior steps use: V_simple when --vhat mle (the dependency loop of map 1.7)."""
+def prior_vhat_file(p: dict) -> Path:
+    """The V the prior steps use: ``{prefix}.{EM}.V_<vhat>.rds``, V_simple when ``vhat = mle``
+    (V_mle itself needs a prior: the dependency loop of map 1.7)."""
     v = naming.vhat_method(p["vhat"])
+    prefix = naming.prefix_of(p["data"], p["output_prefix"])
     return naming.vhat_file(p["cwd"], prefix, p["effect_model"], "simple" if v == "mle" else v)
 
 
-# --------------------------------------------------------------------------- components
+def prior_file(p: dict) -> Path:
+    """``{cwd}/{prefix}.{EM}.prior.rds``: the prior that ``ed_bovy``/``ud`` write."""
+    return naming.prior_file(p["cwd"], naming.prefix_of(p["data"], p["output_prefix"]), p["effect_model"])
 
 
-def _strong_data(p: dict, V=None):
+def mash_model_file(p: dict) -> Path:
+    """``{cwd}/{prefix}.{EM}.mash_model.rds``: the model that ``mash_1`` writes."""
+    return naming.mash_model_file(p["cwd"], naming.prefix_of(p["data"], p["output_prefix"]), p["effect_model"])
+
+
+def strong_data(p: dict, V=None):
+    """The strong set as the protocol reads it: ``(MashrInput, mash_set_data(strong.b, strong.s,
+    alpha, V, zero_Bhat_Shat_reset=1000))`` with NA b -> 0 and NA s -> 1000 (map 1.0)."""
     inp = load_input(p["data"], require=("strong",))
     return inp, make_data(inp.strong.b, inp.strong.s, naming.alpha_of(p["effect_model"]), V)
 
 
-def compute_flash(p: dict, out: Path, factors: str = "default") -> dict:
-    """``cov_flash(strong data, factors)`` -> ``tFLASH_<tag>``, ``FLASH_<tag>_k`` (map 1.1/1.2)."""
-    from ..prior import cov_flash
-    inp, data = _strong_data(p)
-    U = cov_flash(data, factors=factors) or {}
-    return {out: _labelled(U, inp.conditions)}
+def with_dimnames(x, conditions: list[str]):
+    """Condition names as dimnames, as the R scripts write them: a covariance list (dict of
+    R x R) -> dict of DataFrames, one matrix -> DataFrame; ``None`` (no flash factor) -> ``{}``."""
+    if x is None:
+        return {}
+    if isinstance(x, dict):
+        return _labelled(x, conditions)
+    return pd.DataFrame(_mat(x), index=conditions, columns=conditions)
 
 
-def compute_flash_nonneg(p: dict, out: Path) -> dict:
-    return compute_flash(p, out, factors="nonneg")
+def bare(U: dict) -> dict:
+    """A covariance list as plain float ndarrays (what the engines take)."""
+    return _bare(U)
 
 
-def compute_pca(p: dict, out: Path) -> dict:
-    """``cov_pca(strong data, npc)`` -> ``PCA_1..PCA_npc``, ``tPCA`` with dimnames (map 1.3)."""
-    from ..model import cov_pca
-    inp, data = _strong_data(p)
-    npc = int(p["npc"])
-    R = len(inp.conditions)
-    if not 1 < npc <= R:
-        raise MashInputError(f"--npc {npc}: must satisfy 1 < npc <= {R} (the number of conditions)")
-    return {out: _labelled(cov_pca(data, npc), inp.conditions)}
+def prior_object(res, U_raw: dict | None = None) -> dict:
+    """An engine's result as the prior RDS ``list(U, w, loglik)`` of the SoS pipeline.
 
-
-def compute_canonical(p: dict, out: Path) -> dict:
-    """``cov_canonical(strong data)``: identity, singletons, equal_effects, simple_het_1..3 (map 1.4)."""
-    from ..model import cov_canonical
-    _, data = _strong_data(p)
-    return {out: _bare(cov_canonical(data))}
-
-
-# --------------------------------------------------------------------------- residual correlation
-
-
-def compute_vhat_identity(p: dict, out: Path) -> dict:
-    """``diag(R)`` without dimnames (map 1.5)."""
-    inp = read_mashr_input(p["data"], require=())
-    return {out: np.eye(len(inp.conditions))}
-
-
-def compute_vhat_simple(p: dict, out: Path) -> dict:
-    """``estimate_null_correlation_simple`` on the null set, ``z_thresh=2`` (map 1.6)."""
-    from ..vhat import vhat_simple
-    inp = load_input(p["data"], require=("null",))
-    V = vhat_simple(inp.null.b, inp.null.s, alpha=naming.alpha_of(p["effect_model"]))
-    return {out: pd.DataFrame(_mat(V), index=inp.conditions, columns=inp.conditions)}
-
-
-def compute_vhat_mle(p: dict, out: Path) -> dict:
-    """``mash_estimate_corr_em`` on (a seeded subset of) the random set, given the prior (map 1.7)."""
-    from ..vhat import vhat_mle
-    prefix = naming.prefix_of(p["data"], p["output_prefix"])
-    U, _ = read_prior_U(naming.prior_file(p["cwd"], prefix, p["effect_model"]))
-    inp = load_input(p["data"], require=("random",))
-    V = vhat_mle(inp.random.b, inp.random.s, _bare(U), alpha=naming.alpha_of(p["effect_model"]),
-                 n_subset=int(p["n_subset"]), max_iter=int(p["max_iter"]), seed=int(p["seed"]))
-    return {out: pd.DataFrame(_mat(V), index=inp.conditions, columns=inp.conditions)}
-
-
-def _null_z(p: dict) -> tuple[pd.DataFrame, list[str]]:
-    inp = load_input(p["data"], require=("null",))
-    return inp.null.b / inp.null.s, inp.conditions
-
-
-def compute_vhat_corshrink_xcondition(p: dict, out: Path) -> dict:
-    """CorShrink of the null z-scores (halfuniform ash; map 1.8)."""
-    from ..vhat import vhat_corshrink
-    z, cond = _null_z(p)
-    V = vhat_corshrink(z)
-    return {out: pd.DataFrame(_mat(V), index=cond, columns=cond)}
-
-
-def compute_vhat_simple_specific(p: dict, out: Path) -> dict:
-    """``nearPD(cov(null z), corr=TRUE, conv.tol=1e-6)`` (map 1.9)."""
-    from ..vhat import vhat_simple_specific
-    z, cond = _null_z(p)
-    V = vhat_simple_specific(z)
-    return {out: pd.DataFrame(_mat(V), index=cond, columns=cond)}
-
-
-# --------------------------------------------------------------------------- priors
-
-
-def _prior_inputs(p: dict):
-    prefix = naming.prefix_of(p["data"], p["output_prefix"])
-    comps = read_components(p)
-    V = read_vhat(_vhat_for_prior(p, prefix))
-    inp, data = _strong_data(p, V)
-    return inp, data, comps
-
-
-def _prior_object(res, U_raw: dict | None = None) -> dict:
+    ``U_raw``: components as read from the component files; they keep their dimnames.
+    """
     U = res["U"] if isinstance(res, dict) else res.U
     w = res["w"] if isinstance(res, dict) else res.w
     loglik = res.get("loglik") if isinstance(res, dict) else getattr(res, "loglik", None)
@@ -210,44 +152,6 @@ def _prior_object(res, U_raw: dict | None = None) -> dict:
     if not isinstance(w, pd.Series):
         w = pd.Series(np.asarray(w, dtype=float), index=list(w.keys()) if isinstance(w, dict) else None)
     return {"U": U, "w": w.astype(float), "loglik": None if loglik is None else float(loglik)}
-
-
-def compute_ed_bovy(p: dict, out: Path) -> dict:
-    """U = c(components, ED_components); w = mash(strong, U) pi with "null" (map 1.12)."""
-    from ..prior import ed_bovy
-    _, data, comps = _prior_inputs(p)
-    return {out: _prior_object(ed_bovy(data, _bare(comps)), comps)}
-
-
-def _ud(p: dict, out: Path, engine: str) -> dict:
-    from .. import prior as prior_mod
-    _, data, comps = _prior_inputs(p)  # validated but ignored, as pecotmr version A (map 1.10)
-    fn = getattr(prior_mod, engine)
-    return {out: _prior_object(fn(data, _bare(comps), seed=int(p["seed"])))}
-
-
-def compute_ud(p: dict, out: Path) -> dict:
-    """udr ``ud_init`` (canonical + 50 Wishart draws) + ``ud_fit`` with ED updates (map 1.10)."""
-    return _ud(p, out, "ud")
-
-
-def compute_ud_unconstrained(p: dict, out: Path) -> dict:
-    """As ``ud`` with TED updates; the engine refuses non-i.i.d. (EE) data clearly (map 1.11)."""
-    return _ud(p, out, "ud_unconstrained")
-
-
-def compute_plot_U(p: dict, out: Path) -> dict:
-    """Heatmaps of the prior in ``data`` (map 1.13); returns the figures for the notebook."""
-    from ..plots import plot_U
-    try:
-        figs = plot_U(str(p["data"]), max_comp=int(p["max_comp"]), to_cor=bool(p["to_cor"]),
-                      tol=float(p["tol"]), remove_label=bool(p["remove_label"]), name=p["name"] or "",
-                      output=out, png=True)
-    except MashInputError as exc:
-        if "tol" in str(exc) and "none of the" in str(exc):
-            raise MashInputError(f"{exc} On the command line: --tol 0") from None
-        raise
-    return {out: figs}
 
 
 # --------------------------------------------------------------------------- mash_fit
@@ -287,7 +191,23 @@ def fitted_g_from_r(g: dict):
         raise MashInputError(f"mash model: fitted_g lacks {exc}; expected list(pi, Ulist, grid, usepointmass)") from None
 
 
-def _posterior_to_r(res, rows: list[str], conds: list[str], with_cov: bool) -> dict:
+def read_fitted_g(model_file, alpha: float):
+    """``fitted_g`` of a ``mash_1`` output, checked against the effect model of this run."""
+    saved = read_rds(model_file)
+    model = saved.get("mash_model") if isinstance(saved, dict) else None
+    if not isinstance(model, dict) or "fitted_g" not in model:
+        raise MashInputError(f"{model_file}: not a mash model file (expected list(mash_model, vhat_file, prior_file))")
+    if float(model.get("alpha", 0.0)) != float(alpha):
+        em = "EZ" if alpha == 1 else "EE"
+        raise MashInputError(
+            f"{model_file}: the model was fitted with alpha={model.get('alpha')} but --effect-model "
+            f"{em} gives alpha={alpha:g}; use the same effect model in both steps")
+    return fitted_g_from_r(model["fitted_g"])
+
+
+def posterior_to_r(res, rows: list[str], conds: list[str], with_cov: bool = True) -> dict:
+    """Posterior matrices as the R list ``(PosteriorMean, PosteriorSD, lfdr, NegativeProb, lfsr,
+    PosteriorCov)`` with rows = variants and columns = conditions (PosteriorCov R x R x J)."""
     out = {}
     for key in ("PosteriorMean", "PosteriorSD", "lfdr", "NegativeProb", "lfsr"):
         x = _get(res, key)
@@ -305,7 +225,7 @@ def mash_result_to_r(m, rows: list[str], conds: list[str]) -> RList:
     """A :class:`~mashlib.MashResult` as mashr's ``"mash"`` list (map 1.14)."""
     if hasattr(m, "to_r"):
         return m.to_r()
-    res = _posterior_to_r(_get(m, "result") or {}, rows, conds, with_cov=True)
+    res = posterior_to_r(_get(m, "result") or {}, rows, conds, with_cov=True)
     res.pop("lfdr", None)  # mash() drops lfdr unless output_lfdr
     out = RList(r_class="mash")
     out["result"] = res
@@ -329,54 +249,3 @@ def mash_result_to_r(m, rows: list[str], conds: list[str]) -> RList:
     return out
 
 
-def compute_mash_1(p: dict, out: Path) -> dict:
-    """Fit mash on the random set with the prior's U (map 1.14)."""
-    from ..model import mash
-    U, _ = read_prior_U(p["prior_data"])
-    V = read_vhat(p["vhat_data"])
-    inp = load_input(p["data"], require=("random",))
-    data = make_data(inp.random.b, inp.random.s, naming.alpha_of(p["effect_model"]), V)
-    m = mash(data, _bare(U), outputlevel=int(p["output_level"]))
-    model = mash_result_to_r(m, list(inp.random.b.index), inp.conditions)
-    return {out: {"mash_model": model, "vhat_file": str(p["vhat_data"]), "prior_file": str(p["prior_data"])}}
-
-
-def compute_mash_2(p: dict, out: Path, model_file: Path) -> dict:
-    """Posterior matrices for the strong set under the fitted model (map 1.15)."""
-    from ..model import mash_compute_posterior_matrices
-    saved = read_rds(model_file)
-    model = saved.get("mash_model") if isinstance(saved, dict) else None
-    if not isinstance(model, dict) or "fitted_g" not in model:
-        raise MashInputError(f"{model_file}: not a mash model file (expected list(mash_model, vhat_file, prior_file))")
-    V = read_vhat(p["vhat_data"])
-    alpha = naming.alpha_of(p["effect_model"])
-    if float(model.get("alpha", 0.0)) != alpha:
-        raise MashInputError(
-            f"{model_file}: the model was fitted with alpha={model.get('alpha')} but --effect-model "
-            f"{p['effect_model']} gives alpha={alpha:g}; use the same effect model in both steps")
-    inp = load_input(p["data"], require=("strong",))
-    data = make_data(inp.strong.b, inp.strong.s, alpha, V)
-    g = fitted_g_from_r(model["fitted_g"])
-    res = mash_compute_posterior_matrices(g, data, output_posterior_cov=True)
-    post = _posterior_to_r(res, list(inp.strong.b.index), inp.conditions, with_cov=True)
-    if "lfdr" not in post:
-        raise MashInputError("posterior engine returned no lfdr")  # pragma: no cover
-    return {out: post}
-
-
-STEP_COMPUTE = {
-    "flash": compute_flash,
-    "flash_nonneg": compute_flash_nonneg,
-    "pca": compute_pca,
-    "canonical": compute_canonical,
-    "vhat_identity": compute_vhat_identity,
-    "vhat_simple": compute_vhat_simple,
-    "vhat_mle": compute_vhat_mle,
-    "vhat_corshrink_xcondition": compute_vhat_corshrink_xcondition,
-    "vhat_simple_specific": compute_vhat_simple_specific,
-    "ud": compute_ud,
-    "ud_unconstrained": compute_ud_unconstrained,
-    "ed_bovy": compute_ed_bovy,
-    "plot_U": compute_plot_U,
-    "mash_1": compute_mash_1,
-}

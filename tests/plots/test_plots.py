@@ -215,3 +215,33 @@ def test_unlabelled_components_borrow_condition_names():
     assert _titles(figs) == ["ED_PCA_1 w = 0.6", "PCA_1 w = 0.4"]
     ticks = [[t.get_text() for t in ax.get_xticklabels()] for ax in figs[0].axes[:2]]
     assert ticks == [["a", "b", "c"], ["a", "b", "c"]]
+
+
+def test_plot_U_readable_at_34_and_60_conditions(tmp_path):
+    """Beyond 20 conditions: panels grow, labels sized to the cells (>= 5 pt), rotated 90 degrees,
+    no two x labels overlap, and the PNG is written at 150 dpi."""
+    from mashlib.plots import plot_component
+    for n in (34, 60):
+        names = [f"Tissue_with_a_long_name_{i}" for i in range(n)]
+        rng = np.random.default_rng(n)
+        U = {}
+        for k in range(2):
+            a = rng.normal(size=(n, 2))
+            U[f"c{k}"] = pd.DataFrame(a @ a.T + np.eye(n), index=names, columns=names)
+        prior = {"U": U, "w": {f"c{k}": 0.5 for k in range(2)}}
+        fig = plot_U(prior)[0]
+        ax = fig.axes[0]
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        FigureCanvasAgg(fig).draw()
+        labels = ax.get_xticklabels()
+        assert all(t.get_rotation() == 90 for t in labels) and labels[0].get_fontsize() >= 5
+        boxes = [t.get_window_extent() for t in labels]
+        assert all(boxes[i].x1 <= boxes[i + 1].x0 + 0.5 for i in range(n - 1)), "x labels overlap"
+        if n == 34:
+            out = tmp_path / f"p{n}.pdf"
+            plot_U({"U": {"c0": U["c0"]}, "w": {"c0": 1.0}}, output=out)
+            from PIL import Image
+            with Image.open(out.with_suffix(".png")) as im:
+                assert round(im.info["dpi"][0]) == 150
+        one = plot_component(U["c0"], "c0", w=0.25)
+        assert [t.get_text() for t in one.axes[0].get_xticklabels()] == names

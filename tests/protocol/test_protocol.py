@@ -70,8 +70,14 @@ def test_plan_follows_sos_dependencies():
 def test_ed_bovy_chain_outputs_match_r(chain, golden):
     cwd, outs, lines = chain
     assert outs == [cwd / f"{PFX}.EE.prior.rds"]
-    assert [ln.split("]")[0][1:] for ln in lines] == ["flash", "flash_nonneg", "pca", "canonical",
-                                                      "vhat_simple", "ed_bovy"]
+    steps_run = list(dict.fromkeys(ln.split("]")[0][1:] for ln in lines))
+    assert steps_run == ["flash", "flash_nonneg", "pca", "canonical", "vhat_simple", "ed_bovy"]
+    # one line when each step starts (with why) and one when it ends (with the elapsed time)
+    assert [ln for ln in lines if " start " in ln][0].startswith("[flash] start (no output yet): ")
+    assert sum(" wrote " in ln and ln.rstrip().endswith(" s") for ln in lines) == 6
+    assert any(ln.startswith("[ed_bovy] extreme deconvolution: 17 strong rows x 16 components x 8 conditions")
+               for ln in lines)
+    assert any(ln.startswith("[ed_bovy] ED iteration") for ln in lines)   # the engine's progress
     # flash finds no factor on 17 rows: an empty list, as R
     assert read_rds(cwd / f"{PFX}.flash.rds") in ([], {})
     can = read_rds(cwd / f"{PFX}.canonical.rds")
@@ -111,7 +117,8 @@ def test_changed_parameter_or_newer_input_reruns(tmp_path, protocol_fixture):
     lines = []
     protocol.pca(data=str(protocol_fixture), cwd=str(tmp_path), npc=2, log=lines.append)
     protocol.pca(data=str(protocol_fixture), cwd=str(tmp_path), npc=3, log=lines.append)
-    assert "wrote" in lines[1]
+    assert "wrote" in lines[-1]
+    assert "[pca] start (parameter npc 2 -> 3 changed; overwrites the previous output)" in lines[-2]
     assert list(read_rds(tmp_path / f"{PFX}.pca.rds")) == ["PCA_1", "PCA_2", "PCA_3", "tPCA"]
     data = tmp_path / "in.rds"
     data.write_bytes(protocol_fixture.read_bytes())
@@ -167,10 +174,14 @@ def _small_prior(path, data_path):
 def test_vhat_mle_step_equals_library(tmp_path, protocol_fixture):
     from mashlib.vhat import vhat_mle
     U = _small_prior(tmp_path / f"{PFX}.EE.prior.rds", protocol_fixture)
-    p = protocol.resolve_params("mixture_prior", "vhat_mle", dict(data=str(protocol_fixture), cwd=str(tmp_path),
-                                                                    vhat="mle", max_iter=2))
-    out = naming.vhat_file(tmp_path, PFX, "EE", "mle")
-    res = steps.compute_vhat_mle(p, out)[out]
+    from mashlib.protocol.cells import Params
+    from mashlib.protocol.nbcode import exec_step
+    p = protocol.check_inputs("mixture_prior", "vhat_mle", dict(data=str(protocol_fixture), cwd=str(tmp_path),
+                                                                vhat="mle", max_iter=2))
+    P = Params(p, "mixture_prior", "vhat_mle", ["vhat_mle"], log=lambda s: None)
+    P.checked.add("ed_bovy")                       # take the prior written above as it is
+    exec_step("mixture_prior", "vhat_mle", P)      # the notebook's vhat_mle cell, in-process
+    res = read_rds(naming.vhat_file(tmp_path, PFX, "EE", "mle"))
     inp = steps.load_input(protocol_fixture)
     ref = vhat_mle(inp.random.b, inp.random.s, U, alpha=0, n_subset=6000, max_iter=2, seed=999)
     np.testing.assert_allclose(res.to_numpy(), np.asarray(ref), atol=1e-12)
@@ -249,9 +260,8 @@ def test_mash_fit_errors(fitted, protocol_fixture, tmp_path):
     assert list(tmp_path.iterdir()) == []
     # a model fitted with EE cannot give EZ posteriors
     kw.pop("log")
-    p = protocol.resolve_params("mash_fit", "mash", dict(kw, prior_data=str(cwd / "prior.rds"), effect_model="EZ"))
     with pytest.raises(MashInputError, match="alpha"):
-        steps.compute_mash_2(p, tmp_path / "x.rds", outs[0])
+        steps.read_fitted_g(outs[0], alpha=1.0)
     outs2 = protocol.mash(prior_data=str(cwd / "prior.rds"), compute_posterior=False, output_prefix="np",
                           log=lambda s: None, **kw)
     assert [o.name for o in outs2] == ["np.EE.mash_model.rds"]
@@ -267,7 +277,7 @@ def test_bad_parameters():
         protocol.run_workflow("mixture_prior", "pca", data="x.rds", npcs=3)
     with pytest.raises(MashInputError, match="unknown --vhat"):
         protocol.run_workflow("mixture_prior", "pca", data="x.rds", vhat="bogus")
-    with pytest.raises(MashInputError, match="--data x.rds: file not found"):
+    with pytest.raises(MashInputError, match=r"--data \S*/x.rds: file not found"):
         protocol.run_workflow("mixture_prior", "pca", data="x.rds")
     with pytest.raises(MashInputError, match="npc"):
         protocol.run_workflow("mixture_prior", "pca", data="x.rds", npc="two")
@@ -286,7 +296,8 @@ def test_other_input_file_with_older_mtime_reruns(tmp_path, protocol_fixture):
     lines = []
     protocol.pca(data=str(a), output_prefix="x", cwd=str(tmp_path), log=lines.append)
     protocol.pca(data=str(b), output_prefix="x", cwd=str(tmp_path), log=lines.append)
-    assert "wrote" in lines[0] and "wrote" in lines[1]
+    assert [ln.split()[1] for ln in lines] == ["start", "wrote", "start", "wrote"]
+    assert "input b.rds changed (another file than last time)" in lines[2]
 
 
 def test_mash_fit_on_ed_bovy_prior_matches_r(chain, golden, protocol_fixture):
