@@ -112,9 +112,11 @@ def test_write_rds_under_a_regular_file(tmp_path):
 def _notebook_dir(tmp_path, body: str) -> Path:
     nbformat = pytest.importorskip("nbformat", reason="needs nbformat (mashlib[notebooks])")
     pytest.importorskip("papermill", reason="needs papermill (mashlib[notebooks])")
-    src = Path(__file__).resolve().parents[2] / "notebooks" / "mixture_prior.ipynb"
+    src = Path(__file__).resolve().parents[2] / "mashlib" / "protocol" / "notebooks" / "mixture_prior.ipynb"
     nb = nbformat.read(str(src), as_version=4)
-    nb.cells[2].source = body
+    # the cell that computes the `canonical` step (what `mashlib run mixture_prior canonical` runs)
+    (cell,) = [c for c in nb.cells if {"section:canonical", "compute"} <= set(c.metadata.get("tags", []))]
+    cell.source = body
     d = tmp_path / "nbs"
     d.mkdir()
     nbformat.write(nb, str(d / "mixture_prior.ipynb"))
