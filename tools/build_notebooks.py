@@ -178,7 +178,7 @@ and their sum weighted by the squared singular values, `tPCA` (mashr's `cov_pca`
              """s = protocol.step("pca", p)
 if s.needed:
     inp, data = protocol.strong_data(p)
-    U = ml.cov_pca(data, p["npc"])                  # PCA_1 .. PCA_npc, tPCA
+    U = ml.cov_pca(data, p.npc)                  # PCA_1 .. PCA_npc, tPCA
     s.save(protocol.with_dimnames(U, inp.conditions))"""),
     _section("canonical", "## `canonical`: canonical covariances",
              """The obvious patterns (mashr's `cov_canonical`): `identity` (independent effects), one
@@ -194,14 +194,14 @@ if s.needed:
              """$\\hat V = I$ (no sample overlap between conditions).""",
              """s = protocol.step("vhat_identity", p)
 if s.needed:
-    inp = protocol.load_input(p["data"], require=())
+    inp = protocol.load_input(p.data, require=())
     s.save(np.eye(len(inp.conditions)))             # diag(R), no dimnames"""),
     _section("vhat_simple", "## `vhat_simple`: correlation of null z-scores (default)",
              """mashr's `estimate_null_correlation_simple` on the **null** set: the correlation of the
 z-scores of the effects with all $|z| < 2$.""",
              """s = protocol.step("vhat_simple", p)
 if s.needed:
-    inp = protocol.load_input(p["data"], require=("null",))
+    inp = protocol.load_input(p.data, require=("null",))
     V = ml.vhat_simple(inp.null.b, inp.null.s, alpha=p.alpha)   # z_thresh = 2
     s.save(protocol.with_dimnames(V, inp.conditions))"""),
     _section("vhat_corshrink_xcondition", "## `vhat_corshrink_xcondition`: adaptive shrinkage of the null correlations",
@@ -209,7 +209,7 @@ if s.needed:
 correlations) of the null z-scores.""",
              """s = protocol.step("vhat_corshrink_xcondition", p)
 if s.needed:
-    inp = protocol.load_input(p["data"], require=("null",))
+    inp = protocol.load_input(p.data, require=("null",))
     V = ml.vhat_corshrink(inp.null.b / inp.null.s)
     s.save(protocol.with_dimnames(V, inp.conditions))"""),
     _section("vhat_simple_specific", "## `vhat_simple_specific`: nearest correlation matrix",
@@ -217,7 +217,7 @@ if s.needed:
 z-score covariance (Higham 2002).""",
              """s = protocol.step("vhat_simple_specific", p)
 if s.needed:
-    inp = protocol.load_input(p["data"], require=("null",))
+    inp = protocol.load_input(p.data, require=("null",))
     V = ml.vhat_simple_specific(inp.null.b / inp.null.s)
     s.save(protocol.with_dimnames(V, inp.conditions))"""),
     _section("ud", "# Mixture prior\n\nThe candidates, refined under the measurement-error model and "
@@ -232,7 +232,7 @@ if s.needed:
     U0 = protocol.read_components(p)
     s.announce(f"ud_fit: {data.n_effects} strong rows x {data.n_conditions} conditions, up to 1000 iterations")
     with s.progress():
-        prior = ml.ud(data, protocol.bare(U0), seed=p["seed"], verbose=True)
+        prior = ml.ud(data, protocol.bare(U0), seed=p.seed, verbose=True)
     s.save(protocol.prior_object(prior))           # list(U, w, loglik)"""),
     _section("ud_unconstrained", "## `ud_unconstrained`: ultimate deconvolution (TED updates)",
              """As `ud` with TED updates, which need i.i.d. data: z-scores (`effect_model = "EZ"`).""",
@@ -241,7 +241,7 @@ if s.needed:
     inp, data = protocol.strong_data(p, V=protocol.read_vhat(protocol.prior_vhat_file(p)))
     U0 = protocol.read_components(p)
     with s.progress():
-        prior = ml.ud_unconstrained(data, protocol.bare(U0), seed=p["seed"], verbose=True)
+        prior = ml.ud_unconstrained(data, protocol.bare(U0), seed=p.seed, verbose=True)
     s.save(protocol.prior_object(prior))"""),
     _section("ed_bovy", "## `ed_bovy`: extreme deconvolution (the default engine)",
              """Bovy et al.'s extreme deconvolution (mashr's `cov_ed`) refines every candidate by EM
@@ -264,10 +264,10 @@ first (made with `V_simple`).""",
              """s = protocol.step("vhat_mle", p)
 if s.needed:
     U, _ = protocol.read_prior_U(protocol.prior_file(p))
-    inp = protocol.load_input(p["data"], require=("random",))
+    inp = protocol.load_input(p.data, require=("random",))
     with s.progress():
         V = ml.vhat_mle(inp.random.b, inp.random.s, protocol.bare(U), alpha=p.alpha,
-                        n_subset=p["n_subset"], max_iter=p["max_iter"], seed=p["seed"])
+                        n_subset=p.n_subset, max_iter=p.max_iter, seed=p.seed)
     s.save(protocol.with_dimnames(V, inp.conditions))"""),
     _section("plot_U", "# Plot patterns of sharing\n\n## `plot_U`: heatmaps of the prior components",
              """One heatmap per component with weight > `tol`, ordered by weight (`U / max(diag U)`,
@@ -275,8 +275,8 @@ or correlations with `to_cor`), as a PDF named after `data` (and a 150-dpi PNG p
 Here `data` is a prior RDS written above.""",
              """s = protocol.step("plot_U", p)
 if s.needed:
-    ml.plot_U(p["data"], max_comp=p["max_comp"], to_cor=p["to_cor"], tol=p["tol"],
-              remove_label=p["remove_label"], name=p["name"], output=s.output, png=True)
+    ml.plot_U(p.data, max_comp=p.max_comp, to_cor=p.to_cor, tol=p.tol,
+              remove_label=p.remove_label, name=p.name, output=s.output, png=True)
     s.save()                                        # the PDF (and PNGs) written by plot_U"""),
 ]
 
@@ -317,16 +317,16 @@ every covariance x grid scale, then the weights $\\pi$ by mix-SQP (with mashr's 
 weight). Main references: the mashr vignettes (eQTL outline, FLASH prior).""",
              """s = protocol.step("mash_1", p)
 if s.needed:
-    U, _ = protocol.read_prior_U(p["prior_data"])   # prior$U of mixture_prior
-    V = protocol.read_vhat(p["vhat_data"])
-    inp = protocol.load_input(p["data"], require=("random",))
+    U, _ = protocol.read_prior_U(p.prior_data)   # prior$U of mixture_prior
+    V = protocol.read_vhat(p.vhat_data)
+    inp = protocol.load_input(p.data, require=("random",))
     data = ml.mash_set_data(inp.random.b, inp.random.s, alpha=p.alpha, V=V, zero_Bhat_Shat_reset=1000)
     s.announce(f"mash: {data.n_effects} random rows x {len(U)} covariances x {data.n_conditions} conditions")
     with s.progress():
-        m = ml.mash(data, protocol.bare(U), outputlevel=p["output_level"], memory_bytes=p.memory_bytes,
+        m = ml.mash(data, protocol.bare(U), outputlevel=p.output_level, memory_bytes=p.memory_bytes,
                     verbose=True)
     s.save({"mash_model": protocol.mash_result_to_r(m, list(inp.random.b.index), inp.conditions),
-            "vhat_file": p["vhat_data"], "prior_file": p["prior_data"]})""",
+            "vhat_file": p.vhat_data, "prior_file": p.prior_data})""",
              command=""),
     _section("mash_2", "## `mash_2`: posteriors for the strong set",
              """The fitted model applied to the strong set (mashr's `mash_compute_posterior_matrices`):
@@ -336,8 +336,8 @@ Skipped with `compute_posterior = False`.""",
              """s = protocol.step("mash_2", p)
 if s.needed:
     g = protocol.read_fitted_g(protocol.mash_model_file(p), alpha=p.alpha)   # fitted_g of mash_1
-    V = protocol.read_vhat(p["vhat_data"])
-    inp = protocol.load_input(p["data"], require=("strong",))
+    V = protocol.read_vhat(p.vhat_data)
+    inp = protocol.load_input(p.data, require=("strong",))
     data = ml.mash_set_data(inp.strong.b, inp.strong.s, alpha=p.alpha, V=V, zero_Bhat_Shat_reset=1000)
     post = ml.mash_compute_posterior_matrices(g, data, output_posterior_cov=True, memory_bytes=p.memory_bytes)
     s.save(protocol.posterior_to_r(post, list(inp.strong.b.index), inp.conditions))""",

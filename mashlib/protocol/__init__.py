@@ -28,13 +28,13 @@ from . import naming
 from .cells import Params, StepRun, prepare, run_step, run_workflow, step
 from .chain import STEPS, check_inputs, plan, resolve_params, why_rerun
 from .display import posterior_summary, results, show
-from .params import NOTEBOOKS, PARAMS, WORKFLOWS, defaults, workflow_names
+from .params import NOTEBOOKS, PARAMS, WORKFLOWS, Options, defaults, options_class, workflow_names
 from .steps import (bare, fitted_g_from_r, load_input, mash_model_file, mash_result_to_r, posterior_to_r,
                     prior_file, prior_object, prior_vhat_file, read_components, read_fitted_g, read_prior_U,
                     read_vhat, strong_data, with_dimnames)
 
 __all__ = ["run_workflow", "check_inputs", "plan", "resolve_params", "run_step", "why_rerun", "STEPS",
-           "NOTEBOOKS", "PARAMS", "WORKFLOWS", "defaults", "workflow_names", "naming",
+           "NOTEBOOKS", "PARAMS", "WORKFLOWS", "Options", "options_class", "defaults", "workflow_names", "naming",
            "Params", "StepRun", "prepare", "step", "show", "results", "posterior_summary",
            "bare", "fitted_g_from_r", "load_input", "mash_model_file", "mash_result_to_r", "posterior_to_r",
            "prior_file", "prior_object", "prior_vhat_file", "read_components", "read_fitted_g", "read_prior_U",

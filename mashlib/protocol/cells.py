@@ -5,7 +5,7 @@ A section of a workflow notebook computes one step in a few lines::
     s = protocol.step("pca", p)              # outputs, skip-if-up-to-date, producers
     if s.needed:
         inp, data = protocol.strong_data(p)  # the strong set, read the protocol's way
-        U = ml.cov_pca(data, p["npc"])       # the engine call
+        U = ml.cov_pca(data, p.npc)       # the engine call
         s.save(protocol.with_dimnames(U, inp.conditions))   # RDS + sidecar, atomically
 
 The library keeps file naming, sidecars and chaining (:mod:`mashlib.protocol.chain`):
@@ -48,7 +48,11 @@ EXAMPLE = {
 
 
 class Params(dict):
-    """The resolved parameters of one run (a dict, as the steps read them) and its state.
+    """The resolved parameters of one run and its state.
+
+    The values are those of the notebook's frozen :class:`~mashlib.protocol.params.Options`
+    (from :func:`~mashlib.protocol.resolve_params`), readable as attributes (``p.npc``) or
+    items; the attributes below are the run's own state.
 
     Attributes
     ----------
@@ -71,6 +75,13 @@ class Params(dict):
         self.log = log or print
         self.example, self.interactive = example, interactive
         self.checked: set[str] = set()
+
+    def __getattr__(self, name):
+        # the parameters read as attributes, as on the resolved Options (p.effect_model)
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(f"{type(self).__name__} has no parameter or attribute {name!r}") from None
 
     @property
     def alpha(self) -> float:
@@ -341,7 +352,7 @@ class StepRun:
             raise MashInputError(f"[{self.name}] save() on a step that does not run (guard it with `if s.needed:`)")
         if self.output.suffix == ".rds":
             from ..io import write_rds
-            Path(self.p["cwd"]).mkdir(parents=True, exist_ok=True)
+            Path(self.p.cwd).mkdir(parents=True, exist_ok=True)
             write_rds(self.output, obj)
         elif not self.output.is_file():
             raise MashInputError(f"[{self.name}] did not write {self.output}")

@@ -31,7 +31,7 @@ from .._atomic import atomic_path
 from .._errors import MashInputError
 from .._validation import check_writable_dir
 from . import naming, steps
-from .params import PARAMS, WORKFLOWS, defaults
+from .params import PARAMS, WORKFLOWS, Options, defaults, options_class
 
 __all__ = ["Step", "STEPS", "resolve_params", "plan", "plan_resolved", "check_inputs", "why_rerun",
            "code_digest", "write_sidecar", "missing_message", "workflow_steps"]
@@ -52,42 +52,42 @@ class Step:
 
 
 def _prefix(p):
-    return naming.prefix_of(p["data"], p["output_prefix"])
+    return naming.prefix_of(p.data, p.output_prefix)
 
 
 def _comp_step(c):
-    return Step(c, lambda p, c=c: [naming.component_file(p["cwd"], _prefix(p), c)],
-                lambda p: [(Path(p["data"]), None)], ("effect_model",) + (("npc",) if c == "pca" else ()))
+    return Step(c, lambda p, c=c: [naming.component_file(p.cwd, _prefix(p), c)],
+                lambda p: [(Path(p.data), None)], ("effect_model",) + (("npc",) if c == "pca" else ()))
 
 
 def _vhat_step(method, extra=(), needs_prior=False):
     wf = naming.vhat_workflow(method)
 
     def inputs(p):
-        ins = [(Path(p["data"]), None)]
+        ins = [(Path(p.data), None)]
         if needs_prior:
-            ins.append((naming.prior_file(p["cwd"], _prefix(p), p["effect_model"]), "ed_bovy"))
+            ins.append((naming.prior_file(p.cwd, _prefix(p), p.effect_model), "ed_bovy"))
         return ins
-    return Step(wf, lambda p: [naming.vhat_file(p["cwd"], _prefix(p), p["effect_model"], method)],
+    return Step(wf, lambda p: [naming.vhat_file(p.cwd, _prefix(p), p.effect_model, method)],
                 inputs, ("effect_model",) + tuple(extra))
 
 
 def _prior_step(name):
     def inputs(p):
         prefix = _prefix(p)
-        ins = [(Path(p["data"]), None)]
-        ins += [(naming.component_file(p["cwd"], prefix, c), c) for c in p["mixture_components"]]
-        v = naming.vhat_method(p["vhat"])
+        ins = [(Path(p.data), None)]
+        ins += [(naming.component_file(p.cwd, prefix, c), c) for c in p.mixture_components]
+        v = naming.vhat_method(p.vhat)
         v = "simple" if v == "mle" else v
-        ins.append((naming.vhat_file(p["cwd"], prefix, p["effect_model"], v), naming.vhat_workflow(v)))
+        ins.append((naming.vhat_file(p.cwd, prefix, p.effect_model, v), naming.vhat_workflow(v)))
         return ins
     extra = ("seed",) if name.startswith("ud") else ()
-    return Step(name, lambda p: [naming.prior_file(p["cwd"], _prefix(p), p["effect_model"])], inputs,
+    return Step(name, lambda p: [naming.prior_file(p.cwd, _prefix(p), p.effect_model)], inputs,
                 ("effect_model", "mixture_components") + extra)
 
 
 def _mash_model(p):
-    return naming.mash_model_file(p["cwd"], _prefix(p), p["effect_model"])
+    return naming.mash_model_file(p.cwd, _prefix(p), p.effect_model)
 
 
 STEPS: dict[str, Step] = {c: _comp_step(c) for c in naming.COMPONENTS}
@@ -100,22 +100,22 @@ STEPS.update({
     "ud": _prior_step("ud"),
     "ud_unconstrained": _prior_step("ud_unconstrained"),
     "ed_bovy": _prior_step("ed_bovy"),
-    "plot_U": Step("plot_U", lambda p: [naming.plot_file(p["cwd"], p["data"], p["name"])],
-                   lambda p: [(Path(p["data"]), None)],
+    "plot_U": Step("plot_U", lambda p: [naming.plot_file(p.cwd, p.data, p.name)],
+                   lambda p: [(Path(p.data), None)],
                    ("max_comp", "to_cor", "tol", "remove_label", "name")),
     "mash_1": Step("mash_1", lambda p: [_mash_model(p)],
-                   lambda p: [(Path(p["data"]), None), (Path(p["vhat_data"]), None),
-                              (Path(p["prior_data"]), None)],
+                   lambda p: [(Path(p.data), None), (Path(p.vhat_data), None),
+                              (Path(p.prior_data), None)],
                    ("effect_model", "output_level"), "mash_fit"),
-    "mash_2": Step("mash_2", lambda p: [naming.posterior_file(p["cwd"], _prefix(p), p["effect_model"])],
-                   lambda p: [(Path(p["data"]), None), (Path(p["vhat_data"]), None), (_mash_model(p), "mash_1")],
+    "mash_2": Step("mash_2", lambda p: [naming.posterior_file(p.cwd, _prefix(p), p.effect_model)],
+                   lambda p: [(Path(p.data), None), (Path(p.vhat_data), None), (_mash_model(p), "mash_1")],
                    ("effect_model",), "mash_fit"),
 })
 
 
 def workflow_steps(notebook: str, workflow: str, p: dict) -> list[str]:
     if notebook == "mash_fit":
-        return ["mash_1", "mash_2"] if p["compute_posterior"] else ["mash_1"]
+        return ["mash_1", "mash_2"] if p.compute_posterior else ["mash_1"]
     return [workflow]
 
 
@@ -132,8 +132,11 @@ def _as_bool(name, v) -> bool:
     raise MashInputError(f"--{name.replace('_', '-')}: expected true/false, got {v!r}")
 
 
-def resolve_params(notebook: str, workflow: str, params: dict[str, Any]) -> dict[str, Any]:
+def resolve_params(notebook: str, workflow: str, params: dict[str, Any]) -> Options:
     """Fill defaults, check names and types, normalise values (``effect_model``, lists, paths).
+
+    Returns the notebook's frozen :class:`~mashlib.protocol.params.Options` dataclass
+    (``p.effect_model``; also readable as a mapping).
 
     Raises
     ------
@@ -201,7 +204,7 @@ def resolve_params(notebook: str, workflow: str, params: dict[str, Any]) -> dict
             if not p[k]:
                 raise MashInputError(f"mash_fit: --{k.replace('_', '-')} is required (written by step 1, "
                                      f"mashlib run mixture_prior ed_bovy)")
-    return p
+    return options_class(notebook)(**p)
 
 
 # --------------------------------------------------------------------------- signatures
@@ -329,7 +332,7 @@ def check_inputs(notebook: str, workflow: str, params: dict) -> dict:
     with one line and writes nothing.
     """
     p = resolve_params(notebook, workflow, params)
-    check_writable_dir(p["cwd"], "--cwd")
+    check_writable_dir(p.cwd, "--cwd")
     for name in workflow_steps(notebook, workflow, p):
         step = STEPS[name]
         for path, producer in step.inputs(p):
@@ -337,9 +340,9 @@ def check_inputs(notebook: str, workflow: str, params: dict) -> dict:
                 raise MashInputError(missing_message(path, step, p))
     # a prior given by the user must be a prior (list(U, w)), not e.g. the mashr input
     if notebook == "mash_fit":
-        steps.read_prior_U(p["prior_data"])
+        steps.read_prior_U(p.prior_data)
     elif workflow == "plot_U" and not p.get("name"):
-        steps.read_prior_U(p["data"])
+        steps.read_prior_U(p.data)
     return p
 
 

@@ -8,9 +8,11 @@ from the notebook, so the notebook is what users see and edit.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["Param", "NOTEBOOKS", "WORKFLOWS", "PARAMS", "TASK_OPTIONS_IGNORED", "defaults", "workflow_names"]
+__all__ = ["Param", "NOTEBOOKS", "WORKFLOWS", "PARAMS", "TASK_OPTIONS_IGNORED", "defaults", "workflow_names",
+           "Options", "options_class"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,6 +89,45 @@ WORKFLOWS: dict[str, dict[str, str]] = {
 }
 
 NOTEBOOKS = tuple(PARAMS)
+
+
+class Options(Mapping):
+    """The resolved parameters of one notebook run: a frozen dataclass, one field per parameter.
+
+    Made by :func:`mashlib.protocol.resolve_params` from the table above (the field types are
+    those of the defaults), so a reader follows ``p.effect_model`` from the command line
+    (``--effect-model``) to the engine call. It is also a read-only mapping (``p["npc"]``,
+    ``dict(p)``, ``dict(p, workflow=...)``), which is what papermill injects into a notebook.
+    """
+
+    def __getitem__(self, key):
+        if key not in self.__dataclass_fields__:
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def __iter__(self):
+        return iter(self.__dataclass_fields__)
+
+    def __len__(self):
+        return len(self.__dataclass_fields__)
+
+
+def _make_options(notebook: str) -> type:
+    fields = [(p.name, type(p.default), dataclasses.field(default=None)) for p in PARAMS[notebook]]
+    cls_name = "".join(w.capitalize() for w in notebook.split("_")) + "Options"
+    return dataclasses.make_dataclass(cls_name, fields, bases=(Options,), frozen=True, eq=True,
+                                      namespace={"__doc__": f"Resolved parameters of the ``{notebook}`` notebook "
+                                                            f"(see :class:`Options`)."})
+
+
+_OPTIONS: dict[str, type] = {}
+
+
+def options_class(notebook: str) -> type:
+    """The :class:`Options` dataclass of ``notebook`` (one field per row of its parameter table)."""
+    if notebook not in _OPTIONS:
+        _OPTIONS[notebook] = _make_options(notebook)
+    return _OPTIONS[notebook]
 
 
 def defaults(notebook: str) -> dict[str, Any]:

@@ -57,10 +57,10 @@ def _bare(U: dict) -> dict:
 
 def read_components(p: dict) -> dict:
     """Concatenate the component files in ``mixture_components`` order (R's ``do.call(c, ...)``)."""
-    prefix = naming.prefix_of(p["data"], p["output_prefix"])
+    prefix = naming.prefix_of(p.data, p.output_prefix)
     comps: dict[str, Any] = {}
-    for c in p["mixture_components"]:
-        obj = read_rds(naming.component_file(p["cwd"], prefix, c))
+    for c in p.mixture_components:
+        obj = read_rds(naming.component_file(p.cwd, prefix, c))
         if isinstance(obj, list) and not obj:  # R's empty list()
             obj = {}
         if not isinstance(obj, dict):
@@ -100,26 +100,26 @@ def read_prior_U(path) -> tuple[dict, Any]:
 def prior_vhat_file(p: dict) -> Path:
     """The V the prior steps use: ``{prefix}.{EM}.V_<vhat>.rds``, V_simple when ``vhat = mle``
     (V_mle itself needs a prior: the dependency loop of map 1.7)."""
-    v = naming.vhat_method(p["vhat"])
-    prefix = naming.prefix_of(p["data"], p["output_prefix"])
-    return naming.vhat_file(p["cwd"], prefix, p["effect_model"], "simple" if v == "mle" else v)
+    v = naming.vhat_method(p.vhat)
+    prefix = naming.prefix_of(p.data, p.output_prefix)
+    return naming.vhat_file(p.cwd, prefix, p.effect_model, "simple" if v == "mle" else v)
 
 
 def prior_file(p: dict) -> Path:
     """``{cwd}/{prefix}.{EM}.prior.rds``: the prior that ``ed_bovy``/``ud`` write."""
-    return naming.prior_file(p["cwd"], naming.prefix_of(p["data"], p["output_prefix"]), p["effect_model"])
+    return naming.prior_file(p.cwd, naming.prefix_of(p.data, p.output_prefix), p.effect_model)
 
 
 def mash_model_file(p: dict) -> Path:
     """``{cwd}/{prefix}.{EM}.mash_model.rds``: the model that ``mash_1`` writes."""
-    return naming.mash_model_file(p["cwd"], naming.prefix_of(p["data"], p["output_prefix"]), p["effect_model"])
+    return naming.mash_model_file(p.cwd, naming.prefix_of(p.data, p.output_prefix), p.effect_model)
 
 
 def strong_data(p: dict, V=None):
     """The strong set as the protocol reads it: ``(MashrInput, mash_set_data(strong.b, strong.s,
     alpha, V, zero_Bhat_Shat_reset=1000))`` with NA b -> 0 and NA s -> 1000 (map 1.0)."""
-    inp = load_input(p["data"], require=("strong",))
-    return inp, make_data(inp.strong.b, inp.strong.s, naming.alpha_of(p["effect_model"]), V)
+    inp = load_input(p.data, require=("strong",))
+    return inp, make_data(inp.strong.b, inp.strong.s, naming.alpha_of(p.effect_model), V)
 
 
 def with_dimnames(x, conditions: list[str]):

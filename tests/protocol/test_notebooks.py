@@ -57,9 +57,12 @@ def test_one_section_per_step_with_its_library_calls(nb):
 
 
 def _fake_params(nb):
+    from mashlib.protocol.params import options_class
+
     p = protocol.defaults(nb)
     p.update(data="/x/d.rds", cwd="/x", output_prefix="d", vhat_data="/x/v.rds", prior_data="/x/p.rds")
-    return p
+    cls = options_class(nb)
+    return cls(**{k: v for k, v in p.items() if k in cls.__dataclass_fields__})
 
 
 @pytest.mark.parametrize("nb", list(PARAMS))
@@ -121,7 +124,7 @@ def test_editing_a_cell_in_jupyterlab_reruns_its_step(tmp_path, protocol_fixture
     import linecache
     p = protocol.check_inputs("mixture_prior", "pca", dict(data=str(protocol_fixture), cwd=str(tmp_path)))
     src = nbcode.compute_source("mixture_prior", "pca")
-    for k, code in enumerate([src, src + "\n# a comment only", src.replace('p["npc"]', '3')]):
+    for k, code in enumerate([src, src + "\n# a comment only", src.replace('p.npc', '3')]):
         lines = []
         P = Params(p, "mixture_prior", "pca", ["pca"], log=lines.append)
         fname = f"<ipython-input-{k}>"
@@ -305,3 +308,17 @@ def test_iteration_progress_lines_and_bar(tmp_path, protocol_fixture, capsys):
         else:
             assert not it_lines and "[ed_bovy]" in err and " it" in err    # the bar (text form outside Jupyter)
         assert lines[-1].startswith("[ed_bovy] wrote ")
+
+
+@pytest.mark.parametrize("nb", list(PARAMS))
+def test_resolved_options_are_a_frozen_typed_dataclass(nb, protocol_fixture):
+    """The options travel as p.effect_model (a frozen dataclass made from the parameter table)."""
+    import dataclasses
+
+    wf = protocol.workflow_names(nb)[0]
+    extra = {"vhat_data": str(protocol_fixture), "prior_data": str(protocol_fixture)} if nb == "mash_fit" else {}
+    p = protocol.resolve_params(nb, wf, dict(data=str(protocol_fixture), effect_model="ez", **extra))
+    assert dataclasses.is_dataclass(p) and [f.name for f in dataclasses.fields(p)] == [q.name for q in PARAMS[nb]]
+    assert p.effect_model == "EZ" and p["effect_model"] == "EZ" and dict(p)["data"] == p.data
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        p.effect_model = "EE"
