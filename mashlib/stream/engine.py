@@ -61,7 +61,8 @@ log = logging.getLogger("mashlib")
 
 __all__ = ["compute_posterior_streaming", "save_npy_store", "open_store", "estimate_memory",
            "get_pairwise_sharing_from_samples", "calc_relative_lik_matrix_dask", "StreamResult",
-           "MemoryEstimate", "ChunkFailedError", "parse_memory", "prepare_model", "StreamModel"]
+           "MemoryEstimate", "ChunkFailedError", "parse_memory", "prepare_model", "StreamModel", "StreamOptions", "StreamPlan", "plan_stream",
+           "run_stream", "collect_stream"]
 
 
 # ----------------------------------------------------------------------------- results
@@ -391,11 +392,78 @@ def compute_posterior_streaming(model_or_g, Bhat, Shat=None, *, alpha=None, V=No
     ChunkFailedError
         A chunk failed ``retries + 1`` times (its row range is in the message).
     """
+    opts = StreamOptions(alpha=alpha, V=V, pi_thresh=pi_thresh, A=A, output_posterior_cov=output_posterior_cov,
+                         max_memory=max_memory, chunk_size=chunk_size, engine=engine, client=client,
+                         n_workers=n_workers, out=out, overwrite=overwrite, resume=resume, progress=progress,
+                         verbose=progress if verbose is None else verbose, long_table=long_table,
+                         exclude_conditions=exclude_conditions, conditions=conditions,
+                         posterior_samples=int(posterior_samples), seed=seed, retries=retries,
+                         calibrate=calibrate, fast_ez=fast_ez, blas_threads=blas_threads, kernel=kernel)
     t0 = time.perf_counter()
-    verbose = progress if verbose is None else verbose
+    plan = plan_stream(model_or_g, Bhat, Shat, opts)
+    run_stream(plan, opts)
+    return collect_stream(plan, opts, time.perf_counter() - t0)
+
+
+@dataclass(frozen=True)
+class StreamOptions:
+    """The options of one streaming posterior (the keywords of :func:`compute_posterior_streaming`)."""
+
+    alpha: float | None = None
+    V: object = None
+    pi_thresh: float = 1e-10
+    A: object = None
+    output_posterior_cov: bool = False
+    max_memory: object = "2GB"
+    chunk_size: int | None = None
+    engine: str = "inprocess"
+    client: object = None
+    n_workers: int | None = None
+    out: object = None
+    overwrite: bool = False
+    resume: bool = True
+    progress: bool = True
+    verbose: bool = True
+    long_table: bool = False
+    exclude_conditions: Sequence[str] | None = None
+    conditions: Sequence[str] | None = None
+    posterior_samples: int = 0
+    seed: int = 123
+    retries: int = 2
+    calibrate: bool = True
+    fast_ez: bool = True
+    blas_threads: int | None = 1
+    kernel: object = None
+
+
+@dataclass
+class StreamPlan:
+    """What :func:`plan_stream` decided: the aligned model, the input, the chunk plan, the sink.
+
+    ``client``/``cluster`` are the Dask client in use and the LocalCluster this call started
+    (closed by :func:`run_stream`).
+    """
+
+    model: StreamModel
+    source: InputSource
+    payload: dict
+    est: MemoryEstimate
+    sink: object
+    man: dict | None
+    out_conds: list | None
+    shapes: dict
+    client: object = None
+    cluster: object = None
+
+
+def plan_stream(model_or_g, Bhat, Shat, opts: StreamOptions) -> StreamPlan:
+    """Validate and align the input, build the chunk payload, resume or create the output
+    store and size the chunks from the memory budget (calibrated); nothing is computed yet."""
+    engine, out, A, V, alpha = opts.engine, opts.out, opts.A, opts.V, opts.alpha
+    chunk_size, client = opts.chunk_size, opts.client
     if engine not in ("inprocess", "dask"):
         raise MashInputError(f"engine: must be 'inprocess' or 'dask', got {engine!r}.")
-    model = prepare_model(model_or_g, conditions=conditions, pi_thresh=pi_thresh)
+    model = prepare_model(model_or_g, conditions=opts.conditions, pi_thresh=opts.pi_thresh)
     if alpha is None:
         alpha = model.alpha
     elif float(alpha) != model.alpha and not isinstance(model_or_g, StreamModel) \
@@ -412,7 +480,7 @@ def compute_posterior_streaming(model_or_g, Bhat, Shat=None, *, alpha=None, V=No
                                  f"{alpha}; rebuild the data with mash_set_data(..., alpha={alpha}).")
         alpha = Bhat.alpha
     V_data = source.V if (source.transformed and V is None) else None   # in the data's order
-    model, col_idx, V = _align(model, source.conditions, source.n_cols, exclude_conditions, V)
+    model, col_idx, V = _align(model, source.conditions, source.n_cols, opts.exclude_conditions, V)
     reordered = not np.array_equal(col_idx, np.arange(source.n_cols))
     if V_data is not None:
         V = np.asarray(V_data, dtype=float)[np.ix_(col_idx, col_idx)]
@@ -436,16 +504,16 @@ def compute_posterior_streaming(model_or_g, Bhat, Shat=None, *, alpha=None, V=No
         out_conds = [source.conditions[i] for i in col_idx]
     A = None if A is None else np.asarray(A, dtype=float)
     shapes = {k: (Q,) for k in OUTPUT_NAMES}
-    if output_posterior_cov:
+    if opts.output_posterior_cov:
         shapes["PosteriorCov"] = (Q, Q)
-    if posterior_samples:
-        shapes["PosteriorSamples"] = (Q, int(posterior_samples))
-    kern = resolve_kernel(kernel)
+    if opts.posterior_samples:
+        shapes["PosteriorSamples"] = (Q, int(opts.posterior_samples))
+    kern = resolve_kernel(opts.kernel)
     payload = {"model": model, "V": V, "alpha": float(alpha), "A": A, "kernel": kern,
-               "kernel_extras": kernel_extras(kern, model.U), "fast_ez": bool(fast_ez),
-               "blas_threads": blas_threads,
-               "posterior_cov": bool(output_posterior_cov), "samples": int(posterior_samples),
-               "seed": seed, "outputs": list(shapes), "col_idx": col_idx,
+               "kernel_extras": kernel_extras(kern, model.U), "fast_ez": bool(opts.fast_ez),
+               "blas_threads": opts.blas_threads,
+               "posterior_cov": bool(opts.output_posterior_cov), "samples": int(opts.posterior_samples),
+               "seed": opts.seed, "outputs": list(shapes), "col_idx": col_idx,
                "identity_cols": bool(np.array_equal(col_idx, np.arange(source.n_cols))),
                "source": source.spec(), "digest": out is not None}
     common_guess = (Shat is None and not source.transformed) or np.ndim(Shat) == 0 \
@@ -453,33 +521,35 @@ def compute_posterior_streaming(model_or_g, Bhat, Shat=None, *, alpha=None, V=No
     # --- an unfinished store of this very call is resumed with its chunk size -------
     fp = resumed = None
     if out is not None:
-        opts = [output_posterior_cov, int(posterior_samples), seed, long_table, float(pi_thresh),
-                bool(fast_ez)]
+        fopts = [opts.output_posterior_cov, int(opts.posterior_samples), opts.seed, opts.long_table,
+                 float(opts.pi_thresh), bool(opts.fast_ez)]
         fp = _fingerprint(model, V, A, alpha, J, out_conds, shapes, col_idx,
-                          ids_digest(source.row_ids), opts)
-        resumed = _resumable(out, fp, overwrite, resume)
+                          ids_digest(source.row_ids), fopts)
+        resumed = _resumable(out, fp, opts.overwrite, opts.resume)
         if resumed is not None:
             chunk_size = int(resumed["chunk_rows"])
-            resumed = _verify_resume(resumed, out, source, list(shapes), verbose)
+            resumed = _verify_resume(resumed, out, source, list(shapes), opts.verbose)
     # --- plan: chunk size from the budget (calibrated) ---------------------------
     min_chunks, baseline, cluster = 1, None, None
     mapped = 2 * 8.0 * source.n_cols * getattr(source, "mapped_inputs", 0)
+    in_memory = out is None and engine != "dask"
     if engine == "dask":                 # plan for a worker: its RSS, outputs not held there
         from .distributed import open_client, worker_baseline
-        client, cluster = open_client(client, n_workers)
+        client, cluster = open_client(client, opts.n_workers)
         nw, baseline = worker_baseline(client)
         min_chunks = 4 * nw
     try:
-        est = estimate_memory(model, J, max_memory=max_memory, Q=Q, common=common_guess,
-                              posterior_cov=output_posterior_cov, samples=int(posterior_samples),
-                              long_table=long_table, in_memory_outputs=out is None and engine != "dask",
+        est = estimate_memory(model, J, max_memory=opts.max_memory, Q=Q, common=common_guess,
+                              posterior_cov=opts.output_posterior_cov, samples=int(opts.posterior_samples),
+                              long_table=opts.long_table, in_memory_outputs=in_memory,
                               min_chunks=min_chunks, baseline_bytes=baseline,
                               mapped_bytes_per_row=mapped)
-        if calibrate and J >= 64 and (chunk_size is None or verbose):
-            with _blas_threads(blas_threads):
-                est = _calibrate(dict(payload, run_chunk=run_chunk), source, est, max_memory, Q,
-                                 out is None and engine != "dask", output_posterior_cov,
-                                 int(posterior_samples), long_table, timing_only=chunk_size is not None,
+        if opts.calibrate and J >= 64 and (chunk_size is None or opts.verbose):
+            with _blas_threads(opts.blas_threads):
+                est = _calibrate(dict(payload, run_chunk=run_chunk), source, est, opts.max_memory, Q,
+                                 in_memory, opts.output_posterior_cov,
+                                 int(opts.posterior_samples), opts.long_table,
+                                 timing_only=chunk_size is not None,
                                  min_chunks=min_chunks, baseline_bytes=baseline,
                                  mapped_bytes_per_row=mapped)
         if chunk_size is not None:
@@ -492,11 +562,11 @@ def compute_posterior_streaming(model_or_g, Bhat, Shat=None, *, alpha=None, V=No
         if out is not None:
             if resumed is not None:
                 man = resumed
-                say(log, verbose, f"mashlib: resuming {out}: {len(man['done_chunks'])}/{man['n_chunks']} chunks "
-                    "already written")
+                say(log, opts.verbose, f"mashlib: resuming {out}: {len(man['done_chunks'])}/{man['n_chunks']} "
+                    "chunks already written")
             else:
-                man = _create_output_store(out, overwrite, fp, J, est.chunk_rows, shapes, out_conds,
-                                           long_table, source.row_ids)
+                man = _create_output_store(out, opts.overwrite, fp, J, est.chunk_rows, shapes, out_conds,
+                                           opts.long_table, source.row_ids)
             sink = _StoreSink(Path(out), man, out_conds, source.row_ids)
         else:
             sink = _MemorySink(J, shapes)
@@ -505,11 +575,18 @@ def compute_posterior_streaming(model_or_g, Bhat, Shat=None, *, alpha=None, V=No
             from .distributed import close_client
             close_client(client, cluster)
         raise
+    say(log, opts.verbose, f"mashlib: posterior of {J:,} rows x {R} conditions with {model.n_components} kept "
+        f"components ({engine}): {est}")
+    return StreamPlan(model, source, payload, est, sink, man, out_conds, shapes, client, cluster)
+
+
+def run_stream(plan: StreamPlan, opts: StreamOptions) -> None:
+    """Run the chunks not yet written (in process, or as Dask tasks), each into the sink."""
+    source, sink, est = plan.source, plan.sink, plan.est
+    J = source.n_rows
     cr, n_chunks = est.chunk_rows, est.n_chunks
     todo = [ci for ci in range(n_chunks) if ci not in sink.done]
-    say(log, verbose, f"mashlib: posterior of {J:,} rows x {R} conditions with {model.n_components} kept "
-        f"components ({engine}): {est}")
-    bar = _bar(progress, J, sum(min(J, (ci + 1) * cr) - ci * cr for ci in sink.done))
+    bar = _bar(opts.progress, J, sum(min(J, (ci + 1) * cr) - ci * cr for ci in sink.done))
 
     def on_result(ci, res):
         start, stop = ci * cr, min(J, (ci + 1) * cr)
@@ -519,34 +596,40 @@ def compute_posterior_streaming(model_or_g, Bhat, Shat=None, *, alpha=None, V=No
             bar.update(stop - start)
 
     try:
-        with _blas_threads(blas_threads):
-            if engine == "dask":
+        with _blas_threads(opts.blas_threads):
+            if opts.engine == "dask":
                 from .distributed import run_chunks_dask
-                run_chunks_dask(payload, source, todo, cr, J, on_result, client=client,
-                                n_workers=n_workers, retries=retries)
+                run_chunks_dask(plan.payload, source, todo, cr, J, on_result, client=plan.client,
+                                n_workers=opts.n_workers, retries=opts.retries)
             else:
                 for ci in todo:
                     start, stop = ci * cr, min(J, (ci + 1) * cr)
                     data = None if source.store is not None else source.read(start, stop)
-                    res = _retrying(lambda: run_chunk(payload, start, stop, data), start, stop,
-                                    retries, ci, n_chunks)
+                    res = _retrying(lambda: run_chunk(plan.payload, start, stop, data), start, stop,
+                                    opts.retries, ci, n_chunks)
                     on_result(ci, res)
     finally:
         if bar is not None:
             bar.close()
         sink.close()
-        if cluster is not None:
+        if plan.cluster is not None:
             from .distributed import close_client
-            close_client(client, cluster)
-    elapsed = time.perf_counter() - t0
-    result = StreamResult({}, out_conds, source.row_ids, None if out is None else Path(out), est,
-                          cr, n_chunks, elapsed, engine)
+            close_client(plan.client, plan.cluster)
+
+
+def collect_stream(plan: StreamPlan, opts: StreamOptions, elapsed: float) -> StreamResult:
+    """The :class:`StreamResult`: in-memory arrays, or the finished store (manifest marked
+    complete, long table assembled) memory-mapped."""
+    out, source, man = opts.out, plan.source, plan.man
+    J = source.n_rows
+    result = StreamResult({}, plan.out_conds, source.row_ids, None if out is None else Path(out), plan.est,
+                          plan.est.chunk_rows, plan.est.n_chunks, elapsed, opts.engine)
     if out is None:
-        result.arrays = sink.arrays
-        if long_table:
-            result.long_table = _long_frame(sink.arrays, source.row_ids, out_conds)
+        result.arrays = plan.sink.arrays
+        if opts.long_table:
+            result.long_table = _long_frame(plan.sink.arrays, source.row_ids, plan.out_conds)
     else:
-        if long_table:
+        if opts.long_table:
             parts = sorted((Path(out) / "long_parts").glob("part-*.csv.gz"))
             assemble_long_table(parts, Path(out) / man["long_table"])
             (Path(out) / "long_parts").rmdir()
@@ -554,8 +637,8 @@ def compute_posterior_streaming(model_or_g, Bhat, Shat=None, *, alpha=None, V=No
         man["elapsed_s"] = elapsed
         write_manifest(out, man)
         st = open_store(out)
-        result.arrays = {k: st[k] for k in shapes}
-        result.long_table = Path(out) / man["long_table"] if long_table else None
+        result.arrays = {k: st[k] for k in plan.shapes}
+        result.long_table = Path(out) / man["long_table"] if opts.long_table else None
     result.stats = {"rows_per_s": J / elapsed if elapsed > 0 else float("nan")}
     return result
 
