@@ -254,6 +254,18 @@ def _unimix_cdf(c, x, s, a, b):
     return np.clip(r, 0.0, 1.0)
 
 
+def unimix_args(x, s, a, b):
+    """Broadcast observations (n, 1) against uniform components (1, K): the ordered limits
+    ``lo, hi``, the rows without a finite x or s (``excl``) and x, s with those rows set to 0, 1."""
+    x = np.asarray(x, float)[:, None]
+    s = np.asarray(s, float)[:, None]
+    a = np.asarray(a, float)[None, :]
+    b = np.asarray(b, float)[None, :]
+    lo, hi = np.minimum(a, b), np.maximum(a, b)
+    excl = ~(np.isfinite(x) & np.isfinite(s))
+    return lo, hi, excl, np.where(excl, 0.0, x), np.where(excl, 1.0, s)
+
+
 def unimix_comp_posterior(x, s, a, b):
     r"""Per-component posterior (n, K) arrays (mean, second moment, cdf at 0), U[a,b] prior.
 
@@ -262,14 +274,7 @@ def unimix_comp_posterior(x, s, a, b):
     :math:`a_k = b_k`. Rows with non-finite x or s get the prior moments
     (:math:`(a+b)/2`, :math:`(a^2+ab+b^2)/3`, cdf :math:`(0-a)/(b-a)` clipped).
     """
-    x = np.asarray(x, float)[:, None]
-    s = np.asarray(s, float)[:, None]
-    a = np.asarray(a, float)[None, :]
-    b = np.asarray(b, float)[None, :]
-    lo, hi = np.minimum(a, b), np.maximum(a, b)
-    excl = ~(np.isfinite(x) & np.isfinite(s))
-    xs = np.where(excl, 0.0, x)
-    ss = np.where(excl, 1.0, s)
+    lo, hi, excl, xs, ss = unimix_args(x, s, a, b)
     pm = etruncnorm(lo, hi, xs, ss)
     p2 = e2truncnorm(lo, hi, xs, ss)
     cdf = _unimix_cdf(0.0, xs, ss, lo, hi)

@@ -46,7 +46,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import special as sc
 
-from .mixdist import MixPosterior, _summarise, e2truncnorm, etruncnorm, logdiff_ndtr
+from .mixdist import MixPosterior, _summarise, e2truncnorm, etruncnorm, logdiff_ndtr, unimix_args
 
 __all__ = ["TNormalMix", "t_unimix_loglik_matrix", "t_unimix_comp_posterior", "t_unimix_posterior",
            "t_logpdf", "tnormalmix_loglik_matrix", "tnormalmix_comp_posterior", "tnormalmix_posterior"]
@@ -116,14 +116,7 @@ def t_unimix_comp_posterior(x, s, a, b, df):
 
     See the module docstring. Rows with non-finite x or s get the prior moments.
     """
-    x = np.asarray(x, float)[:, None]
-    s = np.asarray(s, float)[:, None]
-    a = np.asarray(a, float)[None, :]
-    b = np.asarray(b, float)[None, :]
-    lo, hi = np.minimum(a, b), np.maximum(a, b)
-    excl = ~(np.isfinite(x) & np.isfinite(s))
-    xs = np.where(excl, 0.0, x)
-    ss = np.where(excl, 1.0, s)
+    lo, hi, excl, xs, ss = unimix_args(x, s, a, b)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         al = (lo - xs) / ss
         be = (hi - xs) / ss

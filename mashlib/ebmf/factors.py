@@ -32,7 +32,7 @@ from .backfit import _valid_kset, flash_backfit
 from .fit import FlashFit
 from .greedy import check_fit, handle_ebnm_fn
 from .lowrank import is_udv, udv_factors
-from .ops import _nullcheck_factor, flash_factors_fix
+from .ops import flash_factors_fix, zero_factors
 
 __all__ = ["flash_factors_init", "flash_factors_reorder", "flash_factors_set_to_zero", "flash_factors_unfix",
            "flash_add_intercept", "flash_update_data", "flash_greedy_init_irlba", "flash_ebnm"]
@@ -128,12 +128,7 @@ def flash_factors_reorder(fit, kset):
 
 def flash_factors_set_to_zero(fit, kset):
     """Set factors to zero (they stay in the fit, counted in K); the precision is re-estimated."""
-    check_fit(fit)
-    ks = _valid_kset(fit, kset)
-    new = fit.copy()
-    for k in ks:
-        new = _nullcheck_factor(new, k, np.inf, 0)
-    return new
+    return zero_factors(fit, kset)[0]
 
 
 def flash_factors_unfix(fit, kset):

@@ -168,13 +168,20 @@ def flash_nullcheck(fit, kset=None, remove=True, tol=None, verbose=None):
     return fit
 
 
-def flash_factors_remove(fit, kset):
-    """Remove the factors in ``kset`` (0-based), re-estimating the precision."""
+def zero_factors(fit, kset):
+    """A copy of ``fit`` with the factors ``kset`` (checked, 0-based) set to zero and the
+    precision re-estimated; returns ``(fit, kset)``."""
     check_fit(fit)
     kset = _valid_kset(fit, kset)
     fit = fit.copy()
     for k in kset:
         fit = _nullcheck_factor(fit, k, np.inf, 0)
+    return fit, kset
+
+
+def flash_factors_remove(fit, kset):
+    """Remove the factors in ``kset`` (0-based), re-estimating the precision."""
+    fit, kset = zero_factors(fit, kset)
     return _drop(fit, kset)
 
 
