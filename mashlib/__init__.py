@@ -56,6 +56,10 @@ _EXPORTS: dict[str, str] = {
     "compute_posterior_matrices": "model",
     "mash_compute_loglik": "model",
     "mash_compute_vloglik": "model",
+    # fitted models to and from R
+    "mash_from_r": "model",
+    "mash_to_r": "model",
+    "fitted_g_from_r": "model",
     # summaries
     "get_loglik": "model",
     "get_pm": "model",

@@ -18,6 +18,7 @@ from .fit import (FittedG, MashResult, autoselect_grid, mash, mash_compute_logli
 from .likelihood import (DEFAULT_MEMORY_BYTES, ComponentBasis, calc_lik_matrix, calc_relative_lik_matrix,
                          component_loglik, group_spectra, whiten_rows)
 from .posterior import compute_lfsr, compute_posterior_matrices, compute_posterior_weights, posterior_chunk
+from .r_model import fitted_g_from_r, is_r_model, mash_from_r, mash_to_r, posterior_to_r
 from .samples import draw_posterior_samples, get_samples, sample_posterior_chunk
 from .simulations import sim_contrast1, sim_contrast2, simple_sims, simple_sims2
 from .summaries import (get_estimated_pi, get_lfdr, get_lfsr, get_log10bf, get_loglik, get_n_significant_conditions,
@@ -37,4 +38,5 @@ __all__ = [
     "get_samples", "draw_posterior_samples", "sample_posterior_chunk",
     "get_posterior_condition_wise_summary", "cov_all_zeros",
     "simple_sims", "simple_sims2", "sim_contrast1", "sim_contrast2",
+    "mash_from_r", "mash_to_r", "fitted_g_from_r", "posterior_to_r", "is_r_model",
 ]

@@ -239,6 +239,16 @@ def _result_frames(post: dict, data: MashData, A) -> dict:
 
 
 def _check_alpha(g_or_model, data):
+    if isinstance(g_or_model, dict):   # a model R wrote, as read_rds returns it
+        obj = _unwrap_r_model(g_or_model)
+        fg = _fitted_g_from_r(obj)
+        alpha = obj.get("alpha") if "fitted_g" in obj else None
+        if alpha is not None and float(np.asarray(alpha).ravel()[0]) != data.alpha:
+            raise MashInputError(
+                f"data: alpha = {data.alpha} but the mash model was fitted with alpha = "
+                f"{float(np.asarray(alpha).ravel()[0])}; rebuild the data with mash_set_data(..., alpha="
+                f"{float(np.asarray(alpha).ravel()[0])}).")
+        return fg
     if isinstance(g_or_model, MashResult):
         if g_or_model.alpha != data.alpha:
             raise MashInputError(
@@ -248,7 +258,66 @@ def _check_alpha(g_or_model, data):
         return g_or_model.fitted_g
     if isinstance(g_or_model, FittedG):
         return g_or_model
-    raise MashInputError("g: must be a MashResult or a FittedG.")
+    raise MashInputError("g: must be a MashResult, a FittedG or a mash model read from R (read_rds).")
+
+
+def _unwrap_r_model(obj):
+    """The mash list inside the protocol's ``list(mash_model, vhat_file, prior_file)``."""
+    if isinstance(obj, dict) and isinstance(obj.get("mash_model"), dict) and "fitted_g" not in obj:
+        return obj["mash_model"]
+    return obj
+
+
+def _labels(x):
+    if isinstance(x, pd.DataFrame) and not isinstance(x.columns, pd.RangeIndex):
+        return [str(c) for c in x.columns]
+    return None
+
+
+def _fitted_g_from_r(obj, src: str = "g") -> FittedG:
+    """A FittedG from an R list: a mash model (its ``fitted_g``) or a bare ``fitted_g``
+    (``pi``, ``Ulist``, ``grid``, ``usepointmass``); see :func:`mashlib.fitted_g_from_r`.
+    ``conditions`` come from the model's ``result`` columns or a labelled ``Ulist`` matrix."""
+    obj = _unwrap_r_model(obj)
+    g = obj.get("fitted_g", obj) if isinstance(obj, dict) else obj
+    if not isinstance(g, dict):
+        raise MashInputError(f"{src}: fitted_g is a {type(g).__name__}; expected list(pi, Ulist, grid, usepointmass)")
+    missing = [k for k in ("pi", "Ulist", "grid") if g.get(k) is None]
+    if missing:
+        raise MashInputError(f"{src}: fitted_g lacks {', '.join(missing)}; expected "
+                             "list(pi, Ulist, grid, usepointmass) as mashr writes it")
+    Ulist = g["Ulist"]
+    if isinstance(Ulist, list):                # an unnamed R list
+        Ulist = {f"U.{i + 1}": u for i, u in enumerate(Ulist)}
+    if not isinstance(Ulist, dict) or not Ulist:
+        raise MashInputError(f"{src}: fitted_g$Ulist must be a non-empty named list of matrices")
+    usepm = g.get("usepointmass", True)
+
+    def mat(x):
+        if isinstance(x, dict) and "mat" in x:  # udr's list(mat = ...)
+            x = x["mat"]
+        return np.asarray(x.to_numpy() if isinstance(x, pd.DataFrame) else x, dtype=float)
+    res = obj.get("result") if isinstance(obj, dict) and "fitted_g" in obj else None
+    conds = _labels((res or {}).get("PosteriorMean")) if isinstance(res, dict) else None
+    conds = conds or next((c for c in map(_labels, Ulist.values()) if c), None)
+    fg = FittedG(pi=np.asarray(g["pi"], dtype=float).ravel(), Ulist={str(k): mat(v) for k, v in Ulist.items()},
+                 grid=np.atleast_1d(np.asarray(g["grid"], dtype=float)).ravel(),
+                 usepointmass=True if usepm is None else bool(np.asarray(usepm).ravel()[0]))
+    R = next(iter(fg.Ulist.values())).shape[0]
+    fg.conditions = conds if conds is not None and len(conds) == R else None
+    P = len(fg.component_names())
+    if fg.pi.size != P:
+        raise MashInputError(f"{src}: fitted_g$pi has {fg.pi.size} entries but Ulist ({len(fg.Ulist)}) x "
+                             f"grid ({fg.grid.size}){' + null' if fg.usepointmass else ''} gives {P}; "
+                             "the model is inconsistent")
+    names = getattr(g["pi"], "index", None)
+    if names is not None and not isinstance(names, pd.RangeIndex):
+        expect = fg.component_names()
+        bad = next((i for i, (a, b) in enumerate(zip(map(str, names), expect)) if a != b), None)
+        if bad is not None:
+            raise MashInputError(f"{src}: fitted_g$pi is named {list(names)[bad]!r} at position {bad + 1} where "
+                                 f"Ulist x grid gives {expect[bad]!r}; the weights do not belong to this Ulist")
+    return fg
 
 
 def model_conditions(g) -> Optional[list]:
@@ -351,7 +420,9 @@ def mash(data: MashData, Ulist=None, gridmult: float = np.sqrt(2), grid=None,
         given); with ``fixg=True`` its pi is used as is. A MashResult stands for its
         ``fitted_g`` (with ``fixg=True`` its alpha must equal ``data.alpha``). The data's
         conditions are matched to the fit's by name (reordered when needed, results in the
-        fit's order) and a mismatch is refused.
+        fit's order) and a mismatch is refused. A model R wrote, as :func:`~mashlib.read_rds`
+        returns it (``saveRDS(mash(...))``, the protocol's ``list(mash_model, ...)`` or a bare
+        ``fitted_g``), is accepted too (see :func:`mashlib.mash_from_r`).
     prior, nullweight : Dirichlet penalty (``nullbiased``: nullweight on the null).
     optmethod, control : optimiser (``mixSQP`` default) and its control dict.
     verbose : bool
@@ -380,6 +451,8 @@ def mash(data: MashData, Ulist=None, gridmult: float = np.sqrt(2), grid=None,
     if data.n_effects == 0:
         raise MashInputError("data: has 0 effects (rows); mash needs at least one. Check the "
                              "filter that built Bhat.")
+    if isinstance(g, dict):        # a model R wrote (read_rds): its fitted_g, alpha checked with fixg
+        g = _check_alpha(g, data) if fixg else _fitted_g_from_r(g)
     if g is not None:
         given = [n for n, v in (("Ulist", Ulist), ("grid", grid), ("normalizeU", normalizeU),
                                 ("usepointmass", usepointmass)) if v is not None]
@@ -468,7 +541,9 @@ def mash_compute_posterior_matrices(g, data: MashData, pi_thresh: float = 1e-10,
     ----------
     g : MashResult or FittedG
         A MashResult's alpha must equal ``data.alpha`` (P23); with a bare FittedG the caller
-        is responsible for using the same alpha.
+        is responsible for using the same alpha.  A mash model R wrote (as
+        :func:`~mashlib.read_rds` returns it) is accepted (its ``fitted_g``, alpha checked
+        the same way; see :func:`mashlib.mash_from_r`).
     data : MashData
         Its conditions are matched to the model's by name: in another order, the columns
         (and V) are reordered to the model's order, the results come back in the model's

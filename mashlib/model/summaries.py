@@ -1,7 +1,9 @@
 """Accessors and summaries of a mash fit (mashr ``R/get_functions.R``, map §2.2 "Summaries").
 
 Every accessor takes a :class:`~mashlib.MashResult` or the dict returned by
-:func:`~mashlib.mash_compute_posterior_matrices` (R's ``list(result = post)`` idiom).
+:func:`~mashlib.mash_compute_posterior_matrices` (R's ``list(result = post)`` idiom),
+or a mash model R wrote as :func:`~mashlib.read_rds` returns it (converted by
+:func:`mashlib.mash_from_r`).
 Indices returned by :func:`get_significant_results` are **0-based** row positions (R
 returns 1-based ``which`` indices).
 """
@@ -20,7 +22,17 @@ __all__ = ["get_loglik", "get_pm", "get_psd", "get_lfsr", "get_lfdr", "get_np", 
            "get_pairwise_sharing"]
 
 
+def _model(m):
+    """A model R wrote (read_rds of saveRDS(mash(...)) or the protocol's list) -> MashResult."""
+    if isinstance(m, dict) and ("fitted_g" in m or isinstance(m.get("mash_model"), dict)):
+        from .r_model import mash_from_r  # noqa: PLC0415
+        return mash_from_r(m)
+    return m
+
+
 def _result(m) -> dict:
+    if isinstance(m, dict) and isinstance(m.get("mash_model"), dict):
+        m = m["mash_model"]
     if isinstance(m, MashResult):
         return m.result
     if isinstance(m, dict):
@@ -37,7 +49,7 @@ def _get(m, key: str, hint: str) -> pd.DataFrame:
 
 def get_loglik(m: MashResult) -> float:
     """Total log-likelihood ``sum_j vloglik_j`` (Bhat scale)."""
-    return m.loglik
+    return _model(m).loglik
 
 
 def get_pm(m) -> pd.DataFrame:
@@ -67,6 +79,7 @@ def get_np(m) -> pd.DataFrame:
 
 def get_log10bf(m: MashResult) -> Optional[np.ndarray]:
     """``(alt_loglik - null_loglik) / log(10)``, or None without the point mass."""
+    m = _model(m)
     if m.null_loglik is None:
         return None
     return (m.alt_loglik - m.null_loglik) / np.log(10)
@@ -80,6 +93,10 @@ def get_estimated_pi(m, dimension: str = "cov") -> pd.Series:
     summed over the grid (``"cov"``, names = Ulist names) or over covariances (``"grid"``,
     names ``"1".."L"``), with ``null`` prepended when the point mass is used.
     """
+    m = _model(m)
+    if isinstance(m, dict):          # a bare fitted_g list from R
+        from .r_model import fitted_g_from_r  # noqa: PLC0415
+        m = fitted_g_from_r(m)
     g = m.fitted_g if isinstance(m, MashResult) else m
     if dimension not in ("cov", "grid", "all"):
         raise MashInputError(f"dimension: {dimension!r} must be 'cov', 'grid' or 'all'.")

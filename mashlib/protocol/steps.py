@@ -137,16 +137,19 @@ def bare(U: dict) -> dict:
     return _bare(U)
 
 
-def prior_object(res, U_raw: dict | None = None) -> dict:
+def prior_object(res, U_raw: dict | None = None, conditions: list | None = None) -> dict:
     """An engine's result as the prior RDS ``list(U, w, loglik)`` of the SoS pipeline.
 
     ``U_raw``: components as read from the component files; they keep their dimnames.
+    ``conditions``: the refined matrices not in ``U_raw`` (``ED_*``) get them as dimnames,
+    as mashr's ``bovy_wrapper`` names them.
     """
     U = res["U"] if isinstance(res, dict) else res.U
     w = res["w"] if isinstance(res, dict) else res.w
     loglik = res.get("loglik") if isinstance(res, dict) else getattr(res, "loglik", None)
     if U_raw is not None:  # keep the raw components as read (with their dimnames)
-        U = {k: (U_raw[k] if k in U_raw else _mat(v)) for k, v in U.items()}
+        U = {k: (U_raw[k] if k in U_raw else _labelled({k: v}, conditions)[k] if conditions else _mat(v))
+             for k, v in U.items()}
     else:
         U = {k: (v if isinstance(v, pd.DataFrame) else _mat(v)) for k, v in U.items()}
     if not isinstance(w, pd.Series):
@@ -157,38 +160,11 @@ def prior_object(res, U_raw: dict | None = None) -> dict:
 # --------------------------------------------------------------------------- mash_fit
 
 
-def _to_frame(x, rows, cols) -> pd.DataFrame:
-    if isinstance(x, pd.DataFrame):
-        x = x.to_numpy()
-    return pd.DataFrame(np.asarray(x, dtype=float), index=rows, columns=cols)
-
-
-def _get(obj, key, default=None):
-    if isinstance(obj, dict):
-        return obj.get(key, default)
-    return getattr(obj, key, default)
-
-
-def _fitted_g_to_r(g) -> dict:
-    pi = _get(g, "pi")
-    if not isinstance(pi, pd.Series):
-        names = g.component_names() if hasattr(g, "component_names") else None
-        pi = pd.Series(np.asarray(pi, dtype=float), index=names)
-    return {"pi": pi.astype(float), "Ulist": {k: _mat(v) for k, v in _get(g, "Ulist").items()},
-            "grid": np.asarray(_get(g, "grid"), dtype=float), "usepointmass": bool(_get(g, "usepointmass"))}
-
-
 def fitted_g_from_r(g: dict):
-    """Rebuild a :class:`mashlib.FittedG` from its R list (``pi``, ``Ulist``, ``grid``, ``usepointmass``)."""
-    from ..model import FittedG
-    try:
-        pi = g["pi"]
-        return FittedG(pi=np.asarray(pi, dtype=float).ravel(),
-                       Ulist={k: _mat(v) for k, v in g["Ulist"].items()},
-                       grid=np.atleast_1d(np.asarray(g["grid"], dtype=float)),
-                       usepointmass=bool(g["usepointmass"]))
-    except (KeyError, TypeError) as exc:
-        raise MashInputError(f"mash model: fitted_g lacks {exc}; expected list(pi, Ulist, grid, usepointmass)") from None
+    """Rebuild a :class:`mashlib.FittedG` from its R list (``pi``, ``Ulist``, ``grid``,
+    ``usepointmass``); see :func:`mashlib.fitted_g_from_r`."""
+    from ..model import fitted_g_from_r as _from_r
+    return _from_r(g)
 
 
 def read_fitted_g(model_file, alpha: float):
@@ -207,45 +183,17 @@ def read_fitted_g(model_file, alpha: float):
 
 def posterior_to_r(res, rows: list[str], conds: list[str], with_cov: bool = True) -> dict:
     """Posterior matrices as the R list ``(PosteriorMean, PosteriorSD, lfdr, NegativeProb, lfsr,
-    PosteriorCov)`` with rows = variants and columns = conditions (PosteriorCov R x R x J)."""
-    out = {}
-    for key in ("PosteriorMean", "PosteriorSD", "lfdr", "NegativeProb", "lfsr"):
-        x = _get(res, key)
-        if x is not None:
-            out[key] = _to_frame(x, rows, conds)
-    cov = _get(res, "PosteriorCov")
-    if with_cov and cov is not None:
-        # mashlib keeps (J, Q, Q); R stores Q x Q x J
-        arr = cov.values if isinstance(cov, RArray) else np.moveaxis(np.asarray(cov, dtype=float), 0, -1)
-        out["PosteriorCov"] = RArray(arr, [conds, conds, rows])
-    return out
+    PosteriorCov)`` with rows = variants and columns = conditions (PosteriorCov R x R x J);
+    see :func:`mashlib.model.posterior_to_r`."""
+    from ..model import posterior_to_r as _to_r
+    return _to_r(res, rows, conds, with_cov=with_cov)
 
 
-def mash_result_to_r(m, rows: list[str], conds: list[str]) -> RList:
-    """A :class:`~mashlib.MashResult` as mashr's ``"mash"`` list (map 1.14)."""
+def mash_result_to_r(m, rows: list[str], conds: list[str], labelled=()) -> RList:
+    """A :class:`~mashlib.MashResult` as mashr's ``"mash"`` list (map 1.14), with the dimnames R
+    keeps: ``labelled`` names the ``Ulist`` matrices that carry condition names in R (see
+    :func:`mashlib.mash_to_r`)."""
     if hasattr(m, "to_r"):
         return m.to_r()
-    res = posterior_to_r(_get(m, "result") or {}, rows, conds, with_cov=True)
-    res.pop("lfdr", None)  # mash() drops lfdr unless output_lfdr
-    out = RList(r_class="mash")
-    out["result"] = res
-    out["loglik"] = float(_get(m, "loglik"))
-    for key in ("vloglik", "null_loglik", "alt_loglik"):
-        x = _get(m, key)
-        if x is not None:
-            out[key] = np.asarray(x, dtype=float).reshape(len(rows), -1) if key != "null_loglik" \
-                else np.asarray(x, dtype=float).ravel()
-    out["fitted_g"] = _fitted_g_to_r(_get(m, "fitted_g"))
-    pw = _get(m, "posterior_weights")
-    if pw is not None:
-        pw = pw if isinstance(pw, pd.DataFrame) else pd.DataFrame(np.asarray(pw, dtype=float))
-        pw.index = rows
-        out["posterior_weights"] = pw
-    out["alpha"] = float(_get(m, "alpha", 0.0))
-    lm = _get(m, "lm")
-    if lm is not None:
-        out["lm"] = {"loglik_matrix": np.asarray(_get(lm, "loglik_matrix"), dtype=float),
-                     "lfactors": np.asarray(_get(lm, "lfactors"), dtype=float).ravel()}
-    return out
-
-
+    from ..model import mash_to_r
+    return mash_to_r(m, rows, conds, labelled=labelled)

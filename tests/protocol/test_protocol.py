@@ -97,6 +97,12 @@ def test_ed_bovy_chain_outputs_match_r(chain, golden):
     assert list(prior["w"].index) == ["null"] + golden["prior_U_names"]
     np.testing.assert_allclose(prior["w"].to_numpy(), golden["prior_w"], atol=1e-4)
     np.testing.assert_allclose(np.asarray(prior["U"]["ED_PCA_1"]), np.array(golden["U_ed_first"]), rtol=1e-4, atol=1e-6)
+    # mashr's bovy_wrapper names the refined matrices by condition; canonical ones stay bare
+    for k in prior["U"]:
+        if k.startswith("ED_") or k.startswith("PCA") or k == "tPCA":
+            assert list(prior["U"][k].columns) == CONDS and list(prior["U"][k].index) == CONDS, k
+        else:
+            assert isinstance(prior["U"][k], np.ndarray), k
 
 
 def test_sidecar_and_skip_when_up_to_date(chain, protocol_fixture):
@@ -307,6 +313,16 @@ def test_mash_fit_on_ed_bovy_prior_matches_r(chain, golden, protocol_fixture):
                                    prior_data=str(outs[0]), cwd=str(cwd), log=lambda s: None)
     m = read_rds(m_file)["mash_model"]
     assert m["loglik"] == pytest.approx(golden["fit_loglik"], rel=1e-6)
+    # dimnames as R keeps them: labelled prior matrices keep them through mash(), canonical
+    # ones have none; posterior_weights has no row names; lm's columns are the components
+    U = m["fitted_g"]["Ulist"]
+    assert list(U["ED_tPCA"].columns) == CONDS and list(U["tPCA"].index) == CONDS
+    assert isinstance(U["identity"], np.ndarray)
+    pw = m["posterior_weights"]
+    assert isinstance(pw.index, pd.RangeIndex) and pw.columns[0] == "null"
+    L = m["lm"]["loglik_matrix"]
+    assert isinstance(L.index, pd.RangeIndex) and list(L.columns) == list(m["fitted_g"]["pi"].index)
+    assert isinstance(m["lm"]["lfactors"], np.ndarray)
     np.testing.assert_allclose(m["fitted_g"]["grid"], golden["fit_grid"], rtol=1e-10)
     from mashlib.model import get_estimated_pi
     g = steps.fitted_g_from_r(m["fitted_g"])
