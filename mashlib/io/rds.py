@@ -16,7 +16,8 @@ named atomic vector                    ``pandas.Series``
 unnamed vector of length 1             Python scalar (``float``, ``int``, ``bool``, ``str``)
 unnamed vector                         ``numpy.ndarray``
 factor                                 ``pandas.Categorical``
-data.frame                             ``pandas.DataFrame``
+data.frame (and tibble)                ``pandas.DataFrame`` with ``attrs["r_class"]`` (its R
+                                       class), written back as a data.frame
 NULL                                   ``None``
 =====================================  =============================================
 
@@ -190,6 +191,7 @@ def _convert(obj, T) -> Any:
                                for n, x in zip(names, items)})
             if rn is not None and not (len(rn) == 2 and rn[0] in ("nan", "-2147483648")):
                 df.index = rn
+            df.attrs["r_class"] = list(cls)  # written back as a data.frame (tibble) by write_rds
             return df
         if names is None:
             return items
@@ -374,6 +376,8 @@ class _Writer:
             self.int(len(x))
             for v in x:
                 self.obj(v)
+        elif isinstance(x, pd.DataFrame) and "data.frame" in (x.attrs.get("r_class") or ()):
+            self.data_frame(x)
         elif isinstance(x, pd.DataFrame):
             vals = x.to_numpy()
             if vals.dtype == object:
@@ -410,6 +414,33 @@ class _Writer:
         else:
             raise MashInputError(f"write_rds: cannot write a Python {type(x).__name__} to R; "
                                  "use dict, list, DataFrame, Series, ndarray, RArray, scalars or None")
+
+    def data_frame(self, x: pd.DataFrame):
+        """An R data.frame (class from ``x.attrs["r_class"]``): one vector per column."""
+        self.flags(_VECSXP, attr=True, obj=True)
+        self.int(x.shape[1])
+        for name in x.columns:
+            col = x[name].to_numpy()
+            if col.dtype.kind not in "biufOUS":
+                col = col.astype(object)
+            self.atomic(col, [])
+        rn = self._names(x.index)
+        self.flags(_LISTSXP, tag=True)
+        self.symbol("names")
+        self.strvec([str(c) for c in x.columns])
+        self.flags(_LISTSXP, tag=True)
+        self.symbol("row.names")
+        if rn is not None:
+            self.strvec(rn)
+        else:  # R's compact form c(NA_integer_, -n)
+            self.flags(_INTSXP)
+            self.int(2)
+            self.int(_NA_INT)
+            self.int(-x.shape[0])
+        self.flags(_LISTSXP, tag=True)
+        self.symbol("class")
+        self.strvec(list(x.attrs["r_class"]))
+        self.null()
 
     @staticmethod
     def _dim_attrs(shape, dimnames) -> list[tuple[str, Any]]:
@@ -453,7 +484,8 @@ def write_rds(path: str | os.PathLike, obj: Any, compress: bool = True) -> Path:
     obj : object
         ``dict`` (named list; an :class:`RList` adds its class), ``list``/``tuple``
         (unnamed list), ``pandas.DataFrame`` (numeric matrix with dimnames; a default
-        ``RangeIndex`` side has no names), ``pandas.Series`` (named vector),
+        ``RangeIndex`` side has no names; a DataFrame whose ``attrs["r_class"]`` holds
+        ``"data.frame"`` is written as an R data.frame of that class, one column each), ``pandas.Series`` (named vector),
         ``numpy.ndarray`` (vector, or matrix/array without dimnames), :class:`RArray`
         (array with dimnames), ``pandas.Categorical`` (factor), Python scalars
         (length-1 vectors), ``str`` (character scalar), ``None`` (NULL).

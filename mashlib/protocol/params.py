@@ -1,4 +1,4 @@
-"""Parameters and workflows of the two protocol notebooks (mixture_prior, mash_fit).
+"""Parameters and workflows of the protocol notebooks (mixture_prior, mash_fit, mash_posterior).
 
 The defaults are those of the xqtl-protocol SoS notebooks (issue #5, map section 1).
 The notebooks' ``parameters`` cells are generated from these tables (one line per
@@ -62,9 +62,38 @@ MASH_FIT_PARAMS = _COMMON + [
     Param("compute_posterior", True, "also compute posteriors for the strong set (--no-compute-posterior to skip)"),
 ]
 
+MASH_POSTERIOR_PARAMS = [
+    Param("cwd", "./mash_posterior_output", "output folder (created if missing)"),
+    Param("analysis_units", "", "file listing the unit RDS files, one path per line (first column)"),
+    Param("mash_model", "", "mash model RDS: mash_fit's {prefix}.{EM}.mash_model.rds, or saveRDS(mash(...)) from R"),
+    Param("vhat_data", "", "residual correlation RDS the model was fitted with (empty: the model file's vhat_file; 'identity')"),
+    Param("posterior_vhat_files", [], "one V RDS per unit (--analysis-units order), or one for all; instead of --vhat-data"),
+    Param("effect_model", "EE", "EE (alpha 0) or EZ (alpha 1): the effect model of the fit"),
+    Param("data_table_name", "", "list element of each unit RDS that holds the matrices (readRDS(unit)$name); empty: the top level"),
+    Param("bhat_key", "bhat", "list element of each unit with the effect estimates (variants x conditions)"),
+    Param("shat_key", "sbhat", "list element of each unit with their standard errors"),
+    Param("exclude_condition", [], "conditions to drop: names, or 1-based column numbers of the unit"),
+    Param("posterior_cov", True, "keep the posterior covariances (posterior_contrast needs them; --no-posterior-cov to omit)"),
+    Param("slice_method", False, "drop the conditions a unit lacks or has no estimate for, and its rows with a missing estimate"),
+    Param("subset_model", "marginal", "model on a unit's conditions: marginal (exact) or pecotmr (its updateMashModelCov)"),
+    Param("output_prefix", "", "prefix of the output names (SoS --name): {cwd}/cache/{prefix}.{unit}.posterior.rds"),
+    Param("output_suffix", "all", "manifest name: {cwd}/{prefix}.{suffix}.posterior_list"),
+    Param("workers", 1, "units computed in parallel processes"),
+    Param("dask_scheduler", "", "address of a Dask scheduler: run the units as Dask tasks instead"),
+    Param("allow_failed_units", False, "finish normally when some units failed (they are listed in *_failed.tsv)"),
+    Param("orig_key", "", "posterior_contrast: unit element with the original estimates (default: --bhat-key)"),
+    Param("cells", [], "posterior_contrast: conditions, in order, for the grouping and the summary (default: the model's)"),
+    Param("group1", [], "posterior_contrast: conditions that are replicates of one cell type (share contrast weight)"),
+    Param("group2", [], "posterior_contrast: a second group"),
+    Param("group3", [], "posterior_contrast: a third group"),
+    Param("grouping_recipe", "", "posterior_contrast: file of comma-separated groups, one per line (instead of --group1/2/3)"),
+    Param("p_cut", 1e-5, "posterior_contrast: p-value cutoff of the significance summary"),
+]
+
 PARAMS: dict[str, list[Param]] = {
     "mixture_prior": MIXTURE_PRIOR_PARAMS,
     "mash_fit": MASH_FIT_PARAMS,
+    "mash_posterior": MASH_POSTERIOR_PARAMS,
 }
 
 WORKFLOWS: dict[str, dict[str, str]] = {
@@ -85,6 +114,11 @@ WORKFLOWS: dict[str, dict[str, str]] = {
     },
     "mash_fit": {
         "mash": "fit mash on the random set, then posteriors for the strong set",
+    },
+    "mash_posterior": {
+        "posterior": "the fitted model applied to every unit -> {cwd}/cache/{prefix}.{unit}.posterior.rds + posterior_list",
+        "posterior_contrast": "deviation and pairwise contrasts per unit -> {cwd}/contrast/... + posterior_sum.csv",
+        "posterior_contrast_plot": "the contrast summary as a heatmap -> {cwd}/{prefix}.posterior_sum.png",
     },
 }
 
