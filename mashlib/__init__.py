@@ -60,6 +60,10 @@ _EXPORTS: dict[str, str] = {
     "mash_from_r": "model",
     "mash_to_r": "model",
     "fitted_g_from_r": "model",
+    # after the fit: a model on fewer conditions, contrasts of the posterior (pecotmr)
+    "update_mash_model_cov": "model",
+    "mash_posterior_contrast": "model",
+    "contrast_design": "model",
     # summaries
     "get_loglik": "model",
     "get_pm": "model",

@@ -18,6 +18,8 @@ from .fit import (FittedG, MashResult, autoselect_grid, mash, mash_compute_logli
 from .likelihood import (DEFAULT_MEMORY_BYTES, ComponentBasis, calc_lik_matrix, calc_relative_lik_matrix,
                          component_loglik, group_spectra, whiten_rows)
 from .posterior import compute_lfsr, compute_posterior_matrices, compute_posterior_weights, posterior_chunk
+from .condition_subset import update_mash_model_cov
+from .posterior_contrast import contrast_design, contrast_grouping, contrast_summary, mash_posterior_contrast
 from .r_model import fitted_g_from_r, is_r_model, mash_from_r, mash_to_r, posterior_to_r
 from .samples import draw_posterior_samples, get_samples, sample_posterior_chunk
 from .simulations import sim_contrast1, sim_contrast2, simple_sims, simple_sims2
@@ -39,4 +41,5 @@ __all__ = [
     "get_posterior_condition_wise_summary", "cov_all_zeros",
     "simple_sims", "simple_sims2", "sim_contrast1", "sim_contrast2",
     "mash_from_r", "mash_to_r", "fitted_g_from_r", "posterior_to_r", "is_r_model",
+    "update_mash_model_cov", "mash_posterior_contrast", "contrast_design", "contrast_grouping", "contrast_summary",
 ]

@@ -11,7 +11,7 @@ One unit is one RDS file (a gene, a region) holding a variants x conditions ``Bh
    error naming it unless it is excluded or sliced;
 2. preprocesses as pecotmr (NA Bhat -> 0, NA, non-positive or infinite Shat -> 1000, rows
    ``mash::mash::<id>``) and restricts the model and V to the kept conditions
-   (:func:`mashlib.condition_subset.update_mash_model_cov`);
+   (:func:`mashlib.update_mash_model_cov`);
 3. computes ``mash_compute_posterior_matrices(model, mash_set_data(Bhat, Shat, alpha, V,
    zero_Bhat_Shat_reset = 1000), output_posterior_cov)`` and returns it as the R list the
    R script saves (``PosteriorMean``, ``PosteriorSD``, ``lfdr``, ``NegativeProb``,
@@ -127,7 +127,7 @@ class UnitModel:
 def load_unit_model(path) -> UnitModel:
     """Read a mash model RDS: ``saveRDS(mash(...))`` or the protocol's ``list(mash_model, ...)``."""
     from ..io import read_rds
-    from ..mash_r import mash_from_r
+    from ..model import mash_from_r
     obj = read_rds(path)
     if not isinstance(obj, dict):
         raise MashInputError(f"--mash-model {path}: not a mash model (expected list(mash_model, vhat_file, "
@@ -236,24 +236,19 @@ def read_unit_matrices(path, opts: UnitOptions) -> tuple[pd.DataFrame, pd.DataFr
     return B, S
 
 
-def _exclusions(tokens: Sequence[str], unit_conds: list, model_conds: Optional[list], where: str) -> set:
-    """``--exclude-condition`` tokens -> condition names: digits are 1-based unit columns
-    (out of range: ignored, as the R script); names must be a unit or model condition."""
+def _exclusions(tokens: Sequence[str], unit_conds: list) -> set:
+    """``--exclude-condition`` tokens -> this unit's condition names: digits are 1-based
+    unit columns (out of range: ignored, as the R script); a name the unit lacks is nothing
+    to drop here (the workflow warns once about names that are not model conditions)."""
     out = set()
-    known = set(unit_conds) | set(model_conds or ())
     for tok in tokens:
         tok = str(tok).strip()
-        if not tok:
-            continue
         if tok.isdigit():
             i = int(tok)
             if 1 <= i <= len(unit_conds):
                 out.add(unit_conds[i - 1])
-        elif tok in known:
+        elif tok:
             out.add(tok)
-        else:
-            raise MashInputError(f"{where}: --exclude-condition {tok!r} is not a condition of the unit or the model "
-                                 f"(unit: {', '.join(unit_conds)})")
     return out
 
 
@@ -290,7 +285,7 @@ def prepare_unit(B: pd.DataFrame, S: pd.DataFrame, model: UnitModel, opts: UnitO
     if len(set(uconds)) != len(uconds):
         dup = sorted({c for c in uconds if uconds.count(c) > 1})
         raise MashInputError(f"{where}: condition(s) {dup} appear twice")
-    excl = _exclusions(opts.exclude, uconds, mconds, where)
+    excl = _exclusions(opts.exclude, uconds)
     extra = [c for c in uconds if c not in mconds and c not in excl]
     if extra:
         raise MashInputError(f"{where}: condition(s) {extra} are not in the model ({len(mconds)} conditions: "
@@ -330,9 +325,7 @@ def unit_posterior(path, model: UnitModel, V: np.ndarray, opts: UnitOptions, whe
 
     ``V`` is the R x R residual correlation in the model's condition order.
     """
-    from ..condition_subset import update_mash_model_cov
-    from ..mash import mash_compute_posterior_matrices
-    from ..mash_r import posterior_to_r
+    from ..model import mash_compute_posterior_matrices, posterior_to_r, update_mash_model_cov
     from .steps import make_data
     where = where or str(path)
     B, S = read_unit_matrices(path, opts)
@@ -399,7 +392,7 @@ def _up_to_date(out: Path, unit_sha: str, signature: str) -> Optional[dict]:
 
 def _write_sidecar(out: Path, unit: Unit, unit_sha: str, signature: str, step: str, seconds: float,
                    notices: list, extra: dict):
-    from .. import __version__
+    from .._version import __version__
     st = out.stat()
     rec = {"mashlib_version": __version__, "step": step, "unit": unit.unit_id, "input": str(unit.path),
            "input_sha256": unit_sha, "signature": signature, "output_size": st.st_size,

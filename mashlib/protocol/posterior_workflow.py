@@ -37,8 +37,8 @@ from .._atomic import atomic_path
 from .._errors import MashInputError
 from . import posterior_units as pu
 
-__all__ = ["STEPS", "finish_params", "plan", "run_workflow", "run_posterior", "run_contrast",
-           "write_summary", "plot_summary", "resolve_example", "make_example", "show", "prepare",
+__all__ = ["STEPS", "finish_params", "plan", "run", "run_posterior", "run_contrast",
+           "write_summary", "plot_summary", "check_failures", "resolve_example", "make_example", "show",
            "unit_output", "contrast_output", "manifest_file", "summary_file", "plot_file", "UnitsFailedError"]
 
 #: the steps each workflow runs, in order
@@ -98,7 +98,7 @@ def finish_params(workflow: str, p: dict) -> dict:
     """Validate the ``mash_posterior`` parameters (types are already checked) and the input
     files no step produces, so that bad input fails before anything runs."""
     from . import naming
-    from ..condition_subset import SUBSET_METHODS
+    from ..model.condition_subset import SUBSET_METHODS
     p["effect_model"] = naming.effect_model(p["effect_model"])
     if not p["analysis_units"]:
         raise MashInputError(f"{NOTEBOOK} {workflow}: --analysis-units is required (a file listing one unit RDS per line)")
@@ -147,7 +147,7 @@ def _write_text(path: Path, text: str):
 
 def _write_list(path: Path, results, p, step: str, extra: Optional[dict] = None):
     """Manifest ``unit<TAB>path`` of the units with an output, its sidecar, and the failed list."""
-    from .. import __version__
+    from .._version import __version__
     ok = [r for r in results if r.status != "failed"]
     _write_text(path, "".join(f"{r.unit_id}\t{Path(r.output).resolve()}\n" for r in ok))
     bad = [r for r in results if r.status == "failed"]
@@ -167,7 +167,9 @@ def _write_list(path: Path, results, p, step: str, extra: Optional[dict] = None)
     _write_text(path.with_name(path.name + ".json"), json.dumps(rec, indent=1, default=str) + "\n")
 
 
-def _raise_failures(p, results, step: str):
+def check_failures(p, results, step: str):
+    """Raise :class:`UnitsFailedError` (one line: how many, the first, the list file) when
+    units of ``step`` failed, unless ``allow_failed_units``."""
     bad = [r for r in results if r.status == "failed"]
     if not bad or p["allow_failed_units"]:
         return
@@ -219,13 +221,17 @@ def _vhat(p, model: pu.UnitModel, units, log):
 
 def run_posterior(p: dict, log: Callable[[str], None] = print, client=None, model: pu.UnitModel = None):
     """The ``posterior`` step over every unit; returns ``(results, manifest path)``."""
-    from ..mash_r import fitted_g_from_r  # noqa: F401 - fail early if the model layer is missing
     units = pu.read_units_file(p["analysis_units"])
     model = model or pu.load_unit_model(p["mash_model"])
     alpha = 1.0 if p["effect_model"] == "EZ" else 0.0
     if model.alpha != alpha:
         raise MashInputError(f"--mash-model {p['mash_model']}: the model was fitted with alpha={model.alpha:g} but "
                              f"--effect-model {p['effect_model']} gives alpha={alpha:g}; use the effect model of the fit")
+    if model.conditions:
+        odd = [t for t in p["exclude_condition"] if not t.isdigit() and t not in model.conditions]
+        if odd:
+            log(f"[posterior] note: --exclude-condition {', '.join(odd)}: not condition(s) of the model; dropped "
+                "from the units that have such a column")
     vhat, vsig = _vhat(p, model, units, log)
     opts = pu.UnitOptions(bhat_key=p["bhat_key"], shat_key=p["shat_key"], data_table_name=p["data_table_name"],
                           exclude=tuple(p["exclude_condition"]), posterior_cov=p["posterior_cov"],
@@ -252,7 +258,7 @@ def run_posterior(p: dict, log: Callable[[str], None] = print, client=None, mode
 
 
 def _grouping(p, conditions: list):
-    from ..posterior_contrast import contrast_grouping, read_grouping_recipe
+    from ..model.posterior_contrast import contrast_grouping, read_grouping_recipe
     cells = p["cells"] or conditions
     unknown = [c for c in cells if conditions and c not in conditions]
     if unknown:
@@ -278,7 +284,7 @@ def _pair_counts(tab: pd.DataFrame, cells, p_cut) -> dict:
 def contrast_unit_fn(unit: pu.Unit, state: dict, where: str):
     """The ``posterior_contrast`` step of one unit (``fn`` of :func:`posterior_units.run_units`)."""
     from ..io import RArray, preprocess_matrices, read_rds
-    from ..posterior_contrast import mash_posterior_contrast
+    from ..model import mash_posterior_contrast
     post_file = Path(state["posterior_files"][unit.unit_id])
     post = read_rds(post_file)
     if not isinstance(post, dict) or "PosteriorMean" not in post:
@@ -378,7 +384,6 @@ def plot_summary(csv_path, out_png) -> Path:
     SNP (``n_sig_feature / n_all_feature``, green-white-purple), each labelled in percent;
     the diagonal is 0.
     """
-    import matplotlib
     import matplotlib.pyplot as plt
     from matplotlib.colors import LinearSegmentedColormap
     df = pd.read_csv(csv_path, index_col=0)
@@ -427,30 +432,24 @@ def plot_summary(csv_path, out_png) -> Path:
     fig.tight_layout()
     with atomic_path(out_png) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
-    if matplotlib.get_backend().lower() == "agg":
-        plt.close(fig)
+    plt.close(fig)
     return Path(out_png)
 
 
 # --------------------------------------------------------------------------- running
 
 
-def run_workflow(workflow: str, log: Callable[[str], None] = print, client=None, **params) -> list[Path]:
-    """Run a ``mash_posterior`` workflow (``client``: a ``dask.distributed.Client`` to run the
-    units on). Returns the files the workflow itself wrote (the manifest of its last
-    per-unit step, and the summary/plot)."""
-    from .chain import check_inputs
-    p = check_inputs(NOTEBOOK, workflow, params)
-    return _run(workflow, p, log, client)
-
-
-def _run(workflow: str, p: dict, log, client=None) -> list[Path]:
+def run(workflow: str, p: dict, log: Callable[[str], None] = print, client=None) -> list[Path]:
+    """Run a ``mash_posterior`` workflow on checked parameters ``p`` (``client``: a
+    ``dask.distributed.Client`` to run the units on); ``protocol.run_workflow("mash_posterior",
+    ...)`` checks them and calls this.  Returns the files the workflow itself wrote (the
+    manifest of its last per-unit step and the summary, or the plot)."""
     Path(p["cwd"]).mkdir(parents=True, exist_ok=True)
     steps = STEPS[workflow]
     model = pu.load_unit_model(p["mash_model"])
     post, man = run_posterior(p, log, client, model)
     if steps == ["posterior"]:
-        _raise_failures(p, post, "posterior")
+        check_failures(p, post, "posterior")
         return [man]
     con, cman, summ = run_contrast(p, post, log, client, model)
     outs = [cman, summ]
@@ -458,12 +457,17 @@ def _run(workflow: str, p: dict, log, client=None) -> list[Path]:
         png = plot_summary(summ, plot_file(p))
         log(f"[posterior_contrast_plot] wrote {png}")
         outs = [png]
-    _raise_failures(p, post, "posterior")
-    _raise_failures(p, con, "posterior_contrast")
+    check_failures(p, post, "posterior")
+    check_failures(p, con, "posterior_contrast")
     return outs
 
 
 # --------------------------------------------------------------------------- example and display
+
+def _repo_root() -> Path:
+    """The checkout holding ``input/`` and ``output/`` (as :func:`mashlib.protocol.notebook.repo_root`)."""
+    return Path(__file__).resolve().parents[2]
+
 
 EXAMPLE_CONDITIONS = ["Brain_Cortex", "Brain_Cerebellum", "Liver", "Muscle_Skeletal", "Testis", "Whole_Blood"]
 
@@ -475,28 +479,26 @@ def make_example(dest, source=None) -> dict:
 
     Returns the parameters that point at it (``analysis_units``, ``mash_model``, ``vhat_data``).
     """
-    import mashlib as ml
-    from ..io import write_rds
-    from ..mash_r import mash_to_r
-    from .notebook import repo_root
+    from ..io import read_rds, write_rds
+    from ..model import cov_canonical, cov_pca, mash, mash_to_r
     from .steps import load_input, make_data, read_vhat
     dest = Path(dest)
-    src = Path(source or repo_root() / "input" / "mash")
+    src = Path(source or _repo_root() / "input" / "mash")
     done = dest / "example.analysis_units.txt"
     params = {"analysis_units": str(done), "mash_model": str(dest / "example.EE.mash_model.rds"),
               "vhat_data": str(dest / "example.EE.V_simple.rds")}
     if done.is_file() and all(Path(v).is_file() for v in params.values()):
         return params
-    raw = ml.read_rds(src / "protocol_example.mashr_input.rds")
+    raw = read_rds(src / "protocol_example.mashr_input.rds")
     conds = EXAMPLE_CONDITIONS
     inp = load_input(src / "protocol_example.mashr_input.rds", require=("strong", "random"))
     allc = list(inp.conditions)
     ix = [allc.index(c) for c in conds]
     V = read_vhat(src / "protocol_example.EE.V_simple.rds")[np.ix_(ix, ix)]
     ds = make_data(inp.strong.b[conds], inp.strong.s[conds], 0.0, V)
-    U = {**ml.cov_canonical(ds), **ml.cov_pca(ds, 3)}
+    U = {**cov_canonical(ds), **cov_pca(ds, 3)}
     dr = make_data(inp.random.b[conds], inp.random.s[conds], 0.0, V)
-    m = ml.mash(dr, U, outputlevel=2)
+    m = mash(dr, U, outputlevel=2)
     labelled = [k for k in U if k.startswith("PCA") or k == "tPCA"]
     Vdf = pd.DataFrame(V, index=conds, columns=conds)
     write_rds(params["vhat_data"], Vdf)
@@ -516,11 +518,10 @@ def make_example(dest, source=None) -> dict:
 def resolve_example(params: dict) -> dict:
     """Empty ``analysis_units``: the example of :func:`make_example` (built once under
     ``<repo>/output/mash_posterior/example``), outputs in ``<repo>/output/mash_posterior``."""
-    from .notebook import repo_root
     params = dict(params)
     if params.get("analysis_units"):
         return params
-    out = repo_root() / "output" / "mash_posterior"
+    out = _repo_root() / "output" / "mash_posterior"
     params.update(make_example(out / "example"))
     params["posterior_vhat_files"] = []
     if not params.get("cwd") or params["cwd"] == "./mash_posterior_output":
@@ -528,15 +529,6 @@ def resolve_example(params: dict) -> dict:
     if not any(params.get(k) for k in ("group1", "group2", "group3", "grouping_recipe")):
         params["group1"] = ["Brain_Cortex", "Brain_Cerebellum"]
     return params
-
-
-def prepare(workflow: str, namespace: dict) -> dict:
-    """The notebook's parameters from its namespace, the example filled in, validated."""
-    from .chain import check_inputs
-    from .params import PARAMS
-    names = [s.name for s in PARAMS[NOTEBOOK]]
-    params = resolve_example({k: namespace[k] for k in names if k in namespace})
-    return check_inputs(NOTEBOOK, workflow, params)
 
 
 def _display(obj):

@@ -32,8 +32,8 @@ from typing import Iterable, Optional, Sequence
 
 import numpy as np
 
-from ._errors import MashInputError
-from .mash import FittedG
+from .._errors import MashInputError
+from .fit import FittedG
 
 __all__ = ["update_mash_model_cov", "SUBSET_METHODS"]
 

@@ -42,7 +42,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import ndtr
 
-from ._errors import MashInputError
+from .._errors import MashInputError
 
 __all__ = ["contrast_design", "mash_posterior_contrast", "contrast_grouping", "read_grouping_recipe",
            "contrast_summary", "TIBBLE_CLASS"]
