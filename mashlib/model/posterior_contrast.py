@@ -179,8 +179,11 @@ def mash_posterior_contrast(posterior_mean, posterior_cov, orig_mean,
         design = contrast_design([names[i] for i in t], grouping)
         D, cnames = design.to_numpy(), design.columns
         m = PM[np.ix_(sel, t)] @ D
-        St = S[sel][:, t][:, :, t]
-        var = np.einsum("ic,nij,jc->nc", D, St, D)
+        var = np.empty((sel.size, D.shape[1]))
+        step = max(1, (16 << 20) // (8 * D.size))      # ~16 MB blocks of S_j D
+        for a in range(0, sel.size, step):
+            St = S[sel[a:a + step]][:, t][:, :, t]
+            var[a:a + step] = np.einsum("nic,ic->nc", St @ D, D)   # diag(D' S_j D), batched matmul
         with np.errstate(invalid="ignore", divide="ignore"):
             se = np.sqrt(var)
             pv = 2.0 * ndtr(-np.abs(m / se))

@@ -182,7 +182,7 @@ class UnitOptions:
     slice_method: bool = False
     subset_method: str = "marginal"
     alpha: float = 0.0
-    compresslevel: int = 1
+    compresslevel: int = 0
 
 
 def _as_frame(x, key: str, where: str) -> pd.DataFrame:
@@ -341,15 +341,19 @@ def unit_posterior(path, model: UnitModel, V: np.ndarray, opts: UnitOptions, whe
     return posterior_to_r(res, list(B.index), keep, with_cov=opts.posterior_cov), notices
 
 
-def write_rds_fast(path, obj, compresslevel: int = 1) -> Path:
-    """``write_rds`` with a chosen gzip level (1: several times faster than 9 on posterior
-    covariances, ~10 % larger); R's ``readRDS`` reads either."""
+def write_rds_fast(path, obj, compresslevel: int = 0) -> Path:
+    """``write_rds`` with a chosen gzip level; 0 writes the XDR stream uncompressed (R's
+    ``readRDS`` reads either).  Posterior means, SDs and covariances are doubles that gzip
+    shrinks by under 10 % at several times the cost of serialising them."""
     from ..io import serialize_rds
     data = serialize_rds(obj)
     with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh, gzip.GzipFile(filename="", fileobj=fh, mode="wb", mtime=0,
-                                                  compresslevel=compresslevel) as gz:
-            gz.write(data)
+        if compresslevel <= 0:
+            tmp.write_bytes(data)
+        else:
+            with open(tmp, "wb") as fh, gzip.GzipFile(filename="", fileobj=fh, mode="wb", mtime=0,
+                                                      compresslevel=compresslevel) as gz:
+                gz.write(data)
     return Path(path)
 
 
@@ -429,7 +433,7 @@ def _do_unit(task: tuple, state: Optional[dict] = None) -> UnitResult:
                               extra=rec.get("extra") or {})
         obj, notices, *more = st["fn"](unit, st, where)
         extra = more[0] if more else {}
-        write_rds_fast(out, obj, getattr(st.get("opts"), "compresslevel", 1))
+        write_rds_fast(out, obj, getattr(st.get("opts"), "compresslevel", 0))
         dt = time.perf_counter() - t0
         _write_sidecar(out, unit, sha, signature, step, dt, notices, extra)
         return UnitResult(unit.unit_id, str(unit.path), str(out), "done", dt, notices=tuple(notices), extra=extra)

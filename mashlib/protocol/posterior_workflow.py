@@ -117,6 +117,8 @@ def finish_params(workflow: str, p: dict) -> dict:
             raise MashInputError(f"V file {f}: file not found (--vhat-data / --posterior-vhat-files)")
     if p["subset_model"] not in SUBSET_METHODS:
         raise MashInputError(f"--subset-model {p['subset_model']!r}: choose one of {', '.join(SUBSET_METHODS)}")
+    if not 0 <= p["compress_level"] <= 9:
+        raise MashInputError(f"--compress-level {p['compress_level']}: must be 0 (none) to 9")
     if p["workers"] < 1:
         raise MashInputError(f"--workers {p['workers']}: must be at least 1")
     if not 0 < p["p_cut"] <= 1:
@@ -235,7 +237,8 @@ def run_posterior(p: dict, log: Callable[[str], None] = print, client=None, mode
     vhat, vsig = _vhat(p, model, units, log)
     opts = pu.UnitOptions(bhat_key=p["bhat_key"], shat_key=p["shat_key"], data_table_name=p["data_table_name"],
                           exclude=tuple(p["exclude_condition"]), posterior_cov=p["posterior_cov"],
-                          slice_method=p["slice_method"], subset_method=p["subset_model"], alpha=alpha)
+                          slice_method=p["slice_method"], subset_method=p["subset_model"], alpha=alpha,
+                          compresslevel=p["compress_level"])
     base = {"model": pu.sha256_file(p["mash_model"]), "opts": {k: v for k, v in vars(opts).items()
                                                                  if k != "compresslevel"}}
     tasks = [(u, str(unit_output(p, u.unit_id)), _sha_json({**base, "V": vsig[u.unit_id]}), "posterior")
@@ -322,7 +325,7 @@ def run_contrast(p: dict, post_results, log: Callable[[str], None] = print, clie
         raise MashInputError(f"posterior_contrast: needs at least two conditions, the model has {cells}")
     ok = [r for r in post_results if r.status != "failed"]
     opts = pu.UnitOptions(bhat_key=p["orig_key"] or p["bhat_key"], shat_key=p["shat_key"],
-                          data_table_name=p["data_table_name"])
+                          data_table_name=p["data_table_name"], compresslevel=p["compress_level"])
     tasks = []
     for r in ok:
         side = Path(r.output).with_name(Path(r.output).name + ".json")
