@@ -192,3 +192,28 @@ def test_nan_is_written_as_r_na(tmp_path):
     assert raw.endswith(struct.pack(">d", 1.0) + bytes.fromhex("7ff00000000007a2"))
     back = read_rds(write_rds(tmp_path / "na.rds", np.array([1.0, np.nan])))
     assert back[0] == 1.0 and np.isnan(back[1])
+
+
+def test_data_frame_and_tibble_written_as_r_data_frames(tmp_path):
+    """A DataFrame with attrs["r_class"] is an R data.frame (one vector per column, compact or
+    character row names, the class kept); librdata (pyreadr) reads it as a data.frame."""
+    import pyreadr
+    df = pd.DataFrame({"feature_id": ["a", None], "x": [1.5, np.nan], "n": [1, 2], "ok": [True, False]})
+    df.attrs["r_class"] = ["tbl_df", "tbl", "data.frame"]
+    p = write_rds(tmp_path / "t.rds", df)
+    r = pyreadr.read_r(str(p))[None]
+    assert list(r.columns) == ["feature_id", "x", "n", "ok"] and isinstance(r.index, pd.RangeIndex)
+    assert r["feature_id"].iloc[0] == "a" and pd.isna(r["feature_id"].iloc[1])
+    assert r["x"].iloc[0] == 1.5 and np.isnan(r["x"].iloc[1]) and r["n"].tolist() == [1, 2]
+    assert r["ok"].tolist() == [True, False]
+    back = read_rds(p)
+    assert back.attrs["r_class"] == ["tbl_df", "tbl", "data.frame"] and isinstance(back.index, pd.RangeIndex)
+    named = pd.DataFrame({"x": [1.0, 2.0]}, index=["r1", "r2"])
+    named.attrs["r_class"] = ["data.frame"]
+    r2 = pyreadr.read_r(str(write_rds(tmp_path / "d.rds", named)))[None]
+    assert list(r2.index) == ["r1", "r2"] and r2["x"].tolist() == [1.0, 2.0]
+    # an R-written data.frame reads with its class and round-trips through write_rds
+    prog = read_rds(REF / "udr_sim" / "ud_fit_ed_maxiter20.rds")["progress"]
+    assert prog.attrs["r_class"] == ["data.frame"] and prog.shape == (20, 7)
+    again = read_rds(write_rds(tmp_path / "p.rds", prog))
+    pd.testing.assert_frame_equal(again, prog)
