@@ -299,8 +299,7 @@ def contrast_unit_fn(unit: pu.Unit, state: dict, where: str):
     B, S = pu.read_unit_matrices(unit.path, opts)
     if not isinstance(B.columns, pd.RangeIndex):
         B = B.set_axis([str(c) for c in B.columns], axis=1)
-    orig, _ = preprocess_matrices(B, S)          # the posterior's row names (mash::mash::<id>)
-    orig = orig.where(~B.set_axis(orig.index).isna().to_numpy(), np.nan)
+    orig, _ = preprocess_matrices(B, S)          # the posterior's row names (mash::mash::<id>); NA -> 0 = untested
     missing = [c for c in pm.columns if c not in orig.columns]
     if missing:
         raise MashInputError(f"{where}: the original estimates ({opts.bhat_key!r}) lack conditions {missing} "
