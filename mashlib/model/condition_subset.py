@@ -70,7 +70,7 @@ def update_mash_model_cov(g: FittedG, conditions: Sequence[str], keep: Sequence[
     Returns
     -------
     FittedG
-        ``g`` itself when ``keep`` equals ``conditions``.
+        With ``conditions = keep``; ``g`` itself when ``keep`` equals ``conditions``.
 
     Raises
     ------
@@ -88,7 +88,8 @@ def update_mash_model_cov(g: FittedG, conditions: Sequence[str], keep: Sequence[
     if method == "marginal":
         Ulist = {k: np.asarray(U, dtype=float)[np.ix_(idx, idx)] for k, U in g.Ulist.items()}
         return FittedG(pi=np.asarray(g.pi, dtype=float).copy(), Ulist=Ulist,
-                       grid=np.asarray(g.grid, dtype=float).copy(), usepointmass=g.usepointmass)
+                       grid=np.asarray(g.grid, dtype=float).copy(), usepointmass=g.usepointmass,
+                       conditions=list(keep))
     return _pecotmr(g, conditions, keep, idx, set(labelled or ()))
 
 
@@ -114,7 +115,8 @@ def _pecotmr(g: FittedG, conditions, keep, idx, labelled) -> FittedG:
     names = g.component_names()
     keep_pi = [i for i, nm in enumerate(names) if not any(u in nm for u in unwanted)]
     out = FittedG(pi=np.asarray(g.pi, dtype=float)[keep_pi], Ulist=Ulist,
-                  grid=np.asarray(g.grid, dtype=float).copy(), usepointmass=g.usepointmass)
+                  grid=np.asarray(g.grid, dtype=float).copy(), usepointmass=g.usepointmass,
+                  conditions=list(keep))
     expect = out.component_names()
     kept_names = [names[i] for i in keep_pi]
     if kept_names != expect:

@@ -163,3 +163,19 @@ def test_bad_r_models(r_ee, tmp_path):
     write_rds(tmp_path / "v.rds", np.eye(3))
     with pytest.raises(MashInputError, match=r"v\.rds: expected a mash model"):
         ml.mash_from_r(tmp_path / "v.rds")
+
+
+def test_mash_to_r_posterior_samples_and_conditions(tmp_path):
+    d = ml.mash_set_data(read_rds(REF / "Bhat.rds").iloc[:40], read_rds(REF / "Shat.rds").iloc[:40])
+    m = ml.mash(d, ml.cov_canonical(d), posterior_samples=3, seed=1)
+    back = read_rds(write_rds(tmp_path / "m.rds", ml.mash_to_r(m)))
+    smp = back["result"]["PosteriorSamples"]
+    assert isinstance(smp, RArray) and smp.values.shape == (40, 5, 3)
+    assert smp.dimnames[1] == m.conditions and smp.dimnames[2] == ["sample_1", "sample_2", "sample_3"]
+    np.testing.assert_array_equal(smp.values, m.result["PosteriorSamples"])
+    # the model read back knows its conditions: new data in another order are matched by name
+    g = ml.fitted_g_from_r(back)
+    assert g.conditions == m.conditions
+    rev = ml.mash_set_data(read_rds(REF / "Bhat.rds").iloc[:40, ::-1], read_rds(REF / "Shat.rds").iloc[:40, ::-1])
+    post = ml.mash_compute_posterior_matrices(back, rev)
+    np.testing.assert_allclose(post["PosteriorMean"].to_numpy(), m.result["PosteriorMean"].to_numpy(), atol=1e-12)
