@@ -15,7 +15,9 @@ resident memory is its own:
 And in this process, on a sample of units, where one unit's time goes: reading the unit
 RDS, aligning/preprocessing, the model set-up, the posterior itself (the numeric work,
 ``mash_compute_posterior_matrices``), building the R list, serialising + writing (``--compress-level 0``),
-hashing + sidecar.  *Per-unit overhead* is everything but the numeric work.
+hashing + sidecar.  *Per-unit overhead* is everything but the numeric work.  Wall and CPU
+seconds are both recorded: on the shared 2-core machine the wall clock mostly measures the
+other sessions (the load average of each run is kept).
 
 Usage::
 
@@ -126,30 +128,46 @@ def profile_units(paths: dict, n: int = 8) -> dict:
     st = {k: [] for k in ("read", "prepare", "model_setup", "posterior", "to_r", "serialize_write",
                           "hash_sidecar", "total")}
     out = Path(paths["analysis_units"]).parent / "profile_out.rds"
+    cpu = {k: [] for k in st}
     for u in units:
         t = [time.perf_counter()]
+        c = [time.process_time()]
         B, S = pu.read_unit_matrices(u.path, opts)
         t.append(time.perf_counter())
+        c.append(time.process_time())
         B, S, keep, conds, _ = pu.prepare_unit(B, S, model, opts, str(u.path))
         t.append(time.perf_counter())
+        c.append(time.process_time())
         g = update_mash_model_cov(model.g, conds, keep)
         data = make_data(B, S, 0.0, V)
         t.append(time.perf_counter())
+        c.append(time.process_time())
         res = mash_compute_posterior_matrices(g, data, output_posterior_cov=True)
         t.append(time.perf_counter())
+        c.append(time.process_time())
         obj = posterior_to_r(res, list(B.index), keep, with_cov=True)
         t.append(time.perf_counter())
+        c.append(time.process_time())
         out.write_bytes(serialize_rds(obj))           # the default --compress-level 0
         t.append(time.perf_counter())
+        c.append(time.process_time())
         hashlib.sha256(Path(u.path).read_bytes()).hexdigest()
         out.with_suffix(".json").write_text(json.dumps({"x": 1}))
         t.append(time.perf_counter())
-        for k, a, b in zip(list(st)[:-1], t[:-1], t[1:]):
+        c.append(time.process_time())
+        assert len(c) == len(t)
+        for k, a, b, ca, cb in zip(list(st)[:-1], t[:-1], t[1:], c[:-1], c[1:]):
             st[k].append(b - a)
+            cpu[k].append(cb - ca)
         st["total"].append(t[-1] - t[0])
+        cpu["total"].append(c[-1] - c[0])
     med = {k: float(np.median(v)) for k, v in st.items()}
     med["overhead"] = med["total"] - med["posterior"]
     med["overhead_fraction_of_numeric"] = med["overhead"] / med["posterior"]
+    cmed = {k: float(np.median(v)) for k, v in cpu.items()}
+    cmed["overhead"] = cmed["total"] - cmed["posterior"]
+    med["cpu_s"] = cmed
+    med["cpu_overhead_fraction_of_numeric"] = cmed["overhead"] / cmed["posterior"]
     med["load_model_once_s"] = load_model
     med["output_bytes"] = out.stat().st_size
     med["kept_components"] = int((model.g.pi > 1e-10).sum())
@@ -165,9 +183,11 @@ def child(case: str, paths: dict, cwd: str, workers: int) -> dict:
     protocol.run_workflow("mash_posterior", wf, cwd=cwd, workers=workers, log=lines.append, **paths)
     dt = time.perf_counter() - t0
     self_peak = _peak_self()
-    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+    ru_s, ru_c = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    kids = ru_c.ru_maxrss * 1024
+    cpu = ru_s.ru_utime + ru_s.ru_stime + ru_c.ru_utime + ru_c.ru_stime   # this process + its workers
     prog = [ln for ln in lines if "/" in ln and "computed" in ln]
-    return {"seconds": dt, "peak_rss_bytes": self_peak, "max_worker_peak_rss_bytes": kids,
+    return {"seconds": dt, "cpu_seconds": cpu, "peak_rss_bytes": self_peak, "max_worker_peak_rss_bytes": kids,
             "progress": prog[-2:] if wf != "posterior" else prog[-1:]}
 
 
@@ -182,9 +202,11 @@ def run_case(case: str, paths: dict, cwd: Path, workers: int, units: int) -> dic
         raise RuntimeError(f"{case} failed:\n{p.stderr[-3000:]}")
     res = json.loads(p.stdout.strip().splitlines()[-1])
     res.update(case=case, workers=workers, units=units, seconds_per_unit=res["seconds"] / units,
+               cpu_seconds_per_unit=res["cpu_seconds"] / units,
                wall_s_including_start=time.perf_counter() - t0,
                load_avg_1min_before_after=[load0, os.getloadavg()[0]])
-    print(f"[{case}] {res['seconds']:.1f} s, {1000 * res['seconds_per_unit']:.1f} ms/unit, peak RSS "
+    print(f"[{case}] {res['seconds']:.1f} s ({res['cpu_seconds']:.1f} s CPU), {1000 * res['seconds_per_unit']:.1f} "
+          f"ms/unit, peak RSS "
           f"{res['peak_rss_bytes'] / 2 ** 20:.0f} MB (workers {res['max_worker_peak_rss_bytes'] / 2 ** 20:.0f} MB), "
           f"load {load0:.2f}", flush=True)
     return res
@@ -223,9 +245,7 @@ def main():
     results = {"study": json.loads(next(work.glob(f"study_{a.units}x{a.rows}x20.json")).read_text()),
                "profile_per_unit_s": profile_units(paths)}
     prof = results["profile_per_unit_s"]
-    print("one unit (median s): " + ", ".join(f"{k} {v:.4f}" for k, v in prof.items()
-                                              if isinstance(v, float) and k != "overhead_fraction_of_numeric"),
-          flush=True)
+    print("one unit (median CPU s): " + ", ".join(f"{k} {v:.4f}" for k, v in prof["cpu_s"].items()), flush=True)
     A, B, keep = work / "out_w1", work / "out_w2", work / "w1_sample"
     for d in (A, B, keep):
         shutil.rmtree(d, ignore_errors=True)
@@ -252,23 +272,28 @@ def main():
     per_unit_w1 = results["posterior_w1"]["seconds_per_unit"]
     results["summary"] = {
         "posterior_ms_per_unit_w1": 1000 * per_unit_w1,
-        "numeric_ms_per_unit": 1000 * prof["posterior"],
-        "overhead_ms_per_unit": 1000 * prof["overhead"],
-        "overhead_fraction_of_numeric": prof["overhead_fraction_of_numeric"],
+        "posterior_cpu_ms_per_unit_w1": 1000 * results["posterior_w1"]["cpu_seconds_per_unit"],
+        "numeric_cpu_ms_per_unit": 1000 * prof["cpu_s"]["posterior"],
+        "overhead_cpu_ms_per_unit": 1000 * prof["cpu_s"]["overhead"],
+        "overhead_fraction_of_numeric_cpu": prof["cpu_overhead_fraction_of_numeric"],
         "resume_ms_per_unit": 1000 * results["posterior_resume"]["seconds_per_unit"],
     }
     name = "posterior.json" if a.units >= 1000 else "posterior_quick.json"
     out = HERE / "results" / name
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(results, indent=1, default=float) + "\n")
-    print("\n| run | seconds | ms/unit | peak RSS MB (workers) |\n|---|---|---|---|")
+    print("\n| run | wall s | CPU s | wall ms/unit | peak RSS MB (largest worker) | load before |\n|---|---|---|---|---|---|")
     for k in ("posterior_w1", "posterior_w2", "posterior_resume", "contrast_w1", "contrast_w2"):
         if k in results:
             r = results[k]
-            print(f"| {k} | {r['seconds']:.1f} | {1000 * r['seconds_per_unit']:.1f} | "
-                  f"{r['peak_rss_bytes'] / 2 ** 20:.0f} ({r['max_worker_peak_rss_bytes'] / 2 ** 20:.0f}) |")
-    print(f"\nper unit: numeric {1000 * prof['posterior']:.1f} ms, overhead {1000 * prof['overhead']:.1f} ms "
-          f"({100 * prof['overhead_fraction_of_numeric']:.0f} % of the numeric work); wrote {out}")
+            print(f"| {k} | {r['seconds']:.1f} | {r['cpu_seconds']:.1f} | {1000 * r['seconds_per_unit']:.1f} | "
+                  f"{r['peak_rss_bytes'] / 2 ** 20:.0f} ({r['max_worker_peak_rss_bytes'] / 2 ** 20:.0f}) | "
+                  f"{r['load_avg_1min_before_after'][0]:.1f} |")
+    c = prof["cpu_s"]
+    print(f"\nper unit (CPU): numeric {1000 * c['posterior']:.1f} ms, overhead {1000 * c['overhead']:.1f} ms "
+          f"({100 * prof['cpu_overhead_fraction_of_numeric']:.0f} % of the numeric work): "
+          + ", ".join(f"{k} {1000 * v:.1f}" for k, v in c.items() if k not in ("posterior", "total", "overhead"))
+          + f" ms; wrote {out}")
 
 
 if __name__ == "__main__":
