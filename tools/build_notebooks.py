@@ -1,6 +1,6 @@
 """Generate the protocol notebooks (development tool, not part of the wheel): ``python tools/build_notebooks.py``.
 
-The workflow notebooks ``mixture_prior`` and ``mash_fit`` go to the package data
+The workflow notebooks ``mixture_prior``, ``mash_fit`` and ``mash_posterior`` go to the package data
 ``mashlib/protocol/notebooks/`` (``mashlib run`` executes them); the driver
 ``mash_protocol`` and the vignette go to ``notebooks/`` (documents of the checkout).
 
@@ -17,7 +17,8 @@ from pathlib import Path
 from mashlib.protocol.params import EXAMPLE_COMMANDS, PARAMS, WORKFLOWS
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGE_NOTEBOOKS = ("mixture_prior.ipynb", "mash_fit.ipynb")
+sys.path.insert(0, str(Path(__file__).resolve().parent))    # tools/posterior_notebook.py
+PACKAGE_NOTEBOOKS = ("mixture_prior.ipynb", "mash_fit.ipynb", "mash_posterior.ipynb")
 
 __all__ = ["build", "notebooks"]
 
@@ -256,7 +257,7 @@ if s.needed:
                f"{data.n_conditions} conditions")
     with s.progress():
         prior = ml.ed_bovy(data, protocol.bare(U0), verbose=True)   # U = c(U0, ED_U0), w = mash weights
-    s.save(protocol.prior_object(prior, U0))       # list(U, w, loglik)"""),
+    s.save(protocol.prior_object(prior, U0, inp.conditions))   # list(U, w, loglik); ED_* named by condition"""),
     _section("vhat_mle", "## `vhat_mle`: EM estimate given the prior",
              """mashr's `mash_estimate_corr_em` on (a `seed`ed subset of `n_subset` rows of) the
 **random** set, given the prior's $U$, at most `max_iter` EM iterations. It needs the prior
@@ -325,7 +326,8 @@ if s.needed:
     with s.progress():
         m = ml.mash(data, protocol.bare(U), outputlevel=p.output_level, memory_bytes=p.memory_bytes,
                     verbose=True)
-    s.save({"mash_model": protocol.mash_result_to_r(m, list(inp.random.b.index), inp.conditions),
+    labelled = [k for k, u in U.items() if hasattr(u, "columns")]   # the prior matrices R keeps dimnames on
+    s.save({"mash_model": protocol.mash_result_to_r(m, list(inp.random.b.index), inp.conditions, labelled),
             "vhat_file": p.vhat_data, "prior_file": p.prior_data})""",
              command=""),
     _section("mash_2", "## `mash_2`: posteriors for the strong set",
@@ -622,9 +624,21 @@ def vignette_nb():
     return _nb(VIGNETTE)
 
 
+def mash_posterior_nb():
+    from posterior_notebook import INTRO, SECTIONS
+    intro = INTRO.format(table=_workflow_table("mash_posterior")) + HOW_IT_RUNS.format(nb="mash_posterior",
+                                                                                       first="posterior")
+    cells = [("md", intro), ("code", _param_cell("mash_posterior", "posterior"), "parameters"),
+             ("code", SETUP.format(nb="mash_posterior"), "setup")]
+    for step, title, text, compute, command in SECTIONS:
+        cells += _section(step, title, text, compute, command=command, notebook="mash_posterior")
+    return _nb(cells)
+
+
 def notebooks() -> dict:
     """File name -> notebook object."""
     return {"mixture_prior.ipynb": mixture_prior_nb(), "mash_fit.ipynb": mash_fit_nb(),
+            "mash_posterior.ipynb": mash_posterior_nb(),
             "mash_protocol.ipynb": driver_nb(), "multivariate_mixture_vignette.ipynb": vignette_nb()}
 
 
@@ -636,7 +650,7 @@ def destination(name: str, root=ROOT) -> Path:
 
 
 def build(root=ROOT) -> list[Path]:
-    """Write the four notebooks under ``root`` (the checkout by default)."""
+    """Write the notebooks under ``root`` (the checkout by default)."""
     import nbformat
     out = []
     for name, nb in notebooks().items():

@@ -3,7 +3,8 @@
 ``mixture_prior`` workflows: :func:`flash`, :func:`flash_nonneg`, :func:`pca`,
 :func:`canonical`, :func:`vhat_identity`, :func:`vhat_simple`, :func:`vhat_mle`,
 :func:`vhat_corshrink_xcondition`, :func:`vhat_simple_specific`, :func:`ud`,
-:func:`ud_unconstrained`, :func:`ed_bovy`, :func:`plot_U`; ``mash_fit``: :func:`mash`.
+:func:`ud_unconstrained`, :func:`ed_bovy`, :func:`plot_U`; ``mash_fit``: :func:`mash`;
+``mash_posterior``: :func:`posterior`, :func:`posterior_contrast`, :func:`posterior_contrast_plot`.
 
 Each step is defined once, by the code cell of its section in the workflow notebook
 (``mashlib/protocol/notebooks/``): ``mashlib run`` executes the notebook with papermill,
@@ -29,6 +30,9 @@ from .cells import Params, StepRun, prepare, run_step, run_workflow, step
 from .chain import STEPS, check_inputs, plan, resolve_params, why_rerun
 from .display import posterior_summary, results, show
 from .params import NOTEBOOKS, PARAMS, WORKFLOWS, Options, defaults, options_class, workflow_names
+from .posterior_units import load_unit_model, read_units_file
+from .posterior_workflow import (check_failures, plot_summary, posterior_results, run_contrast, run_posterior,
+                                 summary_file)
 from .steps import (bare, fitted_g_from_r, load_input, mash_model_file, mash_result_to_r, posterior_to_r,
                     prior_file, prior_object, prior_vhat_file, read_components, read_fitted_g, read_prior_U,
                     read_vhat, strong_data, with_dimnames)
@@ -38,7 +42,9 @@ __all__ = ["run_workflow", "check_inputs", "plan", "resolve_params", "run_step",
            "Params", "StepRun", "prepare", "step", "show", "results", "posterior_summary",
            "bare", "fitted_g_from_r", "load_input", "mash_model_file", "mash_result_to_r", "posterior_to_r",
            "prior_file", "prior_object", "prior_vhat_file", "read_components", "read_fitted_g", "read_prior_U",
-           "read_vhat", "strong_data", "with_dimnames"]
+           "read_vhat", "strong_data", "with_dimnames",
+           "load_unit_model", "read_units_file", "run_posterior", "run_contrast", "posterior_results",
+           "check_failures", "plot_summary", "summary_file"]
 
 
 def _make(notebook: str, workflow: str):

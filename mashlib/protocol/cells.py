@@ -186,9 +186,12 @@ def prepare(notebook: str, workflow: str, namespace: dict, log: Callable[[str], 
     from .locate import repo_root
     names = [s.name for s in PARAMS[notebook]]
     given = {k: namespace[k] for k in names if k in namespace}
-    example = not given.get("data")
+    example = not given.get("analysis_units" if notebook == "mash_posterior" else "data")
     notes: list[str] = []
-    if example:
+    if example and notebook == "mash_posterior":   # a small model and four units from input/mash
+        from .posterior_workflow import resolve_example
+        given, notes = resolve_example(given), ["units: a small example built from the shipped input"]
+    elif example:
         given, notes = example_params(notebook, given)
     p = check_inputs(notebook, workflow, given)
     # the steps: the workflow's plan, or the sections papermill was given (mashlib run injects
@@ -210,7 +213,11 @@ def prepare(notebook: str, workflow: str, namespace: dict, log: Callable[[str], 
     P.threads().__enter__()          # numThreads for the rest of this kernel / process
     log(f"mashlib {__version__} ({Path(__file__).resolve().parents[1]}) | {notebook} {workflow}: "
         + " -> ".join(P.plan))
-    log(f"data: {P['data']}" + (" (the shipped example)" if example else ""))
+    if notebook == "mash_posterior":
+        log(f"units: {P['analysis_units']}" + (" (the example)" if example else ""))
+        log(f"model: {P['mash_model']}")
+    else:
+        log(f"data: {P['data']}" + (" (the shipped example)" if example else ""))
     if notebook == "mash_fit":
         src = {n.split(":")[0]: n.split(": ", 1)[1] for n in notes if ":" in n}
         log(f"prior: {P['prior_data']}" + (f" ({src['prior']})" if "prior" in src else ""))

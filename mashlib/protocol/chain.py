@@ -31,6 +31,7 @@ from .._atomic import atomic_path
 from .._errors import MashInputError
 from .._validation import check_writable_dir
 from . import naming, steps
+from . import posterior_workflow as _pw
 from .params import PARAMS, WORKFLOWS, Options, defaults, options_class
 
 __all__ = ["Step", "STEPS", "resolve_params", "plan", "plan_resolved", "check_inputs", "why_rerun",
@@ -113,7 +114,22 @@ STEPS.update({
 })
 
 
+# mash_posterior: per-unit steps whose runner skips the units that are up to date
+# (mashlib.protocol.posterior_workflow); their step-level inputs name every unit file there is
+STEPS.update({
+    "posterior": Step("posterior", lambda p: [_pw.manifest_file(p)], _pw.posterior_inputs,
+                      _pw.POSTERIOR_STEP_PARAMS, "mash_posterior"),
+    "posterior_contrast": Step("posterior_contrast",
+                               lambda p: [_pw.manifest_file(p, "posterior_contrast"), _pw.summary_file(p)],
+                               _pw.contrast_inputs, _pw.CONTRAST_STEP_PARAMS, "mash_posterior"),
+    "posterior_contrast_plot": Step("posterior_contrast_plot", lambda p: [_pw.plot_file(p)],
+                                    lambda p: [(_pw.summary_file(p), "posterior_contrast")], (), "mash_posterior"),
+})
+
+
 def workflow_steps(notebook: str, workflow: str, p: dict) -> list[str]:
+    if notebook == "mash_posterior":
+        return [workflow]
     if notebook == "mash_fit":
         return ["mash_1", "mash_2"] if p.compute_posterior else ["mash_1"]
     return [workflow]
@@ -176,11 +192,13 @@ def resolve_params(notebook: str, workflow: str, params: dict[str, Any]) -> Opti
             except (TypeError, ValueError):
                 raise MashInputError(f"--{spec.name.replace('_', '-')}: expected a number, got {v!r}") from None
         elif isinstance(d, list):
-            if isinstance(v, str):
-                v = [x for x in v.replace(",", " ").split() if x]
-            p[spec.name] = [str(x) for x in v]
+            # a comma/space list, or several values each of which may be one (--cells a,b c)
+            p[spec.name] = [x for item in ([v] if isinstance(v, str) else v)
+                            for x in str(item).replace(",", " ").split() if x]
         else:
             p[spec.name] = "" if v is None else str(v)
+    if notebook == "mash_posterior":
+        return options_class(notebook)(**_pw.finish_params(workflow, p))
     if not p["data"]:
         raise MashInputError(f"{notebook} {workflow}: --data is required (the mashr input RDS)")
     if p["numThreads"] < 0:

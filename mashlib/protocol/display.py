@@ -152,6 +152,9 @@ def _show_posterior(post: dict, interactive: bool, summary: bool = True, sharing
 def show_outputs(step: str, outputs: list, interactive: bool = False, summary: bool = True) -> None:
     """Show what ``step`` wrote (``outputs``: its files, first one the main output)."""
     from ..io import read_rds
+    if step in ("posterior", "posterior_contrast", "posterior_contrast_plot"):
+        print(f"[{step}] shown by protocol.show(s) (it needs the run's parameters)")
+        return
     out = Path(outputs[0])
     if not out.is_file():
         print(f"[{step}] no output to show yet ({out})")
@@ -190,6 +193,10 @@ def show(s, interactive: bool | None = None) -> None:
         return
     if interactive is None:
         interactive = getattr(s.p, "interactive", False)
+    if getattr(s.p, "notebook", None) == "mash_posterior":
+        from .posterior_workflow import show_step
+        show_step(s.name, s.p, s.outputs, interactive)
+        return
     show_outputs(s.name, s.outputs, interactive)
 
 

@@ -205,7 +205,7 @@ def run_notebook(notebook: str, workflow: str, params: dict, quiet: bool = False
     from .chain import check_inputs, plan_resolved
     p = check_inputs(notebook, workflow, params)
     steps = plan_resolved(notebook, workflow, p)
-    out = naming.notebook_copy(p.cwd, p.output_prefix, workflow)
+    out = naming.notebook_copy(p.cwd, p.output_prefix or notebook, workflow)
     Path(p.cwd).mkdir(parents=True, exist_ok=True)
     execute_notebook(notebook, dict(p, workflow=workflow, interactive=False), out, plan=steps, quiet=quiet)
     return out

@@ -15,8 +15,12 @@ workflow                   output (``[p.]`` is ``--output-prefix`` and a dot, So
 =========================  ===================================================================
 
 Each workflow runs the ones before it (``posterior_contrast_plot`` runs ``posterior`` and
-``posterior_contrast``); every per-unit output has a JSON sidecar and is skipped when up to
-date, so a rerun after a crash or a failure only does what is left.  A unit that fails is
+``posterior_contrast``): the three are steps of :mod:`mashlib.protocol.chain` computed by the
+sections of ``mash_posterior.ipynb``, whose cells call :func:`run_posterior`,
+:func:`run_contrast` and :func:`plot_summary`.  A step reruns when its parameters, the unit
+list, the model, V or any unit file changed (the unit files are its inputs); every per-unit
+output then has its own JSON sidecar and is skipped when up to date, so a rerun after a
+crash, a failure or a change only does what is left.  A unit that fails is
 named (with its error) in the log and in ``{cwd}/[p.]{suffix}.<step>_failed.tsv``; the other
 units are done and listed in the manifest, then the workflow reports the failures in one
 line (exit status 2 on the command line) unless ``--allow-failed-units``.
@@ -38,7 +42,8 @@ from .._errors import MashInputError
 from . import posterior_units as pu
 
 __all__ = ["STEPS", "finish_params", "plan", "run", "run_posterior", "run_contrast",
-           "write_summary", "plot_summary", "check_failures", "resolve_example", "make_example", "show",
+           "write_summary", "plot_summary", "check_failures", "resolve_example", "make_example", "show_step",
+           "posterior_results", "posterior_inputs", "contrast_inputs", "POSTERIOR_STEP_PARAMS", "CONTRAST_STEP_PARAMS",
            "unit_output", "contrast_output", "manifest_file", "summary_file", "plot_file", "UnitsFailedError"]
 
 #: the steps each workflow runs, in order
@@ -127,12 +132,62 @@ def finish_params(workflow: str, p: dict) -> dict:
         raise MashInputError(f"--grouping-recipe {p['grouping_recipe']}: file not found")
     if workflow != "posterior" and not p["posterior_cov"]:
         raise MashInputError(f"{workflow} needs the posterior covariances; drop --no-posterior-cov")
+    # one cache per folder however it is spelled (as the other notebooks): paths absolute and resolved
+    for k in ("cwd", "analysis_units", "mash_model", "grouping_recipe"):
+        if p[k]:
+            p[k] = str(Path(p[k]).expanduser().resolve())
+    if p["vhat_data"] not in ("", "identity"):
+        p["vhat_data"] = str(Path(p["vhat_data"]).expanduser().resolve())
+    p["posterior_vhat_files"] = [str(Path(f).expanduser().resolve()) for f in p["posterior_vhat_files"]]
     return p
 
 
 def plan(workflow: str, p: dict) -> list[str]:
     """The steps ``workflow`` runs."""
     return list(STEPS[workflow])
+
+
+#: parameters of the step signatures (a change reruns the step; the per-unit sidecars decide
+#: which units actually change)
+POSTERIOR_STEP_PARAMS = ("effect_model", "data_table_name", "bhat_key", "shat_key", "exclude_condition",
+                         "posterior_cov", "slice_method", "subset_model", "compress_level", "vhat_data",
+                         "posterior_vhat_files")
+CONTRAST_STEP_PARAMS = ("orig_key", "bhat_key", "data_table_name", "cells", "group1", "group2", "group3",
+                        "grouping_recipe", "p_cut", "compress_level")
+
+
+def _unit_files(p) -> list[Path]:
+    try:
+        return [u.path for u in pu.read_units_file(p["analysis_units"])]
+    except MashInputError:
+        return []
+
+
+def posterior_inputs(p) -> list[tuple[Path, None]]:
+    """Inputs of the ``posterior`` step: the unit list, the model, V, and every unit file that
+    exists (a missing one is named as that unit's failure when the step runs)."""
+    ins = [Path(p["analysis_units"]), Path(p["mash_model"])]
+    ins += [Path(f) for f in ([p["vhat_data"]] if p["vhat_data"] not in ("", "identity") else [])]
+    ins += [Path(f) for f in p["posterior_vhat_files"]]
+    ins += [f for f in _unit_files(p) if f.is_file()]
+    ff = failed_file(p, "posterior")      # units that failed last time: newer than the manifest, so they rerun
+    if ff.is_file():
+        ins.append(ff)
+    return [(f, None) for f in dict.fromkeys(ins)]
+
+
+def contrast_inputs(p) -> list[tuple[Path, Optional[str]]]:
+    """Inputs of ``posterior_contrast``: the posterior manifest and its sidecar (which changes
+    whenever a unit's posterior does), and the grouping recipe when given."""
+    from . import naming
+    man = manifest_file(p)
+    ins = [(man, "posterior"), (naming.sidecar_of(man), "posterior")]
+    if p["grouping_recipe"]:
+        ins.append((Path(p["grouping_recipe"]), None))
+    ff = failed_file(p, "posterior_contrast")
+    if ff.is_file():
+        ins.append((ff, None))
+    return ins
 
 
 # --------------------------------------------------------------------------- helpers
@@ -147,26 +202,18 @@ def _write_text(path: Path, text: str):
         tmp.write_text(text)
 
 
-def _write_list(path: Path, results, p, step: str, extra: Optional[dict] = None):
-    """Manifest ``unit<TAB>path`` of the units with an output, its sidecar, and the failed list."""
-    from .._version import __version__
+def _write_list(path: Path, results, p, step: str):
+    """Manifest ``unit<TAB>path`` of the units with an output, and ``*_failed.tsv`` listing the
+    units that failed (only its header when none did).  The step's sidecar is written by
+    ``StepRun.save`` (:mod:`mashlib.protocol.cells`)."""
     ok = [r for r in results if r.status != "failed"]
     _write_text(path, "".join(f"{r.unit_id}\t{Path(r.output).resolve()}\n" for r in ok))
     bad = [r for r in results if r.status == "failed"]
-    ff = failed_file(p, step)
-    if bad:
-        _write_text(ff, "unit\tfile\terror\n" + "".join(
-            f"{r.unit_id}\t{r.path}\t{r.error.replace(chr(9), ' ').splitlines()[0] if r.error else ''}\n" for r in bad))
-    elif ff.is_file():
-        ff.unlink()
-    rec = {"mashlib_version": __version__, "notebook": NOTEBOOK, "step": step,
-           "parameters": {k: v for k, v in p.items() if not k.startswith("_")},
-           "units": len(results), "computed": sum(r.status == "done" for r in results),
-           "up_to_date": sum(r.status == "up to date" for r in results), "failed": len(bad),
-           "unit_seconds": round(sum(r.seconds for r in results), 3),
-           "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
-    rec.update(extra or {})
-    _write_text(path.with_name(path.name + ".json"), json.dumps(rec, indent=1, default=str) + "\n")
+    # always written (just the header when every unit is done): an input of the step, so a run
+    # that left failures is rerun next time (its list is newer than the manifest)
+    _write_text(failed_file(p, step), "unit\tfile\terror\n" + "".join(
+        f"{r.unit_id}\t{r.path}\t{r.error.replace(chr(9), ' ').splitlines()[0] if r.error else ''}\n"
+        for r in bad))
 
 
 def check_failures(p, results, step: str):
@@ -221,8 +268,20 @@ def _vhat(p, model: pu.UnitModel, units, log):
     return pu.read_vhat_file(src, model), {u.unit_id: sig for u in units}
 
 
-def run_posterior(p: dict, log: Callable[[str], None] = print, client=None, model: pu.UnitModel = None):
-    """The ``posterior`` step over every unit; returns ``(results, manifest path)``."""
+def _record_failed_list(step, p, name: str):
+    """The failed-unit list is an input of the step (see :func:`posterior_inputs`): record it
+    in the step's sidecar from the first run on."""
+    ff = failed_file(p, name)
+    if step is not None and ff.is_file() and ff not in step.inputs:
+        step.inputs.append(ff)
+
+
+def run_posterior(p: dict, log: Callable[[str], None] = print, client=None, model: pu.UnitModel = None,
+                  step=None):
+    """The ``posterior`` step over every unit; returns ``(results, manifest path)``.
+
+    ``step``: the notebook's :class:`~mashlib.protocol.StepRun`, whose recorded inputs get the
+    failed-unit list."""
     units = pu.read_units_file(p["analysis_units"])
     model = model or pu.load_unit_model(p["mash_model"])
     alpha = 1.0 if p["effect_model"] == "EZ" else 0.0
@@ -252,7 +311,8 @@ def run_posterior(p: dict, log: Callable[[str], None] = print, client=None, mode
         if own:
             client.close()
     man = manifest_file(p)
-    _write_list(man, results, p, "posterior", {"elapsed_s": round(time.perf_counter() - t0, 3)})
+    _write_list(man, results, p, "posterior")
+    _record_failed_list(step, p, "posterior")
     log(f"[posterior] manifest {man}")
     return results, man
 
@@ -313,10 +373,31 @@ def contrast_unit_fn(unit: pu.Unit, state: dict, where: str):
                      "cells": list(state["cells"]), "p_cut": state["p_cut"]}
 
 
-def run_contrast(p: dict, post_results, log: Callable[[str], None] = print, client=None,
-                 model: pu.UnitModel = None):
-    """The ``posterior_contrast`` step over the units whose posterior exists; writes the
-    manifest and the summary CSV. Returns ``(results, manifest, summary)``."""
+def posterior_results(p: dict) -> list:
+    """The ``posterior`` step's outcome per unit, from its manifest (units listed there have a
+    posterior; the others are failures, named as such)."""
+    man = manifest_file(p)
+    listed = {}
+    if man.is_file():
+        for line in man.read_text().splitlines():
+            uid, _, path = line.partition("\t")
+            listed[uid] = path
+    out = []
+    for u in pu.read_units_file(p["analysis_units"]):
+        if u.unit_id in listed and Path(listed[u.unit_id]).is_file():
+            out.append(pu.UnitResult(u.unit_id, str(u.path), listed[u.unit_id], "up to date"))
+        else:
+            out.append(pu.UnitResult(u.unit_id, str(u.path), str(unit_output(p, u.unit_id)), "failed",
+                                     error=f"{u.path}: no posterior (the posterior step failed for this unit)"))
+    return out
+
+
+def run_contrast(p: dict, post_results=None, log: Callable[[str], None] = print, client=None,
+                 model: pu.UnitModel = None, step=None):
+    """The ``posterior_contrast`` step over the units whose posterior exists (``post_results``,
+    default: read from the posterior manifest); writes the manifest and the summary CSV.
+    Returns ``(results, manifest, summary)``."""
+    post_results = posterior_results(p) if post_results is None else post_results
     model = model or pu.load_unit_model(p["mash_model"])
     conditions = list(model.conditions or [])
     cells, grouping = _grouping(p, conditions)
@@ -345,7 +426,8 @@ def run_contrast(p: dict, post_results, log: Callable[[str], None] = print, clie
         if own:
             client.close()
     man = manifest_file(p, "posterior_contrast")
-    _write_list(man, results, p, "posterior_contrast", {"elapsed_s": round(time.perf_counter() - t0, 3)})
+    _write_list(man, results, p, "posterior_contrast")
+    _record_failed_list(step, p, "posterior_contrast")
     summ = write_summary(p, results, cells)
     log(f"[posterior_contrast] manifest {man}; summary {summ}")
     return results, man, summ
@@ -442,10 +524,11 @@ def plot_summary(csv_path, out_png) -> Path:
 
 
 def run(workflow: str, p: dict, log: Callable[[str], None] = print, client=None) -> list[Path]:
-    """Run a ``mash_posterior`` workflow on checked parameters ``p`` (``client``: a
-    ``dask.distributed.Client`` to run the units on); ``protocol.run_workflow("mash_posterior",
-    ...)`` checks them and calls this.  Returns the files the workflow itself wrote (the
-    manifest of its last per-unit step and the summary, or the plot)."""
+    """Run a ``mash_posterior`` workflow from Python on checked parameters ``p`` (from
+    ``protocol.check_inputs("mash_posterior", workflow, params)``), optionally on a
+    ``dask.distributed.Client``: the same work as the notebook's sections, without the
+    step-level skipping (every unit is still skipped when its output is up to date).
+    Returns the files the workflow itself wrote."""
     Path(p["cwd"]).mkdir(parents=True, exist_ok=True)
     steps = STEPS[workflow]
     model = pu.load_unit_model(p["mash_model"])
@@ -463,8 +546,6 @@ def run(workflow: str, p: dict, log: Callable[[str], None] = print, client=None)
     check_failures(p, con, "posterior_contrast")
     return outs
 
-
-# --------------------------------------------------------------------------- example and display
 
 def _repo_root() -> Path:
     """The checkout holding ``input/`` and ``output/`` (as :func:`mashlib.protocol.notebook.repo_root`)."""
@@ -552,26 +633,31 @@ def unit_summary(results, lfsr: float = 0.05, limit: int = 50) -> pd.DataFrame:
     return pd.DataFrame(rows).T.fillna(0).astype(int)
 
 
-def show(p: dict, step: str, results=None, interactive: bool = False):
-    """Summarise a step's outputs in the notebook: a per-unit table (posterior), the summary
-    table and one unit's contrasts (posterior_contrast), the heatmap (plot)."""
+def show_step(step: str, p: dict, outputs: list, interactive: bool = False):
+    """What ``protocol.show(s)`` draws for the ``mash_posterior`` steps: per unit the variants
+    and the effects with lfsr < 0.05 in each condition (posterior), the contrast summary and
+    one unit's contrasts (posterior_contrast), the heatmap (posterior_contrast_plot)."""
     from ..io import read_rds
+    if not Path(outputs[0]).is_file():
+        print(f"[{step}] no output to show yet ({outputs[0]})")
+        return
     if step == "posterior":
-        _display(unit_summary(results))
-        bad = [r for r in results if r.status == "failed"]
+        res = posterior_results(p)
+        _display(unit_summary(res))
+        bad = [r for r in res if r.status == "failed"]
         if bad:
             _display(pd.DataFrame([(r.unit_id, r.error) for r in bad], columns=["unit", "error"]))
     elif step == "posterior_contrast":
-        df = pd.read_csv(summary_file(p), index_col=0)
+        df = pd.read_csv(outputs[1], index_col=0)
         with np.errstate(invalid="ignore", divide="ignore"):
             _display(pd.DataFrame({"snp ratio": df.loc["n_sig_snp"] / df.loc["n_snp"],
                                    "feature ratio": df.loc["n_sig_feature"] / df.loc["n_all_feature"]}).round(4))
-        first = next((r for r in results if r.status != "failed"), None)
+        first = next((ln.split("\t", 1) for ln in Path(outputs[0]).read_text().splitlines()), None)
         if first is not None:
-            tab = read_rds(first.output)
+            tab = read_rds(first[1])
             cols = ["feature_id"] + [c for c in tab.columns if c.startswith("mean_contrast_")][:6]
-            print(f"{first.unit_id}: {tab.shape[0]} variants x {tab.shape[1] - 1} contrast columns")
+            print(f"{first[0]}: {tab.shape[0]} variants x {tab.shape[1] - 1} contrast columns")
             _display(tab[cols].head())
     elif step == "posterior_contrast_plot":
         from IPython.display import Image
-        _display(Image(filename=str(plot_file(p))))
+        _display(Image(filename=str(outputs[0])))

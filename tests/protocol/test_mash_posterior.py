@@ -66,8 +66,9 @@ def test_posterior_equals_library_and_r_structure(example, tmp_path):
     np.testing.assert_allclose(np.moveaxis(cov.values, -1, 0), ref["PosteriorCov"], atol=1e-13)
     side = json.loads((cwd / "cache" / "region2.posterior.rds.json").read_text())
     assert side["unit"] == "region2" and len(side["input_sha256"]) == 64
-    rec = json.loads((cwd / "all.posterior_list.json").read_text())
-    assert rec["units"] == 4 and rec["computed"] == 4 and rec["failed"] == 0
+    rec = json.loads((cwd / "all.posterior_list.json").read_text())     # the step's sidecar
+    assert rec["step"] == "posterior" and rec["notebook"] == "mash_posterior"
+    assert sum(Path(k).name.startswith("region") for k in rec["inputs"]) == 4   # every unit file is an input
 
 
 def test_rerun_skips_up_to_date_units_and_redoes_changed_ones(example, tmp_path):
@@ -81,16 +82,18 @@ def test_rerun_skips_up_to_date_units_and_redoes_changed_ones(example, tmp_path)
     protocol.posterior(cwd=str(cwd), **ex, log=lines.append)
     lines.clear()
     protocol.posterior(cwd=str(cwd), **ex, log=lines.append)
-    assert "(0 computed, 3 up to date, 0 failed)" in lines[0]
+    assert lines == [f"[posterior] up to date: {cwd / 'all.posterior_list'}"]
     u = read_rds(tmp_path / "region2.rds")
     u["bhat"].iloc[0, 0] += 1.0
     write_rds(tmp_path / "region2.rds", u)
     lines.clear()
     protocol.posterior(cwd=str(cwd), **ex, log=lines.append)
-    assert "(1 computed, 2 up to date, 0 failed)" in lines[0]
+    assert "input region2.rds changed (new content)" in lines[0]
+    assert any("(1 computed, 2 up to date, 0 failed)" in ln for ln in lines)
     lines.clear()                                      # another option: everything again
     protocol.posterior(cwd=str(cwd), **ex, subset_model="pecotmr", log=lines.append)
-    assert "(3 computed, 0 up to date, 0 failed)" in lines[0]
+    assert "parameter subset_model 'marginal' -> 'pecotmr' changed" in lines[0]
+    assert any("(3 computed, 0 up to date, 0 failed)" in ln for ln in lines)
 
 
 def test_units_differing_from_the_model(example, tmp_path):
@@ -123,22 +126,22 @@ def test_units_differing_from_the_model(example, tmp_path):
     # excluded by name (and Lung, which the model lacks), or by 1-based number of lack.rds
     lines.clear()
     protocol.posterior(cwd=str(cwd), **ex, exclude_condition=["Liver", "Lung"], log=lines.append)
-    assert "[posterior] lack: conditions the unit lacks excluded: Liver" in lines
+    assert "[posterior] lack: conditions the unit lacks excluded: Liver" in lines, lines
     keep = [c for c in CONDS if c != "Liver"]
     ref5, _ = _direct(example, Path(example["analysis_units"]).parent / "region1.rds", keep)
     for unit in ("lack", "extra", "rev"):
         post = read_rds(cwd / "cache" / f"{unit}.posterior.rds")
         assert list(post["lfsr"].columns) == keep, unit
         np.testing.assert_allclose(post["lfsr"].to_numpy(), ref5["lfsr"].to_numpy(), atol=1e-13)
-    assert not (cwd / "all.posterior_failed.tsv").exists()
+    assert (cwd / "all.posterior_failed.tsv").read_text() == "unit\tfile\terror\n"   # none failed
     ex1 = dict(ex, analysis_units=_units(tmp_path, [tmp_path / "lack.rds"]))
     protocol.posterior(cwd=str(tmp_path / "o2"), **ex1, exclude_condition=["2"], slice_method=True, **quiet)
     post = read_rds(tmp_path / "o2" / "cache" / "lack.posterior.rds")
     assert list(post["lfsr"].columns) == ["Brain_Cortex", "Muscle_Skeletal", "Testis", "Whole_Blood"]
     lines.clear()
     protocol.posterior(cwd=str(tmp_path / "o3"), **ex1, exclude_condition=["Kidney", "Liver"], log=lines.append)
-    assert lines[0] == ("[posterior] note: --exclude-condition Kidney: not condition(s) of the model; dropped "
-                        "from the units that have such a column")
+    assert ("[posterior] note: --exclude-condition Kidney: not condition(s) of the model; dropped "
+            "from the units that have such a column") in lines
 
 
 def test_missing_files_and_keys_named_others_done(example, tmp_path):
@@ -189,7 +192,7 @@ def test_bad_parameters_fail_before_running(example, tmp_path):
     lines = []
     ex = {k: v for k, v in example.items() if k != "vhat_data"}
     protocol.posterior(**ex, cwd=str(tmp_path / "rec"), log=lines.append)
-    assert "(recorded in the model file)" in lines[0]
+    assert any("(recorded in the model file)" in ln for ln in lines)
 
 
 def test_contrast_workflow_and_plot(example, tmp_path):
@@ -233,7 +236,8 @@ def test_workers_and_dask_give_the_same_files(example, tmp_path):
     distributed = pytest.importorskip("dask.distributed", reason="dask.distributed (the dask extra)")
     with distributed.Client(processes=False, n_workers=1, threads_per_worker=2, dashboard_address=None) as client:
         dk = tmp_path / "dask"
-        protocol.run_workflow("mash_posterior", "posterior", client=client, cwd=str(dk), **example, **quiet)
+        p = protocol.check_inputs("mash_posterior", "posterior", dict(cwd=str(dk), **example))
+        pw.run("posterior", p, log=lambda s: None, client=client)
     for k in range(1, 5):
         a = read_rds(one / "cache" / f"region{k}.posterior.rds")
         b = read_rds(dk / "cache" / f"region{k}.posterior.rds")
@@ -269,3 +273,20 @@ def test_cli_no_notebook_and_one_line_errors(example, tmp_path, capsys):
     rc = main(["run", "mash_posterior", "-h"])
     out, _ = capsys.readouterr()
     assert rc == 0 and "posterior_contrast_plot" in out and "--exclude-condition" in out and "--no-posterior-cov" in out
+
+
+@pytest.mark.slow
+def test_mashlib_run_executes_the_notebook_sections(example, tmp_path, capsys):
+    """`mashlib run mash_posterior posterior_contrast`: papermill runs the posterior and contrast
+    sections, keeps the executed notebook; a second run finds both steps up to date."""
+    from mashlib.cli import main
+    args = ["run", "mash_posterior", "posterior_contrast", "--analysis-units", example["analysis_units"],
+            "--mash-model", example["mash_model"], "--vhat-data", example["vhat_data"], "--cwd", str(tmp_path)]
+    assert main(args) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    assert "[posterior] start (no output yet)" in out and "[posterior_contrast] wrote" in out
+    assert (tmp_path / "mash_posterior.posterior_contrast.ipynb").is_file()
+    assert (tmp_path / "posterior_sum.csv").is_file() and (tmp_path / "contrast" / "region4.posterior_contrast.rds").is_file()
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "[posterior] up to date" in out and "[posterior_contrast] up to date" in out

@@ -262,7 +262,7 @@ def test_lab_works_from_a_scratch_copy_and_as_root(tmp_path, monkeypatch):
     import subprocess
     dest = lab_workspace(tmp_path / "lab")
     names = sorted(p.name for p in dest.iterdir())
-    assert names == ["mash_fit.ipynb", "mash_protocol.ipynb", "mixture_prior.ipynb",
+    assert names == ["mash_fit.ipynb", "mash_posterior.ipynb", "mash_protocol.ipynb", "mixture_prior.ipynb",
                      "multivariate_mixture_vignette.ipynb"]
     (dest / "mash_fit.ipynb").write_text("{}")                  # the user's edited copy is kept
     lab_workspace(dest)
@@ -317,8 +317,11 @@ def test_resolved_options_are_a_frozen_typed_dataclass(nb, protocol_fixture):
 
     wf = protocol.workflow_names(nb)[0]
     extra = {"vhat_data": str(protocol_fixture), "prior_data": str(protocol_fixture)} if nb == "mash_fit" else {}
-    p = protocol.resolve_params(nb, wf, dict(data=str(protocol_fixture), effect_model="ez", **extra))
+    main = "analysis_units" if nb == "mash_posterior" else "data"
+    if nb == "mash_posterior":                      # a unit list and a model instead of data
+        extra = {"mash_model": str(protocol_fixture)}
+    p = protocol.resolve_params(nb, wf, {main: str(protocol_fixture), "effect_model": "ez", **extra})
     assert dataclasses.is_dataclass(p) and [f.name for f in dataclasses.fields(p)] == [q.name for q in PARAMS[nb]]
-    assert p.effect_model == "EZ" and p["effect_model"] == "EZ" and dict(p)["data"] == p.data
+    assert p.effect_model == "EZ" and p["effect_model"] == "EZ" and dict(p)[main] == getattr(p, main)
     with pytest.raises(dataclasses.FrozenInstanceError):
         p.effect_model = "EE"
