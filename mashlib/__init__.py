@@ -58,6 +58,7 @@ _EXPORTS: dict[str, str] = {
     "mash_compute_vloglik": "model",
     # fitted models to and from R
     "mash_from_r": "model",
+    "posterior_to_r": "model",
     "mash_to_r": "model",
     "fitted_g_from_r": "model",
     # after the fit: a model on fewer conditions, contrasts of the posterior (pecotmr)

@@ -327,7 +327,7 @@ if s.needed:
         m = ml.mash(data, protocol.bare(U), outputlevel=p.output_level, memory_bytes=p.memory_bytes,
                     verbose=True)
     labelled = [k for k, u in U.items() if hasattr(u, "columns")]   # the prior matrices R keeps dimnames on
-    s.save({"mash_model": protocol.mash_result_to_r(m, list(inp.random.b.index), inp.conditions, labelled),
+    s.save({"mash_model": m.to_r(list(inp.random.b.index), inp.conditions, labelled),
             "vhat_file": p.vhat_data, "prior_file": p.prior_data})""",
              command=""),
     _section("mash_2", "## `mash_2`: posteriors for the strong set",
@@ -342,7 +342,7 @@ if s.needed:
     inp = protocol.load_input(p.data, require=("strong",))
     data = ml.mash_set_data(inp.strong.b, inp.strong.s, alpha=p.alpha, V=V, zero_Bhat_Shat_reset=1000)
     post = ml.mash_compute_posterior_matrices(g, data, output_posterior_cov=True, memory_bytes=p.memory_bytes)
-    s.save(protocol.posterior_to_r(post, list(inp.strong.b.index), inp.conditions))""",
+    s.save(ml.posterior_to_r(post, list(inp.strong.b.index), inp.conditions))""",
              command=""),
 ]
 

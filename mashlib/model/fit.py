@@ -115,6 +115,14 @@ class MashResult:
     conditions: list = field(default_factory=list)
     row_ids: Optional[list] = None
 
+    def to_r(self, rows: Optional[list] = None, conditions: Optional[list] = None, labelled=None):
+        """mashr's ``"mash"`` list (an :class:`~mashlib.io.RList` that :func:`~mashlib.write_rds`
+        writes and R reads as ``saveRDS(mash(...))`` gives), with the dimnames R keeps; see
+        :func:`mashlib.mash_to_r` (``rows``/``conditions`` default to the fit's, ``labelled``
+        names the Ulist matrices that carry condition names in R)."""
+        from ._r_out import mash_to_r
+        return mash_to_r(self, rows, conditions, labelled=labelled)
+
     def __repr__(self) -> str:
         J = len(self.vloglik)
         outs = ", ".join(k for k in self.result) or "none (outputlevel 1)"

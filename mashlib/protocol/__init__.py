@@ -33,14 +33,14 @@ from .params import NOTEBOOKS, PARAMS, WORKFLOWS, Options, defaults, options_cla
 from .posterior_units import load_unit_model, read_units_file
 from .posterior_workflow import (check_failures, plot_summary, posterior_results, run_contrast, run_posterior,
                                  summary_file)
-from .steps import (bare, fitted_g_from_r, load_input, mash_model_file, mash_result_to_r, posterior_to_r,
+from .steps import (bare, fitted_g_from_r, load_input, mash_model_file,
                     prior_file, prior_object, prior_vhat_file, read_components, read_fitted_g, read_prior_U,
                     read_vhat, strong_data, with_dimnames)
 
 __all__ = ["run_workflow", "check_inputs", "plan", "resolve_params", "run_step", "why_rerun", "STEPS",
            "NOTEBOOKS", "PARAMS", "WORKFLOWS", "Options", "options_class", "defaults", "workflow_names", "naming",
            "Params", "StepRun", "prepare", "step", "show", "results", "posterior_summary",
-           "bare", "fitted_g_from_r", "load_input", "mash_model_file", "mash_result_to_r", "posterior_to_r",
+           "bare", "fitted_g_from_r", "load_input", "mash_model_file",
            "prior_file", "prior_object", "prior_vhat_file", "read_components", "read_fitted_g", "read_prior_U",
            "read_vhat", "strong_data", "with_dimnames",
            "load_unit_model", "read_units_file", "run_posterior", "run_contrast", "posterior_results",

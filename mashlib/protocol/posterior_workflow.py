@@ -27,7 +27,6 @@ line (exit status 2 on the command line) unless ``--allow-failed-units``.
 """
 from __future__ import annotations
 
-import datetime as _dt
 import hashlib
 import json
 import time
@@ -563,7 +562,7 @@ def make_example(dest, source=None) -> dict:
     Returns the parameters that point at it (``analysis_units``, ``mash_model``, ``vhat_data``).
     """
     from ..io import read_rds, write_rds
-    from ..model import cov_canonical, cov_pca, mash, mash_to_r
+    from ..model import cov_canonical, cov_pca, mash
     from .steps import load_input, make_data, read_vhat
     dest = Path(dest)
     src = Path(source or _repo_root() / "input" / "mash")
@@ -585,7 +584,7 @@ def make_example(dest, source=None) -> dict:
     labelled = [k for k in U if k.startswith("PCA") or k == "tPCA"]
     Vdf = pd.DataFrame(V, index=conds, columns=conds)
     write_rds(params["vhat_data"], Vdf)
-    write_rds(params["mash_model"], {"mash_model": mash_to_r(m, list(inp.random.b.index), conds, labelled),
+    write_rds(params["mash_model"], {"mash_model": m.to_r(list(inp.random.b.index), conds, labelled),
                                      "vhat_file": params["vhat_data"], "prior_file": ""})
     b, s = raw["strong.b"][conds], raw["strong.s"][conds]
     lines = []

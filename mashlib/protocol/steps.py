@@ -17,12 +17,12 @@ import pandas as pd
 
 from .._errors import MashInputError
 from .._validation import not_a_prior_message
-from ..io import MashrInput, RArray, RList, read_mashr_input, read_rds
+from ..io import MashrInput, RArray, read_mashr_input, read_rds
 from . import naming
 
 __all__ = ["load_input", "make_data", "strong_data", "with_dimnames", "bare", "read_components",
            "read_prior_U", "read_vhat", "prior_vhat_file", "prior_file", "mash_model_file", "prior_object",
-           "mash_result_to_r", "posterior_to_r", "fitted_g_from_r", "read_fitted_g"]
+           "fitted_g_from_r", "read_fitted_g"]
 
 
 # --------------------------------------------------------------------------- helpers
@@ -179,21 +179,3 @@ def read_fitted_g(model_file, alpha: float):
             f"{model_file}: the model was fitted with alpha={model.get('alpha')} but --effect-model "
             f"{em} gives alpha={alpha:g}; use the same effect model in both steps")
     return fitted_g_from_r(model["fitted_g"])
-
-
-def posterior_to_r(res, rows: list[str], conds: list[str], with_cov: bool = True) -> dict:
-    """Posterior matrices as the R list ``(PosteriorMean, PosteriorSD, lfdr, NegativeProb, lfsr,
-    PosteriorCov)`` with rows = variants and columns = conditions (PosteriorCov R x R x J);
-    see :func:`mashlib.model.posterior_to_r`."""
-    from ..model import posterior_to_r as _to_r
-    return _to_r(res, rows, conds, with_cov=with_cov)
-
-
-def mash_result_to_r(m, rows: list[str], conds: list[str], labelled=()) -> RList:
-    """A :class:`~mashlib.MashResult` as mashr's ``"mash"`` list (map 1.14), with the dimnames R
-    keeps: ``labelled`` names the ``Ulist`` matrices that carry condition names in R (see
-    :func:`mashlib.mash_to_r`)."""
-    if hasattr(m, "to_r"):
-        return m.to_r()
-    from ..model import mash_to_r
-    return mash_to_r(m, rows, conds, labelled=labelled)

@@ -179,3 +179,19 @@ def test_mash_to_r_posterior_samples_and_conditions(tmp_path):
     rev = ml.mash_set_data(read_rds(REF / "Bhat.rds").iloc[:40, ::-1], read_rds(REF / "Shat.rds").iloc[:40, ::-1])
     post = ml.mash_compute_posterior_matrices(back, rev)
     np.testing.assert_allclose(post["PosteriorMean"].to_numpy(), m.result["PosteriorMean"].to_numpy(), atol=1e-12)
+
+
+def test_to_r_is_the_result_convention():
+    """MashResult.to_r() gives mash_to_r's list (the protocol writes it as the mash model)."""
+    import mashlib as ml
+
+    rng = np.random.default_rng(5)
+    B = rng.normal(size=(60, 3))
+    d = ml.mash_set_data(B, np.ones_like(B))
+    m = ml.mash(d, ml.cov_canonical(d))
+    r = m.to_r()
+    ref = ml.mash_to_r(m)
+    assert list(r) == list(ref) and r["loglik"] == ref["loglik"] == m.loglik
+    np.testing.assert_array_equal(r["fitted_g"]["pi"].to_numpy(), np.asarray(m.fitted_g.pi))
+    back = ml.mash_from_r(r)
+    assert back.loglik == m.loglik
