@@ -70,6 +70,7 @@ from .._errors import MashInputError
 from .._validation import check_subset
 from ._teem import TeemFit, fit_teem
 # numeric kernels live in ed_kernels (module size); re-exported for tests and benchmarks
+from ._ed_squarem import _EDState, squarem_ed
 from ._ed_kernels import (_DBL_MIN, _HALF_LOG_2PI, _PROP_TOL, _RANK_TOL,  # noqa: F401
                          _chol_inv, _Comp, _estep, _estep_prop, _factor_psd, _mstep,
                          _proportional, _proportional_scaled, _rotate_groups, _ScaledV,
@@ -233,7 +234,7 @@ def extreme_deconvolution(ydata, ycovar, xamp, xmean=None, xcovar=None, fixamp=N
                           fixmean=None, fixcovar=None, tol: float = 1e-6,
                           maxiter: float = 1e9, w: float = 0.0, verbose: bool = False,
                           threads: Optional[int] = None,
-                          proportional: bool = True) -> EDResult:
+                          proportional: bool = True, accelerate: bool = True) -> EDResult:
     """Bovy-Hogg-Roweis extreme deconvolution EM, exactly mashr's variant.
 
     Parameters
@@ -270,6 +271,12 @@ def extreme_deconvolution(ydata, ycovar, xamp, xmean=None, xcovar=None, fixamp=N
         (a common S; standard errors that factor as row x condition), use the joint
         diagonalisation of :func:`_estep_prop` (same EM step, O(N sum_j r_j) per step instead
         of O(N sum_j r_j^3)).  False forces the general path.
+    accelerate : bool
+        True (default): SQUAREM (Varadhan & Roland 2008) on the EM map, see
+        :func:`mashlib.prior._ed_squarem.squarem_ed`: the same EM steps, extrapolated, with the same
+        stopping rule applied to plain EM steps, so it stops at the same fixed point in far
+        fewer steps (the log-likelihood never decreases between accepted points).  False: the
+        plain EM of mashr's C code, iterate by iterate (``niter`` and ``loglik_trace`` as R).
 
     Returns
     -------
@@ -337,42 +344,56 @@ def extreme_deconvolution(ydata, ycovar, xamp, xmean=None, xcovar=None, fixamp=N
         nb, nthreads = N, 1
     blocks = [(s, min(N, s + nb)) for s in range(0, N, nb)]
     pool = ThreadPoolExecutor(nthreads) if nthreads > 1 and len(blocks) > 1 else None
+
+    def em(st: _EDState):
+        """One EM step from ``st``: (average log-likelihood at ``st``, new state)."""
+        amp, mean = st.amp.copy(), st.mean.copy()
+        fa, fm, fc = st.fa.copy(), st.fm.copy(), st.fc.copy()
+        comp = _Comp(list(st.W))
+        allfixed = fa & fm & fc
+        sumfixed = amp[fa].sum()
+        groups = comp.groups(~allfixed | (amp > 0))
+        with np.errstate(divide="ignore"):
+            logamp = np.log(amp)
+        if prop is not None:
+            rgroups = _rotate_groups(comp, groups, L0inv)
+            total, qsum, acc = _estep_prop(Z, z2, kappa, ldS,
+                                           mean @ L0inv.T if np.any(mean) else None,
+                                           rgroups, logamp, K, blocks)
+        else:
+            total, qsum, acc = _estep(Z, Linv, logdetS, kind, common,
+                                      None if not np.any(mean) else mean, groups, logamp,
+                                      K, blocks, pool, Y, S)
+        _mstep(comp, acc, qsum, amp, mean, fa, fm, fc, w, R)
+        if sumfixed == 0.0:
+            amp = amp / N
+        else:
+            norm = amp[~fa].sum()
+            if norm > 0:
+                amp[~fa] = amp[~fa] / norm * (1.0 - sumfixed)
+        return total / N, _EDState(amp, mean, comp.W, fa, fm, fc)
+
+    st = _EDState(amp, mean, comp.W, fa, fm, fc)
     trace = []
-    diff, old, niter, avg = 2.0 * tol, 0.0, 0, 0.0
+    avg, niter = 0.0, 0
     try:
-        while diff > tol and niter < maxiter:
-            allfixed = fa & fm & fc
-            sumfixed = amp[fa].sum()
-            groups = comp.groups(~allfixed | (amp > 0))
-            with np.errstate(divide="ignore"):
-                logamp = np.log(amp)
-            if prop is not None:
-                rgroups = _rotate_groups(comp, groups, L0inv)
-                total, qsum, acc = _estep_prop(Z, z2, kappa, ldS,
-                                               mean @ L0inv.T if np.any(mean) else None,
-                                               rgroups, logamp, K, blocks)
-            else:
-                total, qsum, acc = _estep(Z, Linv, logdetS, kind, common,
-                                          None if not np.any(mean) else mean, groups, logamp,
-                                          K, blocks, pool, Y, S)
-            avg = total / N
-            trace.append(avg)
-            if verbose and (niter % 10 == 0):
-                print(f"ED iteration {niter + 1}: average log-likelihood {avg:.10g}")
-            _mstep(comp, acc, qsum, amp, mean, fa, fm, fc, w, R)
-            if sumfixed == 0.0:
-                amp = amp / N
-            else:
-                norm = amp[~fa].sum()
-                if norm > 0:
-                    amp[~fa] = amp[~fa] / norm * (1.0 - sumfixed)
-            if niter > 0:
-                diff = avg - old
-            old = avg
-            niter += 1
+        if accelerate:
+            st, avg, niter = squarem_ed(em, st, tol, maxiter, w > 0, trace, verbose)
+        else:
+            diff, old = 2.0 * tol, 0.0
+            while diff > tol and niter < maxiter:
+                avg, st = em(st)
+                trace.append(avg)
+                if verbose and (niter % 10 == 0):
+                    print(f"ED iteration {niter + 1}: average log-likelihood {avg:.10g}")
+                if niter > 0:
+                    diff = avg - old
+                old = avg
+                niter += 1
     finally:
         if pool is not None:
             pool.shutdown()
+    amp, mean, comp, fa, fm, fc = st.amp, st.mean, _Comp(st.W), st.fa, st.fm, st.fc
     xcov = np.stack([W @ W.T for W in comp.W])
     xcov = 0.5 * (xcov + np.swapaxes(xcov, 1, 2))
     frozen = (fa & fm & fc) & (amp == 0)
@@ -436,7 +457,7 @@ def _ed_ycovar(data, subset: np.ndarray):
 
 
 def bovy_wrapper(data, Ulist_init, subset=None, tol: float = 1e-6, maxiter: float = 1e9,
-                 w: float = 0.0, verbose: bool = False) -> EDFit:
+                 w: float = 0.0, verbose: bool = False, accelerate: bool = True) -> EDFit:
     """mashr's ``bovy_wrapper``: ED on ``data.Bhat[subset]`` from ``Ulist_init``.
 
     Error covariances :math:`S_i`: contrast data :math:`L S_i V S_i L^T`; per-row V
@@ -454,8 +475,9 @@ def bovy_wrapper(data, Ulist_init, subset=None, tol: float = 1e-6, maxiter: floa
         Initial covariances (names kept; a list is named ``"1".."K"``).
     subset : array of int or bool, optional
         Rows to use (default all).
-    tol, maxiter, w, verbose
-        Passed to :func:`extreme_deconvolution`.
+    tol, maxiter, w, verbose, accelerate
+        Passed to :func:`extreme_deconvolution` (``accelerate=False``: mashr's plain EM,
+        iterate by iterate).
 
     Returns
     -------
@@ -471,7 +493,8 @@ def bovy_wrapper(data, Ulist_init, subset=None, tol: float = 1e-6, maxiter: floa
     ycov = _ed_ycovar(data, sub)
     res = extreme_deconvolution(Bhat[sub], ycov, xamp=np.full(K, 1.0 / K),
                                 xmean=np.zeros((K, R)), xcovar=list(U0.values()),
-                                fixmean=True, tol=tol, maxiter=maxiter, w=w, verbose=verbose)
+                                fixmean=True, tol=tol, maxiter=maxiter, w=w, verbose=verbose,
+                                accelerate=accelerate)
     eps = np.eye(R) / np.sqrt(sub.size)
     names = list(U0)
     Ulist = {n: res.xcovar[j] + eps for j, n in enumerate(names)}
@@ -528,7 +551,7 @@ def teem_wrapper(data, Ulist_init, subset=None, w_init=None, maxiter: int = 5000
 def cov_ed(data, Ulist_init, subset=None, algorithm: str = "bovy", tol: float = 1e-6,
            maxiter: float = None, w: float = 0.0, details: bool = False,
            verbose: bool = False, *, w_init=None, converge_tol: float = 1e-7,
-           eigen_tol: float = 1e-7):
+           eigen_tol: float = 1e-7, accelerate: bool = True):
     """Refine initial covariance matrices by extreme deconvolution (mashr ``cov_ed``).
 
     Parameters
@@ -555,6 +578,9 @@ def cov_ed(data, Ulist_init, subset=None, algorithm: str = "bovy", tol: float = 
         ``loglik_trace`` TEEM's objective trace, i.e. total log-likelihoods).
     verbose : bool
         Print progress.
+    accelerate : bool
+        bovy: SQUAREM-accelerated EM (default; same stopping rule and fixed point, far fewer
+        steps) or, with False, mashr's plain EM iterate by iterate (R's ``niter``).
 
     Returns
     -------
@@ -582,7 +608,7 @@ def cov_ed(data, Ulist_init, subset=None, algorithm: str = "bovy", tol: float = 
     if maxiter is None:
         maxiter = 1e9
     fit = bovy_wrapper(data, Ulist_init, subset=subset, tol=tol, maxiter=maxiter, w=w,
-                       verbose=verbose)
+                       verbose=verbose, accelerate=accelerate)
     Ued = {f"ED_{n}": U for n, U in fit.Ulist.items()}
     if details:
         return EDFit(Ulist=Ued, pi=fit.pi, av_loglik=fit.av_loglik, niter=fit.niter,
