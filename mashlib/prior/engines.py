@@ -176,7 +176,7 @@ def prior_weights(data, U: Mapping, **mash_kw) -> pd.Series:
 
 
 def ed_bovy(data, components: Mapping, tol: float = 1e-6, maxiter: float = 1e9,
-            verbose: bool = False) -> dict:
+            verbose: bool = False, accelerate: bool = True) -> dict:
     r"""The default engine (``cov_ed``): components plus their ED refinements, mash weights.
 
     Steps (pecotmr ``.mashEngineCovEd``, map 1.12):
@@ -201,6 +201,10 @@ def ed_bovy(data, components: Mapping, tol: float = 1e-6, maxiter: float = 1e9,
         ED stopping rule (mashr defaults).
     verbose : bool
         Print ED progress.
+    accelerate : bool
+        SQUAREM-accelerated ED (default; same stopping rule, several times fewer EM steps,
+        final log-likelihood at least as high in practice) or, with False, mashr's plain EM
+        iterate by iterate (R's matrices to rounding).
 
     Returns
     -------
@@ -211,7 +215,7 @@ def ed_bovy(data, components: Mapping, tol: float = 1e-6, maxiter: float = 1e9,
 
     R = int(np.asarray(data.Bhat).shape[1])
     comps = validate_components(components, R=R)
-    U_ed = cov_ed(data, comps, tol=tol, maxiter=maxiter, verbose=verbose)
+    U_ed = cov_ed(data, comps, tol=tol, maxiter=maxiter, verbose=verbose, accelerate=accelerate)
     clash = [k for k in U_ed if k in comps]
     if clash:
         raise MashInputError(f"`components` already contain {clash[:3]}; names starting with "

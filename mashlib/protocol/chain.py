@@ -82,7 +82,7 @@ def _prior_step(name):
         v = "simple" if v == "mle" else v
         ins.append((naming.vhat_file(p.cwd, prefix, p.effect_model, v), naming.vhat_workflow(v)))
         return ins
-    extra = ("seed",) if name.startswith("ud") else ()
+    extra = ("seed",) if name.startswith("ud") else ("ed_accelerate",) if name == "ed_bovy" else ()
     return Step(name, lambda p: [naming.prior_file(p.cwd, _prefix(p), p.effect_model)], inputs,
                 ("effect_model", "mixture_components") + extra)
 

@@ -53,6 +53,7 @@ MIXTURE_PRIOR_PARAMS = _COMMON + [
     Param("remove_label", False, "plot_U: replace condition names by t1..tn"),
     Param("name", "", "plot_U: plot the element 'name' of the RDS list; also a suffix of the PDF name"),
     Param("seed", 999, "random seed (vhat_mle subset, ud initial matrices)"),
+    Param("ed_accelerate", True, "ed_bovy: SQUAREM-accelerated extreme deconvolution (--no-ed-accelerate: mashr's plain EM, R's matrices)"),
 ]
 
 MASH_FIT_PARAMS = _COMMON + [

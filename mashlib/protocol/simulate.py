@@ -202,7 +202,9 @@ def write_protocol_example(out_dir, prefix: str = "protocol_example", derived: b
     if derived:
         from .. import protocol
         with tempfile.TemporaryDirectory(prefix="mashlib_example_") as tmp:
-            protocol.ed_bovy(data=str(inp_path), output_prefix=prefix, cwd=tmp, log=log)
+            # plain EM (mashr's iterates): the shipped prior is the one R would write
+            protocol.ed_bovy(data=str(inp_path), output_prefix=prefix, cwd=tmp, log=log,
+                             ed_accelerate=False)
             for name in (f"{prefix}.EE.V_simple.rds", f"{prefix}.EE.prior.rds"):
                 shutil.copyfile(Path(tmp) / name, out_dir / name)
                 written.append(out_dir / name)

@@ -93,7 +93,7 @@ def _naive_ed(Y, S, amp, mean, V, fixamp, fixmean, tol=1e-6, maxiter=10 ** 9, w=
 def test_bovy_small_unit_values():
     ref = json.loads((REF / "golden" / "unit_values.json").read_text())["bovy_small"]
     B = np.array([[1, 2, 3], [2, 4, 6], [-1, 0.5, 2], [0.3, -0.2, 0.1]], float)
-    fit = bovy_wrapper(_data(B, np.ones((4, 3))), {"a": np.eye(3), "b": np.ones((3, 3))})
+    fit = bovy_wrapper(_data(B, np.ones((4, 3))), {"a": np.eye(3), "b": np.ones((3, 3))}, accelerate=False)
     np.testing.assert_allclose(list(fit.pi.values()), ref["pi"], atol=1e-4)
     assert abs(fit.av_loglik - ref["av_loglik"]) <= 1e-6 * abs(ref["av_loglik"])
     assert _rel_frob(fit.Ulist["a"], ref["U_a"]) < 1e-4
@@ -107,14 +107,14 @@ def test_sim_small_case_d_cov_ed():
     Shat = np.loadtxt(REF / "sim_small" / "Shat.csv", delimiter=",", skiprows=1)
     strong = np.asarray(d["strong_idx_1based"]) - 1
     U0 = {n: np.asarray(d["U_pca"]["matrices"][n]) for n in d["U_pca"]["names"]}
-    fit = cov_ed(_data(Bhat, Shat), U0, subset=strong, details=True)
+    fit = cov_ed(_data(Bhat, Shat), U0, subset=strong, details=True, accelerate=False)
     assert list(fit.Ulist) == d["U_ed"]["names"]
     for n in d["U_ed"]["names"]:
         assert _rel_frob(fit.Ulist[n], d["U_ed"]["matrices"][n]) < 1e-4, n
     assert abs(fit.av_loglik - d["ed_av_loglik"]) <= 1e-6 * abs(d["ed_av_loglik"])
     np.testing.assert_allclose(list(fit.pi.values()), d["ed_pi"]["values"], atol=1e-4)
     assert list(fit.pi) == d["ed_pi"]["names"]
-    plain = cov_ed(_data(Bhat, Shat), U0, subset=strong)
+    plain = cov_ed(_data(Bhat, Shat), U0, subset=strong, accelerate=False)
     assert list(plain) == d["U_ed"]["names"]
 
 
@@ -130,7 +130,7 @@ def test_chain2_ed_full_error_covariances():
     md = data_mod.mash_set_data(b, s, V=V, alpha=0)
     comps = {**cov.cov_canonical(md), **cov.cov_pca(md, npc=3)}
     assert len(comps) == len(ref["ed_pi"])
-    fit = bovy_wrapper(md, comps)
+    fit = bovy_wrapper(md, comps, accelerate=False)
     assert abs(fit.av_loglik - ref["ed_av_loglik"]) <= 1e-6 * abs(ref["ed_av_loglik"])
     pi = np.asarray(list(fit.pi.values()))
     np.testing.assert_allclose(pi, ref["ed_pi"], atol=1e-4)
@@ -157,7 +157,7 @@ def test_matches_bruteforce_full_errors(w):
     amp = np.full(K, 1 / K)
     a, m, Vn, avg, n = _naive_ed(Y, S, amp, np.zeros((K, 4)), V, np.zeros(K, bool),
                                  np.ones(K, bool), maxiter=60, w=w)
-    r = extreme_deconvolution(Y, S, amp, None, V, fixmean=True, maxiter=60, w=w)
+    r = extreme_deconvolution(Y, S, amp, None, V, fixmean=True, maxiter=60, w=w, accelerate=False)
     assert r.niter == n
     assert abs(r.avgloglik - avg) < 1e-10 * abs(avg)
     np.testing.assert_allclose(r.xamp, a, atol=1e-10)
@@ -171,7 +171,7 @@ def test_matches_bruteforce_free_means_and_fixed_amp():
     mean0 = np.random.default_rng(0).standard_normal((K, 4)) * 0.3
     fixamp = np.array([True, False, False, False])
     a, m, Vn, avg, n = _naive_ed(Y, S, amp, mean0, V, fixamp, np.zeros(K, bool), maxiter=40)
-    r = extreme_deconvolution(Y, S, amp, mean0, V, fixamp=fixamp, fixmean=False, maxiter=40)
+    r = extreme_deconvolution(Y, S, amp, mean0, V, fixamp=fixamp, fixmean=False, maxiter=40, accelerate=False)
     assert r.niter == n
     assert abs(r.avgloglik - avg) < 1e-10 * abs(avg)
     np.testing.assert_allclose(r.xamp, a, atol=1e-10)
@@ -179,9 +179,9 @@ def test_matches_bruteforce_free_means_and_fixed_amp():
     np.testing.assert_allclose(r.xmean, m, atol=1e-9)
     np.testing.assert_allclose(r.xcovar, Vn, atol=1e-8 * np.abs(Vn).max())
     # diagonal errors (per-row variances) give the same fit as the equivalent full errors
-    r1 = extreme_deconvolution(Y, sh ** 2, amp, mean0, V, fixamp=fixamp, maxiter=40)
+    r1 = extreme_deconvolution(Y, sh ** 2, amp, mean0, V, fixamp=fixamp, maxiter=40, accelerate=False)
     r2 = extreme_deconvolution(Y, np.stack([np.diag(x ** 2) for x in sh]), amp, mean0, V,
-                               fixamp=fixamp, maxiter=40)
+                               fixamp=fixamp, maxiter=40, accelerate=False)
     assert abs(r1.avgloglik - r2.avgloglik) < 1e-12 * abs(r1.avgloglik)
     np.testing.assert_allclose(r1.xcovar, r2.xcovar, atol=1e-9)
 
@@ -190,7 +190,7 @@ def test_component_death_freezes_component():
     rng = np.random.default_rng(5)
     Y = rng.standard_normal((20, 3)) * 1e3
     V0 = [1e6 * np.eye(3), 1e-8 * np.eye(3)]
-    r = extreme_deconvolution(Y, np.ones((20, 3)), [0.5, 0.5], None, V0, fixmean=True)
+    r = extreme_deconvolution(Y, np.ones((20, 3)), [0.5, 0.5], None, V0, fixmean=True, accelerate=False)
     assert r.xamp[1] == 0.0 and r.frozen[1] and not r.frozen[0]
     np.testing.assert_array_equal(r.xcovar[1], V0[1])     # frozen at its last value (P10)
     assert r.xamp[0] == 1.0
@@ -202,8 +202,8 @@ def test_component_death_freezes_component():
 def test_stopping_rule_at_least_two_steps_and_maxiter():
     Y, S, _, V = _toy()
     amp = np.full(4, 0.25)
-    assert extreme_deconvolution(Y, S, amp, None, V, fixmean=True, tol=1e10).niter == 2
-    r = extreme_deconvolution(Y, S, amp, None, V, fixmean=True, maxiter=7)
+    assert extreme_deconvolution(Y, S, amp, None, V, fixmean=True, tol=1e10, accelerate=False).niter == 2
+    r = extreme_deconvolution(Y, S, amp, None, V, fixmean=True, maxiter=7, accelerate=False)
     assert r.niter == 7 and r.loglik_trace.size == 7
     assert r.avgloglik == r.loglik_trace[-1]
     assert np.all(np.diff(r.loglik_trace) > -1e-12)               # EM is monotone
@@ -214,8 +214,8 @@ def test_common_errors_fast_path():
     rng = np.random.default_rng(2)
     Y = rng.standard_normal((50, 4)) * 2
     V = [np.eye(4), np.ones((4, 4))]
-    r1 = extreme_deconvolution(Y, np.ones((50, 4)), [0.5, 0.5], None, V, fixmean=True)
-    r2 = extreme_deconvolution(Y, np.eye(4), [0.5, 0.5], None, V, fixmean=True)
+    r1 = extreme_deconvolution(Y, np.ones((50, 4)), [0.5, 0.5], None, V, fixmean=True, accelerate=False)
+    r2 = extreme_deconvolution(Y, np.eye(4), [0.5, 0.5], None, V, fixmean=True, accelerate=False)
     a, m, Vn, avg, n = _naive_ed(Y, np.stack([np.eye(4)] * 50), np.array([0.5, 0.5]),
                                  np.zeros((2, 4)), V, np.zeros(2, bool), np.ones(2, bool))
     for r in (r1, r2):
@@ -246,9 +246,9 @@ def test_bad_inputs():
 def test_names_and_subset():
     B = np.random.default_rng(4).standard_normal((40, 3)) * 3
     d = _data(B, np.ones((40, 3)))
-    out = cov_ed(d, [np.eye(3), np.ones((3, 3))], subset=np.arange(40) < 30)
+    out = cov_ed(d, [np.eye(3), np.ones((3, 3))], subset=np.arange(40) < 30, accelerate=False)
     assert list(out) == ["ED_1", "ED_2"]
-    full = cov_ed(d, [np.eye(3), np.ones((3, 3))], subset=np.arange(30))
+    full = cov_ed(d, [np.eye(3), np.ones((3, 3))], subset=np.arange(30), accelerate=False)
     for k in out:
         np.testing.assert_allclose(out[k], full[k])
     # the +1/sqrt(n) I adjustment: the smallest eigenvalue is at least 1/sqrt(30)
@@ -263,9 +263,9 @@ def test_threaded_row_blocks_agree():
     S = sh[:, :, None] * C * sh[:, None, :]
     Y = rng.standard_normal((N, R)) * sh * 3
     V = [np.eye(R), np.ones((R, R)), np.diag([2.0, 0, 0])]
-    r1 = extreme_deconvolution(Y, S, np.full(3, 1 / 3), None, V, fixmean=True, maxiter=50)
+    r1 = extreme_deconvolution(Y, S, np.full(3, 1 / 3), None, V, fixmean=True, maxiter=50, accelerate=False)
     r2 = extreme_deconvolution(Y, S, np.full(3, 1 / 3), None, V, fixmean=True, maxiter=50,
-                               threads=2)
+                               threads=2, accelerate=False)
     assert r1.niter == r2.niter
     np.testing.assert_allclose(r2.loglik_trace, r1.loglik_trace, rtol=1e-12)
     np.testing.assert_allclose(r2.xcovar, r1.xcovar, rtol=1e-9, atol=1e-12)
@@ -311,14 +311,14 @@ def test_proportional_errors_match_bruteforce(w):
     amp = np.full(K, 1 / K)
     a, m, Vn, avg, n = _naive_ed(Y, S, amp, np.zeros((K, 4)), V, np.zeros(K, bool),
                                  np.ones(K, bool), maxiter=60, w=w)
-    r = extreme_deconvolution(Y, S, amp, None, V, fixmean=True, maxiter=60, w=w)
+    r = extreme_deconvolution(Y, S, amp, None, V, fixmean=True, maxiter=60, w=w, accelerate=False)
     assert r.niter == n
     assert abs(r.avgloglik - avg) < 1e-10 * abs(avg)
     np.testing.assert_allclose(r.xamp, a, atol=1e-10)
     np.testing.assert_allclose(r.xcovar, Vn, atol=1e-8 * np.abs(Vn).max())
     assert np.array_equal(r.xcovar, np.swapaxes(r.xcovar, 1, 2))
     g = extreme_deconvolution(Y, S, amp, None, V, fixmean=True, maxiter=60, w=w,
-                              proportional=False)
+                              proportional=False, accelerate=False)
     np.testing.assert_allclose(r.loglik_trace, g.loglik_trace, rtol=1e-12)
     np.testing.assert_allclose(r.xcovar, g.xcovar, atol=1e-9 * np.abs(Vn).max())
 
@@ -331,7 +331,7 @@ def test_proportional_free_means_fixed_amp_diag_errors():
     fixamp = np.array([True, False, False, False, False])
     Sd = np.stack([np.diag(x ** 2) for x in sh])
     a, m, Vn, avg, n = _naive_ed(Y, Sd, amp, mean0, V, fixamp, np.zeros(K, bool), maxiter=40)
-    r = extreme_deconvolution(Y, sh ** 2, amp, mean0, V, fixamp=fixamp, maxiter=40)
+    r = extreme_deconvolution(Y, sh ** 2, amp, mean0, V, fixamp=fixamp, maxiter=40, accelerate=False)
     assert r.niter == n
     assert abs(r.avgloglik - avg) < 1e-10 * abs(avg)
     np.testing.assert_allclose(r.xamp, a, atol=1e-10)
@@ -348,9 +348,9 @@ def test_proportional_path_row_blocks(monkeypatch):
     Y = rng.standard_normal((N, R)) * c[:, None] * 3
     V = [np.eye(R), np.ones((R, R)), np.diag([2.0, 0, 0]), np.diag([1.0, 2.0, 0])]
     S = np.outer(c ** 2, np.ones(R))
-    r1 = extreme_deconvolution(Y, S, np.full(4, 0.25), None, V, fixmean=True, maxiter=50)
+    r1 = extreme_deconvolution(Y, S, np.full(4, 0.25), None, V, fixmean=True, maxiter=50, accelerate=False)
     monkeypatch.setattr(edm, "_BLOCK_BYTES", 8.0 * 40 * 30)
-    r2 = extreme_deconvolution(Y, S, np.full(4, 0.25), None, V, fixmean=True, maxiter=50)
+    r2 = extreme_deconvolution(Y, S, np.full(4, 0.25), None, V, fixmean=True, maxiter=50, accelerate=False)
     assert r1.niter == r2.niter
     np.testing.assert_allclose(r2.loglik_trace, r1.loglik_trace, rtol=1e-12)
     np.testing.assert_allclose(r2.xcovar, r1.xcovar, rtol=1e-9, atol=1e-12)
@@ -390,7 +390,7 @@ def test_direct_path_diag_errors_free_means():
     mean0 = rng.standard_normal((3, R)) * 0.2
     a, m, Vn, avg, n = _naive_ed(Y, np.stack([np.diag(x ** 2) for x in sh]), np.full(3, 1 / 3),
                                  mean0, V, np.zeros(3, bool), np.zeros(3, bool), maxiter=30)
-    r = extreme_deconvolution(Y, sh ** 2, np.full(3, 1 / 3), mean0, V, maxiter=30)
+    r = extreme_deconvolution(Y, sh ** 2, np.full(3, 1 / 3), mean0, V, maxiter=30, accelerate=False)
     assert r.niter == n and abs(r.avgloglik - avg) < 1e-10 * abs(avg)
     np.testing.assert_allclose(r.xmean, m, atol=1e-9)
     np.testing.assert_allclose(r.xcovar, Vn, atol=1e-8 * np.abs(Vn).max())
@@ -424,17 +424,17 @@ def test_scaled_errors_equal_explicit(prop, fixmean, monkeypatch):
     K = len(V)
     kw = dict(xamp=np.full(K, 1 / K), xmean=None, xcovar=V, fixmean=fixmean, maxiter=40)
     monkeypatch.setattr(edm, "_BLOCK_BYTES", 8.0 * 60 * 400)
-    r1 = extreme_deconvolution(Y, S, **kw)
-    r2 = extreme_deconvolution(Y, _ScaledV(sh, C), **kw)
+    r1 = extreme_deconvolution(Y, S, **kw, accelerate=False)
+    r2 = extreme_deconvolution(Y, _ScaledV(sh, C), **kw, accelerate=False)
     assert r1.niter == r2.niter
     np.testing.assert_allclose(r2.loglik_trace, r1.loglik_trace, rtol=1e-12)
     np.testing.assert_allclose(r2.xamp, r1.xamp, rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(r2.xmean, r1.xmean, rtol=1e-9, atol=1e-10)
     np.testing.assert_allclose(r2.xcovar, r1.xcovar, rtol=1e-9, atol=1e-10)
     # bovy_wrapper passes the structured form for a common V != I
-    fit = bovy_wrapper(_data(Y, sh, C), dict(zip("abcd", V)), maxiter=40)
+    fit = bovy_wrapper(_data(Y, sh, C), dict(zip("abcd", V)), maxiter=40, accelerate=False)
     r3 = extreme_deconvolution(Y, S, np.full(K, 1 / K), np.zeros((K, 5)), V, fixmean=True,
-                               maxiter=40)
+                               maxiter=40, accelerate=False)
     assert fit.niter == r3.niter
     assert abs(fit.av_loglik - r3.avgloglik) <= 1e-12 * abs(r3.avgloglik)
     for j, n in enumerate("abcd"):
@@ -453,9 +453,9 @@ def test_scaled_errors_bad_inputs():
         extreme_deconvolution(Y, _ScaledV(sh0, C), np.ones(1), None, V[:1])
     # one scale vector for every row: the common-covariance path, same result
     same = np.broadcast_to(sh[:1], sh.shape)
-    r1 = extreme_deconvolution(Y, _ScaledV(same, C), np.ones(1), None, V[:1], maxiter=5)
+    r1 = extreme_deconvolution(Y, _ScaledV(same, C), np.ones(1), None, V[:1], maxiter=5, accelerate=False)
     r2 = extreme_deconvolution(Y, same[0, :, None] * C * same[0], np.ones(1), None, V[:1],
-                               maxiter=5)
+                               maxiter=5, accelerate=False)
     np.testing.assert_allclose(r1.xcovar, r2.xcovar, rtol=1e-12)
 
 
@@ -475,7 +475,7 @@ def test_cov_ed_peak_memory_scaled_errors():
     data = _data(Bhat, Shat, V)
     tracemalloc.start()
     try:
-        fit = cov_ed(data, U0, maxiter=3, details=True)
+        fit = cov_ed(data, U0, maxiter=3, details=True, accelerate=False)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()

@@ -54,7 +54,7 @@ def chain():
 
 @pytest.fixture(scope="module")
 def ed_prior(chain):
-    return ed_bovy(chain["md"], chain["comps"])
+    return ed_bovy(chain["md"], chain["comps"], accelerate=False)  # R parity: plain EM
 
 
 def test_components_match_r(chain):

@@ -34,7 +34,8 @@ def chain(tmp_path_factory, protocol_fixture):
     """ed_bovy with the defaults on the fixture: runs flash, flash_nonneg, pca, canonical, vhat_simple."""
     cwd = tmp_path_factory.mktemp("mixture_prior")
     lines = []
-    outs = protocol.ed_bovy(data=str(protocol_fixture), cwd=str(cwd), log=lines.append)
+    outs = protocol.ed_bovy(data=str(protocol_fixture), cwd=str(cwd), log=lines.append,
+                            ed_accelerate=False)  # R parity: plain EM
     return cwd, outs, lines
 
 
@@ -114,7 +115,7 @@ def test_sidecar_and_skip_when_up_to_date(chain, protocol_fixture):
     assert side["inputs"][str(protocol_fixture)] == hashlib.sha256(protocol_fixture.read_bytes()).hexdigest()
     mtimes = {p: p.stat().st_mtime_ns for p in cwd.glob("*.rds")}
     lines = []
-    protocol.ed_bovy(data=str(protocol_fixture), cwd=str(cwd), log=lines.append)
+    protocol.ed_bovy(data=str(protocol_fixture), cwd=str(cwd), log=lines.append, ed_accelerate=False)
     assert all("up to date" in ln for ln in lines) and len(lines) == 6
     assert mtimes == {p: p.stat().st_mtime_ns for p in cwd.glob("*.rds")}
 
@@ -361,7 +362,8 @@ def test_vhat_mle_chain_matches_r(chain, golden, protocol_fixture):
     """vhat=mle: the prior built with V_simple (already there: skipped), then the EM V (map 1.7)."""
     cwd, _, _ = chain
     lines = []
-    (out,) = protocol.vhat_mle(data=str(protocol_fixture), cwd=str(cwd), vhat="mle", log=lines.append)
+    (out,) = protocol.vhat_mle(data=str(protocol_fixture), cwd=str(cwd), vhat="mle", log=lines.append,
+                                ed_accelerate=False)  # the R-parity prior of `chain`
     assert out.name == f"{PFX}.EE.V_mle.rds"
     assert [ln.split("]")[0][1:] for ln in lines if "up to date" in ln][-1] == "ed_bovy"
     V = read_rds(out)
