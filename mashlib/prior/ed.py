@@ -52,8 +52,9 @@ Three exact evaluations of the same step, chosen per problem / component (kernel
   :math:`T_{ij} = L_0Q_j(\\kappa_iI + \\Sigma_j^2)Q_j^TL_0^T` on the span, so a step costs one
   GEMM plus O(N sum_j r_j) elementwise work.
 * **Woodbury** as above for components of rank :math:`r_j \\le R/2`.
-* **Direct** for :math:`r_j > R/2`: :math:`T_{ij} = S_i + V_j`, batched Cholesky and a
-  vectorised triangular inverse (``_chol_inv``), :math:`w_{ij} = T_{ij}^{-1}(y_i - m_j)` and
+* **Direct** for :math:`r_j > R/2`: :math:`T_{ij} = S_i + V_j`, batched SPD inverse by
+  recursive Schur complements in batched GEMMs (``_spd_inv``),
+  :math:`w_{ij} = T_{ij}^{-1}(y_i - m_j)` and
   :math:`M_j = q_jI + W_j^T\\big[\\sum_i q_{ij}(w_{ij}w_{ij}^T - T_{ij}^{-1})\\big]W_j`, since
   :math:`u = W^Tw` and :math:`(I+G)^{-1} = I - W^TT^{-1}W`.
 """
@@ -72,7 +73,7 @@ from ._teem import TeemFit, fit_teem
 # numeric kernels live in ed_kernels (module size); re-exported for tests and benchmarks
 from ._ed_squarem import _EDState, squarem_ed
 from ._ed_kernels import (_DBL_MIN, _HALF_LOG_2PI, _PROP_TOL, _RANK_TOL,  # noqa: F401
-                         _chol_inv, _Comp, _estep, _estep_prop, _factor_psd, _mstep,
+                         _spd_inv, _Comp, _estep, _estep_prop, _factor_psd, _mstep,
                          _proportional, _proportional_scaled, _rotate_groups, _ScaledV,
                          _whiten)
 
