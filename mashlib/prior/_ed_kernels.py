@@ -201,8 +201,12 @@ def _estep_block(Z, Linv, logdetS, kind, mean, groups, logamp, K, direct=None):
         if mean is None:
             Wm = np.broadcast_to(Z[:, None, :], (nb, k, R))
         else:
-            Wm = Z[:, None, :] - _whiten(kind, Linv, np.broadcast_to(mean[None, idx, :],
-                                                                      (Linv.shape[0], k, R)))
+            if kind == "scaled":
+                Lv, dinv = Linv
+                Wm = Z[:, None, :] - (mean[None, idx, :] * dinv[:, None, :]) @ Lv.T
+            else:
+                Wm = Z[:, None, :] - _whiten(kind, Linv, np.broadcast_to(
+                    mean[None, idx, :], (Linv.shape[0], k, R)))
         quad = np.einsum("ika,ika->ik", Wm, Wm)
         ld = np.broadcast_to(logdetS[:, None], (nb, k))
         Ginv = u = None
@@ -210,6 +214,10 @@ def _estep_block(Z, Linv, logdetS, kind, mean, groups, logamp, K, direct=None):
             Wc = np.moveaxis(W, 0, 1).reshape(R, k * r)            # (R, k*r)
             if kind == "diag":
                 E = Linv[:, :, None] * Wc[None]                     # (n, R, k*r)
+            elif kind == "scaled":                                  # L_V^-1 D_i^-1 W: one GEMM
+                Lv, dinv = Linv
+                E = (dinv[:, :, None] * Wc[None]).transpose(1, 0, 2).reshape(R, -1)
+                E = (Lv @ E).reshape(R, nb, k * r).transpose(1, 0, 2)
             else:
                 E = Linv @ Wc
             E = E.reshape(E.shape[0], R, k, r)
@@ -283,7 +291,7 @@ def _estep(Z, Linv, logdetS, kind, common, mean, groups, logamp, K, blocks, pool
         s, e = se
         lb = np.repeat(logdetS, e - s) if logdetS.shape[0] == 1 else logdetS[s:e]
         if kind == "scaled":                     # S_i = D_i V D_i: this block's factors only
-            Lb, kb = Linv.linv(s, e), "full"
+            Lb, kb = (Linv.Lvinv, 1.0 / Linv.d[s:e]), "scaled"
             direct = None if Y is None else (Y[s:e], S.cov(s, e) if need_S else None)
         else:
             Lb, kb = (Linv if common else Linv[s:e]), kind
