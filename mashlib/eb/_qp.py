@@ -16,6 +16,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.linalg.lapack import dpotrf as _potrf, dpotrs as _potrs
 
+from .mixsqp_chol import IncrementalCholesky
+
 
 def _take_rows(A, S, ws, key):
     """Rows S of A copied into the work buffer ``ws[key]`` (grown, never shrunk)."""
@@ -42,6 +44,7 @@ class _LazyHessian:
 
     def __init__(self, L, d, ws=None):
         self.L, self.A, self.d = L, L.T, d
+        self.nrow = L.shape[0]          # rank(H) <= nrow: larger H_SS are singular
         self.ws = {} if ws is None else ws
         self.sd = np.sqrt(d)
         self.pos = np.full(L.shape[1], -1)
@@ -78,6 +81,19 @@ class _LazyHessian:
             return self.Hc  # the whole block in order (first QP iteration): no copy
         return self.Hc[np.ix_(p, p)]
 
+    def column(self, k, idx):
+        """:math:`H_{idx,k}` and :math:`H_{kk}` (k joins the cached union if new)."""
+        new = np.unique(np.append(idx[self.pos[idx] < 0], k if self.pos[k] < 0 else []))
+        if new.size:
+            self._add(new.astype(int))
+        pk = self.pos[k]
+        return self.Hc[self.pos[idx], pk], float(self.Hc[pk, pk])
+
+    def matvec_free(self, y, idx):
+        r""":math:`(Hy)_{idx}` for y supported on the cached indices U, idx in U: one
+        mat-vec with the cached block :math:`H_{UU}` (O(|U|^2), no pass over L)."""
+        return (self.Hc @ y[self.idx])[self.pos[idx]]
+
     def matvec(self, y):
         r""":math:`H y = L^T (d \circ (L y))` (L y over the support of y only)."""
         S = np.flatnonzero(y)
@@ -97,7 +113,7 @@ def _feasible_stepsize(x, p):
     return a, int(neg[j])
 
 
-def _activeset_searchdir(Hs, bs, ainc, hint=None):
+def _activeset_searchdir(Hs, bs, ainc, hint=None, want_factor=False):
     r"""Solve :math:`(H_s + aI) p = -b_s` with the modified Cholesky of mixsqp.
 
     R (Nocedal & Wright Algorithm 3.3) tries :math:`a = \max(0, 10^{-15} - \min_k H_{kk})`,
@@ -113,6 +129,9 @@ def _activeset_searchdir(Hs, bs, ainc, hint=None):
     p : ndarray
     a : float
         The accepted multiple (pass it back as ``hint``).
+    factor : ndarray or None
+        Only with ``want_factor``: the upper Cholesky factor of :math:`H_s + aI` (None when
+        R's loop ended without a successful factorisation).
     """
     a0, amax = 1e-15, 1e15
     n = bs.shape[0]
@@ -130,7 +149,8 @@ def _activeset_searchdir(Hs, bs, ainc, hint=None):
         if i not in cache:
             B = Hs.copy()
             B[diag, diag] += seq[i]
-            c, info = _potrf(B, lower=False, clean=False, overwrite_a=True)
+            # B is symmetric: its transpose is the Fortran-ordered copy LAPACK works in place on
+            c, info = _potrf(B.T, lower=False, clean=False, overwrite_a=True)
             cache[i] = (info == 0, c)
         return cache[i][0]
 
@@ -158,17 +178,30 @@ def _activeset_searchdir(Hs, bs, ainc, hint=None):
             lo = mid
     k = hi
     if k in cache and cache[k][0]:
-        return _potrs(cache[k][1], -bs, lower=False)[0], seq[k]
+        p = _potrs(cache[k][1], -bs, lower=False)[0]
+        return (p, seq[k], cache[k][1]) if want_factor else (p, seq[k])
     B = Hs.copy()
     B[diag, diag] += seq[k]
     try:
-        return np.linalg.solve(B, -bs), seq[k]
+        p = np.linalg.solve(B, -bs)
     except np.linalg.LinAlgError:
-        return np.linalg.lstsq(B, -bs, rcond=None)[0], seq[k]
+        p = np.linalg.lstsq(B, -bs, rcond=None)[0]
+    return (p, seq[k], None) if want_factor else (p, seq[k])
 
 
-def _activesetqp(H, g, y, maxiter, zerosearchdir, tol, ainc, state=None):
+_LARGE = 256   # free sets larger than this: the factor is updated, not recomputed
+
+
+def _activesetqp(H, g, y, maxiter, zerosearchdir, tol, ainc, state=None, incremental=True):
     """Active-set method (Nocedal & Wright 2006, p. 472) for min 1/2 y'Hy + g'y, y >= 0.
+
+    Each iteration factors :math:`H_{SS} + aI` with R's modified-Cholesky search, except on
+    free sets larger than both 256 and the number of rows of L (where a factorisation costs
+    O(|S|^3) and :math:`H_{SS} = Z_SZ_S^T` is singular, so R's a > 0 is set by rounding
+    alone): there later iterations update the first factor as S loses or gains an index
+    (:class:`mashlib.mixsqp_chol.IncrementalCholesky`, O(|S|^2)) and keep its a.  A failed
+    update, a free set back under that size, or ``incremental=False`` refactors.  Otherwise
+    the iterates are R's.
 
     Returns (y, number of iterations). ``t[k] == False`` means k is in the working set.
     """
@@ -176,23 +209,43 @@ def _activesetqp(H, g, y, maxiter, zerosearchdir, tol, ainc, state=None):
     y = y.copy()
     t = y > 0
     it = 0
+    fac = None
+    large = max(_LARGE, getattr(H, "nrow", 0))
     while it < maxiter:
         inn = np.flatnonzero(t)
         ws = np.flatnonzero(~t)
         y[ws] = 0.0
-        b = g.copy()
-        Hs = H.block(inn)
-        b[inn] += Hs @ y[inn]
         p = np.zeros_like(y)
-        if inn.size:
-            p[inn], aacc = _activeset_searchdir(Hs, b[inn], ainc, state.get("a"))
+        if fac is not None and inn.size <= large:     # small again: refactor as R does
+            fac = None
+        if inn.size and fac is None:
+            Hs = H.block(inn)
+            b_in = g[inn] + Hs @ y[inn]
+            p[inn], aacc, U = _activeset_searchdir(Hs, b_in, ainc, state.get("a"),
+                                                   want_factor=True)
             state["a"] = aacc
+            if incremental and U is not None and inn.size > large:
+                fac = IncrementalCholesky(U, inn, aacc)
+        elif inn.size:
+            order = fac.free
+            Hy = H.matvec_free(y, order) if hasattr(H, "matvec_free") else \
+                H.matvec_sparse(y)[order]
+            p[order] = -fac.solve(g[order] + Hy)
         if np.max(np.abs(p)) <= zerosearchdir:
             b = g + H.matvec_sparse(y)
             if ws.size == 0 or b[ws].min() >= -tol:
                 it += 1
                 break
-            t[ws[int(np.argmin(b[ws]))]] = True
+            k = int(ws[int(np.argmin(b[ws]))])
+            t[k] = True
+            if fac is not None:
+                if hasattr(H, "column"):
+                    hcol, hkk = H.column(k, fac.free)
+                else:
+                    B = H.block(np.append(fac.free, k))
+                    hcol, hkk = B[:-1, -1], float(B[-1, -1])
+                if not fac.append(k, hcol, hkk):
+                    fac = None
         else:
             a, k = _feasible_stepsize(y, p)
             add = k >= 0 and a < 1 and inn.size > 1
@@ -201,9 +254,10 @@ def _activesetqp(H, g, y, maxiter, zerosearchdir, tol, ainc, state=None):
             if add:
                 t[k] = False
                 y[k] = 0.0
+                if fac is not None:
+                    fac.remove(k)
         it += 1
     return y, it
-
 
 
 def _line_search(f, P, g, x, y, suffdecr, beta, amin):

@@ -199,3 +199,50 @@ def test_mix_sqp_bad_prior_and_shapes():
         mix_sqp(L3, [1, 1])
     with pytest.raises(MashInputError, match="'weights'"):
         mix_sqp(L3, [1, 1, 1], weights=[1, 1])
+
+
+def test_incremental_cholesky_remove_append_match_fresh_solves():
+    """Updated factor of H_SS + aI (removals by Givens, appends by bordering) solves as a fresh one."""
+    from mashlib.mixsqp_chol import IncrementalCholesky
+    rng = np.random.default_rng(11)
+    n, a = 40, 1e-3
+    Z = rng.normal(size=(n, 25))
+    H = Z @ Z.T                                     # rank 25 < n: singular, as mix-SQP's H
+    S = np.arange(30)
+    U = np.linalg.cholesky(H[np.ix_(S, S)] + a * np.eye(S.size)).T
+    fac = IncrementalCholesky(U, S, a)
+    for step in ["r3", "r17", "a33", "r0", "a35", "r29", "r33"]:
+        k = int(step[1:])
+        if step[0] == "r":
+            fac.remove(k)
+        else:
+            free = fac.free
+            assert fac.append(k, H[free, k], H[k, k])
+        free = fac.free
+        b = rng.normal(size=free.size)
+        want = np.linalg.solve(H[np.ix_(free, free)] + a * np.eye(free.size), b)
+        np.testing.assert_allclose(fac.solve(b), want, rtol=1e-8, atol=1e-8 * np.abs(want).max())
+    assert sorted(fac.free) == sorted(set(range(30)) - {3, 17, 0, 29, 33} | {35})
+    # a pivot that is not positive is refused and leaves the factor as it was
+    assert not fac.append(36, H[fac.free, 36], -1.0)
+    assert 36 not in fac.free
+
+
+def test_large_free_sets_same_optimum_as_refactoring(monkeypatch):
+    """Free sets over 256 columns and over the rank bound (rows of L) use factor updates (and
+    keep a): same optimum as R's refactor-every-time path."""
+    qp = importlib.import_module("mashlib.mixsqp_qp")
+    rng = np.random.default_rng(3)
+    n, m = 300, 400
+    sd = np.concatenate([[0.0], np.exp(np.linspace(np.log(0.05), np.log(10), m - 1))])
+    mu = np.repeat(np.linspace(-4, 4, 4), m // 4)
+    b = np.concatenate([rng.normal(0, 1, 100), rng.normal(3, 2, 100), rng.normal(-2, 0.5, 100)])
+    v = 1 + sd ** 2
+    ll = -0.5 * np.log(2 * np.pi * v)[None, :] - 0.5 * (b[:, None] - mu[None, :]) ** 2 / v[None, :]
+    fast = mixsqp(ll, log=True)
+    assert fast.progress["nnz"].max() > 300            # > 256 and > n rows: updates taken
+    monkeypatch.setattr(qp, "_LARGE", 10 ** 9)         # refactor every time, R's a
+    ref = mixsqp(ll, log=True)
+    assert fast.converged and ref.converged
+    assert fast.value == pytest.approx(ref.value, rel=1e-10)
+    np.testing.assert_allclose(fast.x, ref.x, atol=1e-6)
