@@ -21,7 +21,6 @@ from typing import Optional
 
 import numpy as np
 import pandas as pd
-from scipy.special import logsumexp
 
 from .._blas import single_blas_thread
 from .._errors import MashInputError
@@ -35,6 +34,7 @@ from .posterior import compute_posterior_matrices, compute_posterior_weights
 from .samples import draw_posterior_samples
 
 log = logging.getLogger("mashlib")
+from ._vloglik import needed_components, vlogliks
 
 __all__ = ["autoselect_grid", "FittedG", "MashResult", "mash", "mash_compute_posterior_matrices",
            "mash_compute_vloglik", "mash_compute_loglik", "set_prior", "optimize_pi"]
@@ -202,29 +202,10 @@ def optimize_pi(matrix_lik, prior, optmethod: str = "mixSQP", control=None) -> n
     return np.asarray(pihat, float)
 
 
-def _vlogliks(pi, lm, Shat_alpha, usepointmass):
-    """vloglik, null_loglik, alt_loglik from the relative likelihood (P30 Jacobian)."""
-    L, lf = lm["loglik_matrix"], lm["lfactors"]
-    jac = np.log(Shat_alpha).sum(axis=1)
-    with np.errstate(divide="ignore"):
-        lpi = np.log(pi)
-    vl = np.empty(L.shape[0])
-    step = max(1, (32 * 2 ** 20) // (8 * max(L.shape[1], 1)))   # bound the temporaries
-    for a in range(0, L.shape[0], step):
-        vl[a:a + step] = logsumexp(L[a:a + step] + lpi[None], axis=1)
-    vl += lf - jac
-    if not usepointmass:
-        return vl, None, None
-    nl = L[:, 0] + lf - jac
-    rest = pi[1:]
-    w = np.full(rest.size, 1.0 / rest.size) if pi[0] == 1 else rest / (1 - pi[0])
-    with np.errstate(divide="ignore"):
-        lw = np.log(w)
-    al = np.empty(L.shape[0])
-    for a in range(0, L.shape[0], step):
-        al[a:a + step] = logsumexp(L[a:a + step, 1:] + lw[None], axis=1)
-    al += lf - jac
-    return vl, nl, al
+def _vlogliks(pi, lm, Shat_alpha, usepointmass, E=None):
+    """vloglik, null_loglik, alt_loglik from the relative likelihood (P30 Jacobian); one pass,
+    see :func:`mashlib.model._vloglik.vlogliks`."""
+    return vlogliks(pi, lm, Shat_alpha, usepointmass, E)
 
 
 def _frame(x, data: MashData, cols):
@@ -492,22 +473,34 @@ def mash(data: MashData, Ulist=None, gridmult: float = np.sqrt(2), grid=None,
     xU = expand_cov(Ulist, grid, usepointmass)
     names = list(xU)
     P = len(xU)
+    cols = None                                      # likelihood columns evaluated (None: all)
+    if fixg:
+        pi_s = np.asarray(g.pi, float)
+        if pi_s.size != P:
+            raise MashInputError(f"g: pi has {pi_s.size} entries but g expands to {P} components.")
+        if outputlevel < 4:                          # only the columns with pi > 0 matter
+            cols = needed_components(pi_s, usepointmass)
     t0 = time.perf_counter()
     say(log, verbose, f" - Computing {J} x {P} likelihood matrix.")
-    lm = calc_relative_lik_matrix(data, xU, memory_bytes=memory_bytes, grid=grid)
+    lm = calc_relative_lik_matrix(data, xU if cols is None else {names[p]: xU[names[p]]
+                                                                 for p in cols},
+                                  memory_bytes=memory_bytes, grid=grid)
     say(log, verbose, f" - Likelihood calculations took {time.perf_counter() - t0:.2f} seconds.")
     if not fixg:
         say(log, verbose, f" - Fitting model with {P} mixture components.")
         t0 = time.perf_counter()
         pr = set_prior(P, prior, nullweight)
-        pi_s = optimize_pi(np.exp(lm["loglik_matrix"]), pr, optmethod, control)
+        E = np.exp(lm["loglik_matrix"])
+        pi_s = optimize_pi(E, pr, optmethod, control)
+        vl, nl, al = _vlogliks(pi_s, lm, data.Shat_alpha, usepointmass, E)
+        del E
         say(log, verbose, f" - Model fitting took {time.perf_counter() - t0:.2f} seconds.")
     else:
-        pi_s = np.asarray(g.pi, float)
-        if pi_s.size != P:
-            raise MashInputError(f"g: pi has {pi_s.size} entries but g expands to {P} components.")
+        pis = pi_s if cols is None else pi_s[cols]
+        vl, nl, al = _vlogliks(pis, lm, data.Shat_alpha, usepointmass)
     keep = np.flatnonzero(pi_s > pi_thresh)
-    weights = compute_posterior_weights(pi_s[keep], lm["loglik_matrix"][:, keep])
+    kcol = keep if cols is None else np.searchsorted(cols, keep)   # keep is a subset of cols
+    weights = compute_posterior_weights(pi_s[keep], lm["loglik_matrix"][:, kcol])
     result = {}
     if outputlevel > 1:
         say(log, verbose, " - Computing posterior matrices.")
@@ -523,7 +516,6 @@ def mash(data: MashData, Ulist=None, gridmult: float = np.sqrt(2), grid=None,
             result["PosteriorSamples"] = draw_posterior_samples(
                 data, Ustack, pi_s[keep], posterior_samples, seed, A=Aa, memory_bytes=memory_bytes)
         say(log, verbose, f" - Computation allocated took {time.perf_counter() - t0:.2f} seconds.")
-    vl, nl, al = _vlogliks(pi_s, lm, data.Shat_alpha, usepointmass)
     conds = model_conditions(g) if g is not None else None
     if conds is None and data.conditions_named:
         conds = list(data.conditions)
@@ -602,13 +594,20 @@ def mash_compute_posterior_matrices(g, data: MashData, pi_thresh: float = 1e-10,
 def mash_compute_vloglik(g, data: MashData, memory_bytes: int = DEFAULT_MEMORY_BYTES) -> np.ndarray:
     """Per-effect log-likelihood of ``data`` under a fitted model (mashr ``mash_compute_vloglik``).
 
-    ``log(sum_p pi_p exp(L~_jp)) + lfactors_j - sum_r log Shat_alpha_jr``.
+    ``log(sum_p pi_p exp(L~_jp)) + lfactors_j - sum_r log Shat_alpha_jr``, evaluated on the
+    components with ``pi_p > 0`` only (the others contribute nothing).
     """
     fg = _check_alpha(g, data)
     data, _ = align_to_model(fg, data)
     xU = expand_cov(check_Ulist(fg.Ulist, data.n_conditions), fg.grid, fg.usepointmass)
-    lm = calc_relative_lik_matrix(data, xU, memory_bytes=memory_bytes)
-    return _vlogliks(np.asarray(fg.pi, float), lm, data.Shat_alpha, False)[0]
+    pi = np.asarray(fg.pi, float)
+    names = list(xU)
+    if pi.size != len(names):
+        raise MashInputError(f"g: pi has {pi.size} entries but g expands to {len(names)} components.")
+    cols = np.flatnonzero(pi > 0)                    # zero weights contribute nothing
+    lm = calc_relative_lik_matrix(data, {names[p]: xU[names[p]] for p in cols},
+                                  memory_bytes=memory_bytes)
+    return _vlogliks(pi[cols], lm, data.Shat_alpha, False)[0]
 
 
 def mash_compute_loglik(g, data: MashData, memory_bytes: int = DEFAULT_MEMORY_BYTES) -> float:
