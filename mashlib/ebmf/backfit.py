@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._blas import single_blas_thread
 from .control import Snapshot, is_timed_out, print_entry, print_header, report_timeout, update_info
 from .fit import FlashFit
 from .greedy import _int_arg, check_fit, vprint
@@ -101,6 +102,7 @@ def _extrapolate(fit: FlashFit, old: FlashFit, beta):
     return new
 
 
+@single_blas_thread
 def flash_backfit(fit, kset=None, extrapolate=True, warmstart=True, maxiter=500, tol=None, verbose=None):
     """Backfit the factors in ``kset`` (0-based; default all).
 

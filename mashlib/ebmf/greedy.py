@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._blas import single_blas_thread
 from .._errors import MashInputError
 from .._log import get_logger, say
 from .fit import Factor, FlashFit
@@ -91,6 +92,7 @@ def _extrapolate_factor(fit, fac, old, beta):
     return prop
 
 
+@single_blas_thread
 def flash_greedy(fit, Kmax=1, ebnm_fn=None, init_fn=None, extrapolate=False, warmstart=False,
                  maxiter=500, tol=None, verbose=None):
     """Add up to ``Kmax`` factors greedily.

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._blas import single_blas_thread
 from .._errors import MashInputError
 from .backfit import _valid_kset, flash_backfit
 from .fit import Factor, FlashFit
@@ -221,6 +222,7 @@ def flash_factors_fix(fit, kset, which_dim="factors", fixed_idx=None):
     return fit
 
 
+@single_blas_thread
 def flash(data, S=None, ebnm_fn=None, var_type=0, greedy_Kmax=50, backfit=False, nullcheck=True, verbose=1):
     """Empirical Bayes matrix factorisation (flashier's ``flash``).
 

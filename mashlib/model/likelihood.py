@@ -34,6 +34,7 @@ from typing import Mapping, Optional
 
 import numpy as np
 
+from .._blas import single_blas_thread
 from .._errors import MashInputError
 from .data import MashData
 
@@ -280,6 +281,7 @@ def _per_row_bytes(basis: ComponentBasis, R: int, P: int) -> float:
     return 8.0 * tot + 8.0 * 3 * R * R
 
 
+@single_blas_thread
 def calc_lik_matrix(data: MashData, Ulist, log: bool = False,
                     memory_bytes: int = DEFAULT_MEMORY_BYTES, grid=None) -> np.ndarray:
     """J x P matrix of (log-)likelihoods ``N(b_j; 0, S_j V S_j + U_p)`` (mashr ``calc_lik_matrix``).
@@ -342,6 +344,7 @@ def _describe(name: str, grid) -> str:
     return name
 
 
+@single_blas_thread
 def calc_relative_lik_matrix(data: MashData, Ulist, memory_bytes: int = DEFAULT_MEMORY_BYTES,
                              grid=None):
     """Row-max normalised log-likelihood (mashr ``calc_relative_lik_matrix``, P4).

@@ -35,6 +35,7 @@ from typing import Mapping, Optional
 import numpy as np
 from scipy.special import ndtr, logsumexp
 
+from .._blas import single_blas_thread
 from ..eb.mixdist import compute_lfsr  # noqa: F401  (re-exported: lfsr of a mixture posterior)
 from .contrast import structural_zeros
 from .likelihood import (ComponentBasis, DEFAULT_MEMORY_BYTES, component_loglik,
@@ -69,6 +70,9 @@ def posterior_chunk(Bhat, Shat, Shat_alpha, V, U_kept, pi_kept=None, A=None,
                     output_posterior_cov: bool = False, weights=None,
                     basis: Optional[ComponentBasis] = None) -> dict:
     """Posterior matrices for one block of rows (the kernel behind every driver).
+
+    The BLAS thread pool is left as it is: the drivers set it (``compute_posterior_matrices``
+    runs single-threaded, the streaming engine takes a ``blas_threads`` argument).
 
     Parameters
     ----------
@@ -199,6 +203,7 @@ def _chunk_size(basis: ComponentBasis, R: int, Q: int, cov: bool, memory_bytes: 
     return int(max(1, min(J, memory_bytes // max(8.0 * per, 1.0))))
 
 
+@single_blas_thread
 def compute_posterior_matrices(data, U_kept, pi_kept=None, A=None,
                                output_posterior_cov: bool = False, weights=None,
                                memory_bytes: int = DEFAULT_MEMORY_BYTES) -> dict:

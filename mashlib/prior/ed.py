@@ -67,6 +67,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from .._blas import single_blas_thread
 from .._errors import MashInputError
 from .._validation import check_subset
 from ._teem import TeemFit, fit_teem
@@ -231,6 +232,7 @@ def _prep_ycovar(ycovar, N: int, R: int):
     return kind, np.linalg.inv(L), logdet, S.shape[0] == 1, S
 
 
+@single_blas_thread
 def extreme_deconvolution(ydata, ycovar, xamp, xmean=None, xcovar=None, fixamp=None,
                           fixmean=None, fixcovar=None, tol: float = 1e-6,
                           maxiter: float = 1e9, w: float = 0.0, verbose: bool = False,

@@ -28,6 +28,7 @@ import warnings
 import numpy as np
 
 from .._atomic import atomic_path
+from .._blas import single_blas_thread
 from .._errors import MashInputError
 from .._log import get_logger, say
 
@@ -62,6 +63,7 @@ def _save_model(path, fit, factors, conditions):
             pickle.dump({"model": fit, "factors": np.asarray(factors), "conditions": list(conditions)}, fh)
 
 
+@single_blas_thread
 def cov_flash(data, factors="default", subset=None, remove_singleton=False, tag=None, output_model=None,
               greedy_args=None, backfit_args=None, verbose=0):
     """Covariance matrices from an empirical Bayes matrix factorisation of ``data.Bhat``.

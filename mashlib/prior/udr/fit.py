@@ -12,6 +12,7 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 
+from ..._blas import single_blas_thread
 from ..._errors import MashInputError
 from ..._log import get_logger, say
 from . import updates as up
@@ -205,6 +206,7 @@ def _prior_updates(fit: UdFit, P, ctl, upd):
     return newU, logplt
 
 
+@single_blas_thread
 def ud_fit(fit: UdFit, X=None, control: Optional[dict] = None, verbose: bool = False) -> UdFit:
     """Fit the ultimate-deconvolution model by EM (udr ``ud_fit``).
 

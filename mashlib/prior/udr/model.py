@@ -49,6 +49,7 @@ from typing import Mapping, Optional
 import numpy as np
 import pandas as pd
 
+from ..._blas import single_blas_thread
 from ..._errors import MashInputError
 from . import updates as up
 
@@ -261,6 +262,7 @@ def _data_XV(dat, V):
     return X, np.asarray(V, dtype=float)
 
 
+@single_blas_thread
 def ud_init(dat, V=None, n_rank1: Optional[int] = None, n_unconstrained: Optional[int] = None,
             U_scaled=None, U_rank1=None, U_unconstrained=None, seed=None,
             control: Optional[dict] = None) -> UdFit:
