@@ -20,7 +20,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy.special import ndtri, stdtr   # norm.ppf / t.cdf without importing scipy.stats
 
 from .._errors import MashInputError
 from .._validation import check_subset
@@ -244,7 +244,7 @@ def _check_magnitude(B, S):
 
 
 def _p2z(pval, Bhat):
-    z = np.abs(stats.norm.ppf(pval / 2))
+    z = np.abs(ndtri(pval / 2))
     return np.where(Bhat < 0, -z, z)
 
 
@@ -391,7 +391,7 @@ def mash_set_data(Bhat, Shat=None, alpha=0.0, df=np.inf, pval=None, V=None,
     if np.any(np.isfinite(dfa)):
         dfm = np.broadcast_to(dfa, (J, R))
         with np.errstate(divide="ignore", invalid="ignore"):
-            S = B / _p2z(2 * stats.t.cdf(-np.abs(B / S), dfm), B)
+            S = B / _p2z(2 * stdtr(dfm, -np.abs(B / S)), B)
     sbhat_not_null = not np.all(S == 1)
     if sbhat_not_null and not np.array_equal(na_b, np.isnan(S)):
         bad = na_b ^ np.isnan(S)
