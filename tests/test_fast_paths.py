@@ -178,3 +178,56 @@ def test_exported_numeric_functions_pin_blas(monkeypatch):
         seen.clear()
         f()
         assert seen and seen[0] == 1
+
+
+def test_dr1_structure_of_canonical_bases():
+    from mashlib.model._dr1 import dr1_structure
+    R = 5
+    d = ml.mash_set_data(np.ones((3, R)), np.ones((3, R)))
+    U = ml.cov_canonical(d)
+    for name in ("identity", "simple_het_1", "simple_het_2", "simple_het_3"):
+        delta, zeta = dr1_structure(U[name])
+        np.testing.assert_allclose(np.diag(delta) + np.outer(zeta, zeta), U[name], atol=1e-14)
+        assert np.all(delta >= 0)
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(R, R))
+    assert dr1_structure(X @ X.T) is None                       # generic full rank
+    assert dr1_structure(np.outer(np.ones(R), np.ones(R)) - 0.5 * np.eye(R)) is None  # delta < 0
+    D = np.diag(rng.uniform(1, 2, R))
+    z = rng.normal(size=R)
+    delta, zeta = dr1_structure(D + np.outer(z, z))
+    np.testing.assert_allclose(np.outer(zeta, zeta), np.outer(z, z), atol=1e-12)
+
+
+@pytest.mark.parametrize("common_s", [False, True])
+def test_dr1_closed_forms_equal_spectral_path(monkeypatch, common_s):
+    """Diagonal errors: closed-form likelihood and posterior (mean, sd, lfsr, cov, through A)
+    equal the eigendecomposition path."""
+    import importlib
+    lik = importlib.import_module("mashlib.likelihood")
+    rng = np.random.default_rng(8)
+    J, R = 60, 4
+    S = np.ones((J, R)) if common_s else rng.uniform(0.5, 2.0, (J, R))
+    S[3, 1] = 40.0 if not common_s else 1.0
+    B = rng.normal(size=(J, R)) * 2 + S * rng.normal(size=(J, R))
+    d = ml.mash_set_data(B, S)
+    U = ml.cov_canonical(d)
+    U["sparse_het"] = np.diag([1.0, 0.0, 2.0, 0.5]) + np.outer([1, 0, 0.5, 0.2], [1, 0, 0.5, 0.2])
+    xU = ml.expand_cov(ml.normalize_Ulist(U), [0.3, 1.0, 3.0])
+    assert any(g.mode == "dr1" for g in lik.ComponentBasis.from_stack(
+        np.stack(list(xU.values()))).groups)
+    Uk = np.stack(list(xU.values()))
+    pi = rng.dirichlet(np.ones(Uk.shape[0]))
+    A = rng.normal(size=(2, R))
+    fast_ll = ml.calc_lik_matrix(d, xU, log=True)
+    fast = [ml.compute_posterior_matrices(d, Uk, pi, A=a, output_posterior_cov=True)
+            for a in (None, A)]
+    monkeypatch.setattr(lik, "_USE_DR1", False)
+    slow_ll = ml.calc_lik_matrix(d, xU, log=True)
+    slow = [ml.compute_posterior_matrices(d, Uk, pi, A=a, output_posterior_cov=True)
+            for a in (None, A)]
+    np.testing.assert_allclose(fast_ll, slow_ll, rtol=1e-11)
+    for f, s in zip(fast, slow):
+        for k in ("PosteriorMean", "PosteriorSD", "lfsr", "NegativeProb", "lfdr",
+                  "PosteriorCov"):
+            np.testing.assert_allclose(f[k], s[k], rtol=1e-9, atol=1e-12, err_msg=k)

@@ -21,7 +21,9 @@ flash factors keep r small) put ``F~ = L_j^{-1} F``, ``G = F~^T F~ = E diag(gamm
 
 One small eigendecomposition per (row, base) serves all L grid values; when all rows share
 ``Sigma`` (common covariance) it is one per base and the rest are matrix products over all
-rows.  Bases with tiny negative eigenvalues (allowed by mashr's ``issemidef`` > -1e-8) use
+rows.  Bases that are diagonal plus rank one (mashr's ``identity`` and ``simple_het``) need
+none when the errors are diagonal (V = I): closed forms of :mod:`mashlib.model._dr1`.
+Bases with tiny negative eigenvalues (allowed by mashr's ``issemidef`` > -1e-8) use
 ``U~ = L^{-1} B L^{-T} = Q diag(lambda) Q^T`` with weights ``omega = lambda``.  A
 non-positive ``1 + c gamma_i`` is mashr's Cholesky failure: -Inf, or +Inf when
 ``||b||_1 < 1e-6`` (P5); such columns are reported by a warning naming component and grid.
@@ -37,6 +39,7 @@ import numpy as np
 from .._blas import single_blas_thread
 from .._errors import MashInputError
 from .data import MashData
+from ._dr1 import dr1_loglik, dr1_structure
 
 __all__ = ["calc_lik_matrix", "calc_relative_lik_matrix", "ComponentBasis", "whiten_rows",
            "group_spectra", "component_loglik", "DEFAULT_MEMORY_BYTES"]
@@ -44,15 +47,18 @@ __all__ = ["calc_lik_matrix", "calc_relative_lik_matrix", "ComponentBasis", "whi
 LOG_2PI = float(np.log(2 * np.pi))
 DEFAULT_MEMORY_BYTES = 256 * 2 ** 20
 _RANK_TOL = 1e-13
+_USE_DR1 = True          # closed forms for diagonal + rank-one bases under diagonal errors
 
 
 @dataclass
 class _Group:
-    mode: str               # "gram" (PSD, U = F F^T) or "full" (indefinite)
+    mode: str               # "gram" (PSD, U = F F^T), "dr1" (gram, and diag + rank one) or "full"
     r: int                  # rank used
     bases: np.ndarray       # (Kg,) base indices
-    F: np.ndarray           # (Kg, R, r) factors (gram) or (Kg, R, R) base matrices (full)
+    F: np.ndarray           # (Kg, R, r) factors (gram, dr1) or (Kg, R, R) base matrices (full)
     zero_rows: np.ndarray   # (Kg, R) bool: rows of the base that are exactly zero
+    delta: Optional[np.ndarray] = None   # dr1: (Kg, R), B = diag(delta) + zeta zeta^T
+    zeta: Optional[np.ndarray] = None    # dr1: (Kg, R)
 
 
 @dataclass
@@ -109,16 +115,21 @@ class ComponentBasis:
                 keep = lam > _RANK_TOL * lmax
                 F = Q[:, keep] * np.sqrt(lam[keep])
                 F[zr] = 0.0
-                specs.append(("gram", int(keep.sum()), F, zr))
+                dz = dr1_structure(B) if keep.sum() > 1 else None
+                specs.append(("gram" if dz is None else "dr1", int(keep.sum()), F, zr, dz))
             else:
-                specs.append(("full", R, B, zr))
+                specs.append(("full", R, B, zr, None))
         groups, gob, pig = [], np.zeros(K, np.intp), np.zeros(K, np.intp)
-        keys = sorted({(m, r) for m, r, _, _ in specs})
+        keys = sorted({(m, r) for m, r, _, _, _ in specs})
         for gi, (m, r) in enumerate(keys):
             ks = np.array([k for k in range(K) if specs[k][0] == m and specs[k][1] == r], np.intp)
             F = np.stack([specs[k][2] for k in ks]) if ks.size else np.zeros((0, R, r))
             zr = np.stack([specs[k][3] for k in ks])
-            groups.append(_Group(m, r, ks, F, zr))
+            grp = _Group(m, r, ks, F, zr)
+            if m == "dr1":
+                grp.delta = np.stack([specs[k][4][0] for k in ks])
+                grp.zeta = np.stack([specs[k][4][1] for k in ks])
+            groups.append(grp)
             gob[ks] = gi
             pig[ks] = np.arange(ks.size)
         return cls(base_of, scale, bases, groups, gob, pig)
@@ -172,6 +183,12 @@ def whiten_rows(Bhat, Shat, V, common: bool):
             "b_l1": np.abs(Bhat).sum(axis=1), "bb": np.einsum("ja,ja->j", Bt, Bt)}
 
 
+def diagonal_errors(W) -> bool:
+    """The chunk's errors are diagonal (common V equal to the identity): the closed forms of
+    :mod:`mashlib.model._dr1` apply to diagonal-plus-rank-one ("dr1") bases."""
+    return _USE_DR1 and "Sinv" in W and W.get("LVinv", 0) is None
+
+
 def _project(Bt, M):
     """``u[j, k, :] = M[j or 0, k]^T b~_j`` for M of shape ((c|1), K, R, r)."""
     if M.shape[0] == 1:
@@ -189,7 +206,7 @@ def group_spectra(g: _Group, W: dict):
     ``U1 = N diag(e) N^T`` with ``e = c omega / (1 + c gam)`` (transformed scale).
     """
     Linv, Bt = W["Linv"], W["Bt"]
-    if g.mode == "gram":
+    if g.mode in ("gram", "dr1"):
         if "Sinv" in W:     # common V: L_j^{-1} F = chol(V)^{-1} diag(1/s_j) F (one GEMM)
             Ft = g.F[None] * W["Sinv"][:, None, :, None]               # (c|1, Kg, R, r)
             if W["LVinv"] is not None:
@@ -265,7 +282,11 @@ def loglik_rows(Bhat, Shat, V, basis: ComponentBasis, common: bool,
     if nullc.any():
         out[:, nullc] = (-0.5 * R * LOG_2PI - 0.5 * W["logdet"] - 0.5 * W["bb"])[:, None]
     bad_any = np.zeros(comps.size, bool)
+    closed = diagonal_errors(W)
     for g, sel, pos in basis.components_by_group(comps):
+        if closed and g.mode == "dr1":          # no eigendecomposition: closed form
+            out[:, sel] = dr1_loglik(W, basis.scale[comps[sel]], pos, g.delta, g.zeta)
+            continue
         gam, omega, u, _ = group_spectra(g, W)
         om = omega if np.isscalar(omega) else omega[:, pos]
         ll, bad = component_loglik(W, basis.scale[comps[sel]], gam[:, pos], om, u[:, pos])

@@ -38,8 +38,9 @@ from scipy.special import ndtr, logsumexp
 from .._blas import single_blas_thread
 from ..eb.mixdist import compute_lfsr  # noqa: F401  (re-exported: lfsr of a mixture posterior)
 from .contrast import structural_zeros
+from ._dr1 import dr1_loglik, dr1_posterior
 from .likelihood import (ComponentBasis, DEFAULT_MEMORY_BYTES, component_loglik,
-                         group_spectra, whiten_rows, LOG_2PI)
+                         diagonal_errors, group_spectra, whiten_rows, LOG_2PI)
 
 __all__ = ["posterior_chunk", "compute_posterior_matrices", "compute_posterior_weights",
            "compute_lfsr"]
@@ -114,14 +115,23 @@ def posterior_chunk(Bhat, Shat, Shat_alpha, V, U_kept, pi_kept=None, A=None,
     if c > 1 and bool(np.all(sa == sa[0])) and common:
         sa = sa[:1]
     W = whiten_rows(Bhat, Shat, V, common)
-    spectra = [(g, sel, pos) + tuple(group_spectra(g, W)) for g, sel, pos in
-               basis.components_by_group()]
+    closed = diagonal_errors(W)             # diagonal + rank-one bases: closed forms (dr1)
+    groups = []
+    for g, sel, pos in basis.components_by_group():
+        if closed and g.mode == "dr1":
+            groups.append((g, sel, pos, None))
+        else:
+            groups.append((g, sel, pos, group_spectra(g, W)))
     null_sel = np.flatnonzero(basis.base_of < 0)
     if weights is None:
         ll = np.empty((c, K))
         if null_sel.size:
             ll[:, null_sel] = (-0.5 * R * LOG_2PI - 0.5 * W["logdet"] - 0.5 * W["bb"])[:, None]
-        for g, sel, pos, gam, om, u, N in spectra:
+        for g, sel, pos, spec in groups:
+            if spec is None:
+                ll[:, sel] = dr1_loglik(W, basis.scale[sel], pos, g.delta, g.zeta)
+                continue
+            gam, om, u, N = spec
             omp = om if np.isscalar(om) else om[:, pos]
             ll[:, sel], _ = component_loglik(W, basis.scale[sel], gam[:, pos], omp, u[:, pos])
         weights = compute_posterior_weights(pi_kept, ll)
@@ -138,35 +148,20 @@ def posterior_chunk(Bhat, Shat, Shat_alpha, V, U_kept, pi_kept=None, A=None,
     PC = np.zeros((c, Q, Q)) if output_posterior_cov else None
     if null_sel.size:
         ZP += weights[:, null_sel].sum(axis=1)[:, None]
-    for g, sel, pos, gam, om, u, N in spectra:
-        # components of this group laid out as (base slot k, grid slot l), zero-padded
-        Kg = gam.shape[1]
-        lslot = np.zeros(sel.size, np.intp)
-        cnt = np.zeros(Kg, np.intp)
-        for i, k in enumerate(pos):      # loop over components, not rows
-            lslot[i] = cnt[k]
-            cnt[k] += 1
-        Lm = int(cnt.max())
-        scl = np.zeros((Kg, Lm))
-        scl[pos, lslot] = basis.scale[sel]
-        Wt = np.zeros((c, Kg, Lm))
-        Wt[:, pos, lslot] = weights[:, sel]
-        cs = scl[None, :, None, :]                                    # (1, Kg, 1, L)
-        omg = om if np.isscalar(om) else om[..., None]
-        e = cs * omg / (1.0 + cs * gam[..., None])                     # ((c|1), Kg, r, L)
-        NA = sa[:, None, :, None] * N                                  # ((c|1), Kg, R, r)
-        if Amat is not None:
-            NA = np.moveaxis(np.tensordot(Amat, NA, axes=([1], [2])), 0, 2)
-        mu_b = np.matmul(NA, e * u[..., None])                         # (c, Kg, Q, L)
-        var_b = np.maximum(np.matmul(NA * NA, e), 0.0)                 # P22: clamp as R's R path
-        # back to the kept components only (no padding) for the elementwise work
-        mu = np.swapaxes(mu_b, -1, -2)[:, pos, lslot]                  # (c, Pg, Q)
-        var = np.swapaxes(var_b, -1, -2)[:, pos, lslot]                # ((c|1), Pg, Q)
+    for g, sel, pos, spec in groups:
+        w = weights[:, sel]                                            # (c, Pg)
+        if spec is None:
+            mu, var, csum = dr1_posterior(W, sa, basis.scale[sel], pos, g.delta, g.zeta, Amat,
+                                          PC is not None, weights[:, sel])
+            if PC is not None:
+                PC += csum
+        else:
+            mu, var = _spectral_moments(spec, pos, basis.scale[sel], weights[:, sel], sa, Amat,
+                                        c, PC)
         if Zb is not None:
             zs = Zb[:, basis.base_of[sel]].T[None]                     # (1, Pg, Q)
             if zs.any():
                 mu, var = np.where(zs, 0.0, mu), np.where(zs, 0.0, var)
-        w = weights[:, sel]                                            # (c, Pg)
         PM += np.einsum("jp,jpq->jq", w, mu)
         E2 += np.einsum("jp,jpq->jq", w, mu * mu) + (
             w @ var[0] if var.shape[0] == 1 else np.einsum("jp,jpq->jq", w, var))
@@ -180,9 +175,6 @@ def posterior_chunk(Bhat, Shat, Shat_alpha, V, U_kept, pi_kept=None, A=None,
             ZP += w @ z[0] if z.shape[0] == 1 else np.einsum("jp,jpq->jq", w, z)
         NP += np.einsum("jp,jpq->jq", w, neg)
         if PC is not None:
-            ew = (e * Wt[:, :, None, :]).sum(axis=3)                   # (c, Kg, r)
-            NAb = np.broadcast_to(NA, (c,) + NA.shape[1:])
-            PC += np.einsum("jkqr,jkr,jksr->jqs", NAb, ew, NAb, optimize=True)
             PC += np.einsum("jp,jpq,jps->jqs", w, mu, mu, optimize=True)
     psd = np.sqrt(np.maximum(E2 - PM * PM, 0.0))
     out = {"PosteriorMean": PM, "PosteriorSD": psd, "lfdr": ZP, "NegativeProb": NP,
@@ -191,6 +183,41 @@ def posterior_chunk(Bhat, Shat, Shat_alpha, V, U_kept, pi_kept=None, A=None,
         PC -= PM[:, :, None] * PM[:, None, :]
         out["PosteriorCov"] = PC
     return out
+
+
+def _spectral_moments(spec, pos, scale, weights, sa, Amat, c, PC):
+    """Means (c, Pg, Q) and variances ((c|1), Pg, Q) of one group's components from its
+    spectra (``mu1 = N (e*u)``, ``U1 = N diag(e) N^T``); adds the group's weighted
+    :math:`\\sum_p w_p C_{A,p}` to ``PC`` when given."""
+    gam, om, u, N = spec
+    # components of this group laid out as (base slot k, grid slot l), zero-padded
+    Kg = gam.shape[1]
+    lslot = np.zeros(pos.size, np.intp)
+    cnt = np.zeros(Kg, np.intp)
+    for i, k in enumerate(pos):      # loop over components, not rows
+        lslot[i] = cnt[k]
+        cnt[k] += 1
+    Lm = int(cnt.max())
+    scl = np.zeros((Kg, Lm))
+    scl[pos, lslot] = scale
+    cs = scl[None, :, None, :]                                    # (1, Kg, 1, L)
+    omg = om if np.isscalar(om) else om[..., None]
+    e = cs * omg / (1.0 + cs * gam[..., None])                     # ((c|1), Kg, r, L)
+    NA = sa[:, None, :, None] * N                                  # ((c|1), Kg, R, r)
+    if Amat is not None:
+        NA = np.moveaxis(np.tensordot(Amat, NA, axes=([1], [2])), 0, 2)
+    mu_b = np.matmul(NA, e * u[..., None])                         # (c, Kg, Q, L)
+    var_b = np.maximum(np.matmul(NA * NA, e), 0.0)                 # P22: clamp as R's R path
+    # back to the kept components only (no padding) for the elementwise work
+    mu = np.swapaxes(mu_b, -1, -2)[:, pos, lslot]                  # (c, Pg, Q)
+    var = np.swapaxes(var_b, -1, -2)[:, pos, lslot]                # ((c|1), Pg, Q)
+    if PC is not None:
+        Wt = np.zeros((c, Kg, Lm))
+        Wt[:, pos, lslot] = weights
+        ew = (e * Wt[:, :, None, :]).sum(axis=3)                   # (c, Kg, r)
+        NAb = np.broadcast_to(NA, (c,) + NA.shape[1:])
+        PC += np.einsum("jkqr,jkr,jksr->jqs", NAb, ew, NAb, optimize=True)
+    return mu, var
 
 
 def _chunk_size(basis: ComponentBasis, R: int, Q: int, cov: bool, memory_bytes: int, J: int):
