@@ -2,20 +2,23 @@ r"""SQUAREM acceleration of the extreme-deconvolution EM (:func:`mashlib.prior.e
 
 The EM map :math:`\theta \mapsto F(\theta)` of :mod:`mashlib.prior.ed` converges linearly and, on
 mash data, slowly (about 1,850 steps on the protocol's example and on sim_protocol).  SQUAREM
-(Varadhan & Roland 2008, Scand. J. Statist. 35:335-353, scheme S3) extrapolates two EM steps:
+(Varadhan & Roland 2008, Scand. J. Statist. 35:335-353, scheme S3) extrapolates EM steps:
 
 .. math::
 
-    r = F(\theta_0) - \theta_0, \quad v = F(F(\theta_0)) - 2F(\theta_0) + \theta_0, \quad
+    r = \theta_2 - \theta_1, \quad v = \theta_3 - 2\theta_2 + \theta_1, \quad
     \alpha = \min\big(\alpha_{max}, \max(1, \|r\| / \|v\|)\big), \quad
-    \theta' = \theta_0 + 2\alpha r + \alpha^2 v,
+    \theta' = \theta_1 + 2\alpha r + \alpha^2 v,
 
-followed by one EM step from :math:`\theta'` (the stabilisation step, whose E step gives
-:math:`\bar\ell(\theta')`).  The point is accepted only if
-:math:`\bar\ell(\theta') \ge \bar\ell(F(\theta_0))`, else the cycle falls back to the plain
-:math:`F(F(\theta_0))`; so the average log-likelihood never decreases between accepted points.
+from three plain steps :math:`\theta_0 \to \theta_1 \to \theta_2 \to \theta_3`, followed by one
+EM step from :math:`\theta'` (its E step gives :math:`\bar\ell(\theta')`).  The point is
+accepted only if :math:`\bar\ell(\theta') \ge \bar\ell(\theta_2)`, the plain path's own value,
+else the cycle continues from the plain :math:`\theta_3`; so the average log-likelihood never
+decreases between accepted points and never falls behind the plain iterate it extrapolates.
 :math:`\alpha_{max}` starts at 1 and is multiplied (divided) by 4 after a step that used it
-(a rejected step), as the reference implementation.  :math:`\alpha = 1` is exactly two EM steps.
+(a rejected step), as the reference implementation.  No extrapolation before a plain step
+gains less than ``warmup`` (1e-3): early, far from the linear regime, an extrapolation can
+jump to another local maximum (on sim_protocol: 13.593 instead of 13.723 without it).
 
 Parameterisation (the extrapolation works on any smooth reparameterisation of the map; this one
 makes every extrapolated point feasible): free weights by :math:`\log\alpha_j` (renormalised
@@ -25,13 +28,16 @@ never leaves when ``w = 0``: with :math:`B_j` an orthonormal basis of :math:`\ma
 its matrix logarithm :math:`\log M_j = Q\,\mathrm{diag}(\log\lambda)Q^T`, so
 :math:`M_j' = \exp(\cdot)` is positive definite with the same rank as :math:`V_j`.  A component
 whose weight, fix flags or rank change during the cycle, or whose :math:`M_j` is (numerically)
-singular, is not extrapolated in that cycle (it takes its :math:`F(F(\theta_0))` value).
+singular, is not extrapolated in that cycle (it takes its :math:`\theta_3` value).
 
 Stopping rule: mashr's, applied to plain EM steps only: stop at the first EM step (from the
 second on) :math:`\theta \to F(\theta)` with :math:`\bar\ell(F(\theta)) - \bar\ell(\theta) \le`
 ``tol``; the result is the M-step output of that step and ``avgloglik`` its E-step value, as
-in the plain loop.  Fixed points of :math:`F` are the same, so both loops stop near the same
-maximum; the accelerated one is usually closer to it (its last steps are shorter).
+in the plain loop.  Fixed points of :math:`F` are the same, and run to a tight tolerance both
+loops reach the same maximum (tested).  At mashr's ``tol = 1e-6`` both stop on the slow
+ridge before it, at nearby points: on sim_protocol the accelerated loop stops 2.6e-6
+(relative) below the plain one in 3.3x fewer steps, on the protocol's example 1.3e-6 above
+it in 3.9x fewer.
 """
 from __future__ import annotations
 
@@ -101,8 +107,9 @@ def _coords(states, w_pos: bool, R: int):
     return groups, same
 
 
-def _extrapolate(states, alpha: float, w_pos: bool, R: int):
-    """The S3 point :math:`\\theta_0 + 2\\alpha r + \\alpha^2 v` as an :class:`_EDState`."""
+def _extrapolate(states, alpha: float, coords):
+    """The S3 point :math:`\\theta_0 + 2\\alpha r + \\alpha^2 v` as an :class:`_EDState`
+    (``coords`` from :func:`_coords` of the same states)."""
     s0, s1, s2 = states
     out = _EDState(s2.amp.copy(), s2.mean.copy(), list(s2.W), s2.fa, s2.fm, s2.fc)
 
@@ -115,7 +122,7 @@ def _extrapolate(states, alpha: float, w_pos: bool, R: int):
             y = np.clip(y, lo, hi)
         return y
 
-    groups, same = _coords(states, w_pos, R)
+    groups, same = coords
     wfree = same & ~s0.fa & (s0.amp > 0) & (s1.amp > 0) & (s2.amp > 0)
     if wfree.sum() > 1:
         with np.errstate(divide="ignore"):
@@ -135,10 +142,10 @@ def _extrapolate(states, alpha: float, w_pos: bool, R: int):
     return out
 
 
-def _norms(states, w_pos: bool, R: int):
+def _norms(states, coords):
     """:math:`\\|r\\|^2` and :math:`\\|v\\|^2` in the extrapolation coordinates."""
     s0, s1, s2 = states
-    groups, same = _coords(states, w_pos, R)
+    groups, same = coords
     sr2 = sv2 = 0.0
 
     def add(x0, x1, x2):
@@ -159,7 +166,8 @@ def _norms(states, w_pos: bool, R: int):
 
 
 def squarem_ed(em, st: _EDState, tol: float, maxiter: float, w_pos: bool, trace: list,
-               verbose: bool = False, step_max0: float = 1.0, mstep: float = 4.0):
+               verbose: bool = False, step_max0: float = 1.0, mstep: float = 4.0,
+               warmup: float = 1e-3):
     """Run the accelerated EM from ``st`` (see the module docstring).
 
     Parameters
@@ -175,6 +183,10 @@ def squarem_ed(em, st: _EDState, tol: float, maxiter: float, w_pos: bool, trace:
         The regulariser ``w > 0`` (covariances then extrapolated on all of R^R).
     trace : list
         Appended with the average log-likelihood of every E step, in order.
+    warmup : float
+        Plain EM until a step gains less than this (average log-likelihood): no
+        extrapolation in the early, far-from-linear phase, where it can jump to another
+        local maximum.
 
     Returns
     -------
@@ -193,38 +205,54 @@ def squarem_ed(em, st: _EDState, tol: float, maxiter: float, w_pos: bool, trace:
         trace.append(ll)
         return ll, s1
 
-    while True:
+    def stop(ll):          # mashr's rule on a plain step prev -> current
+        return (prev is not None and ll - prev <= tol) or niter >= maxiter
+
+    while True:                                   # warm-up: plain EM
         l0, st1 = step(st)
-        if (prev is not None and l0 - prev <= tol) or niter >= maxiter:
+        if stop(l0):
             return st1, l0, niter
-        l1, st2 = step(st1)
-        if l1 - l0 <= tol or niter >= maxiter:
-            return st2, l1, niter
+        done = prev is not None and l0 - prev < warmup
+        st, prev = st1, l0
+        if done:
+            break
+    while True:
+        # three plain steps theta_0 -> theta_3 (log-likelihoods l0..l2 at theta_0..theta_2)
+        sts, lls = [st], []
+        for _ in range(3):
+            ll, nxt = step(sts[-1])
+            if stop(ll):
+                return nxt, ll, niter
+            lls.append(ll)
+            sts.append(nxt)
+            prev = ll
+        st1, st2, st3 = sts[1:]
         ncycle += 1
-        sr2, sv2 = _norms((st, st1, st2), w_pos, R)
+        trip = (st1, st2, st3)
+        coords = _coords(trip, w_pos, R)
+        sr2, sv2 = _norms(trip, coords)
         alpha = np.sqrt(sr2 / sv2) if sv2 > 0 else 1.0
         alpha = float(min(step_max, max(1.0, alpha)))
         if verbose and ncycle % 5 == 0:
             _log.info("ED (SQUAREM) EM step %d: average log-likelihood %.10g, step %.3g",
-                      niter, l1, alpha)
-        if alpha == 1.0:                          # exactly two EM steps: continue from st2
-            st, prev = st2, l1
+                      niter, lls[-1], alpha)
+        if alpha == 1.0:                          # no extrapolation: continue from theta_3
+            st = st3
             if step_max == 1.0:
                 step_max = mstep * step_max
             continue
         try:
-            ste = _extrapolate((st, st1, st2), alpha, w_pos, R)
+            ste = _extrapolate(trip, alpha, coords)
             with np.errstate(all="ignore"):
                 le, ste1 = step(ste)
         except (np.linalg.LinAlgError, FloatingPointError, ValueError):
             le, ste1 = -np.inf, None
-        if np.isfinite(le) and le >= l1:          # accept: never below F(theta_0)
+        if np.isfinite(le) and le >= lls[-1]:     # accept: at least as good as theta_2
             st, prev = ste1, le
             if alpha == step_max:
                 step_max = mstep * step_max
-        else:                                     # reject: the plain F(F(theta_0))
-            st, prev = st2, l1
+        else:                                     # reject: the plain theta_3
+            st = st3
             step_max = max(step_max0, step_max / mstep)
         if niter >= maxiter:
-            # the last evaluated image: ste1 when accepted, else st2 (its E step not run)
-            return st, (le if st is ste1 else l1), niter
+            return st, prev, niter
