@@ -5,7 +5,8 @@ direct) are described in the docstring of :mod:`mashlib.prior.ed`; this module h
 pieces used by :func:`mashlib.extreme_deconvolution`:
 
 * ``_ScaledV``: structured errors :math:`S_i = D_iVD_i` (per-row factors built per block);
-* ``_factor_psd`` (V = W W^T on the column space), ``_whiten``, ``_row_lse``, ``_Comp``;
+* ``_factor_psd`` (V = W W^T on the column space), ``_whiten``, ``_row_lse`` /
+  ``_posterior_q`` (responsibilities in one exponential pass), ``_Comp``;
 * ``_spd_inv``: batched SPD inverse and log-determinant by recursive Schur complements
   (direct path);
 * ``_estep_block`` / ``_accumulate`` / ``_estep`` / ``_mstep``: general-path E and M steps
@@ -97,6 +98,22 @@ def _row_lse(logq: np.ndarray) -> np.ndarray:
         s = np.exp(logq - mx[:, None]).sum(axis=1)
     with np.errstate(divide="ignore"):
         return np.log(s) + mx
+
+
+def _posterior_q(logq: np.ndarray):
+    """Row log-sum-exp and normalised responsibilities :math:`q = e^{\\log q - lse}` in one
+    exponential pass (rows whose maximum is not finite take :func:`_row_lse`'s careful path)."""
+    mx = logq.max(axis=1)
+    if not np.all(np.isfinite(mx)):
+        lse = _row_lse(logq)
+        with np.errstate(under="ignore", invalid="ignore"):
+            q = np.exp(logq - lse[:, None])
+        return lse, np.where(np.isfinite(q), q, 0.0)
+    with np.errstate(under="ignore"):
+        q = np.exp(logq - mx[:, None])
+    sm = q.sum(axis=1)
+    q /= sm[:, None]
+    return np.log(sm) + mx, q
 
 
 class _Comp:
@@ -297,10 +314,7 @@ def _estep(Z, Linv, logdetS, kind, common, mean, groups, logamp, K, blocks, pool
             Lb, kb = (Linv if common else Linv[s:e]), kind
             direct = None if Y is None else (Y[s:e], S if S.shape[0] == 1 else S[s:e])
         logq, parts = _estep_block(Z[s:e], Lb, lb, kb, mean, groups, logamp, K, direct)
-        lse = _row_lse(logq)
-        with np.errstate(under="ignore", invalid="ignore"):
-            q = np.exp(logq - lse[:, None])
-        q = np.where(np.isfinite(q), q, 0.0)
+        lse, q = _posterior_q(logq)
         return lse.sum(), q.sum(axis=0), _accumulate(q, parts)
     res = list(pool.map(run, blocks)) if pool is not None and len(blocks) > 1 else \
         [run(b) for b in blocks]
@@ -452,15 +466,14 @@ def _estep_prop(Z, z2, kappa, ldS, mean_w, rgroups, logamp, K, blocks):
             quad = rq / kap
             if r:
                 kap3 = kb[:, None, None]
-                d = kap3 + lam[None]                                    # (nb, k, r)
+                inv_d = 1.0 / (kap3 + lam[None])                        # (nb, k, r)
                 ld = ld + np.log1p(lam[None] / kap3).sum(axis=-1)
-                quad = quad - (lam[None] * p * p / (kap3 * d)).sum(axis=-1)
-                parts.append((idx, np.sqrt(lam)[None] * p / d, kap3 / d))
+                sp = np.sqrt(lam)[None] * p
+                u = sp * inv_d                                          # sqrt(lam) p / d
+                quad = quad - (sp * u).sum(axis=-1) / kap               # lam p^2 / (kap d)
+                parts.append((idx, u, kap3 * inv_d))
             logq[:, idx] = logamp[idx][None, :] - R * _HALF_LOG_2PI - 0.5 * ld - 0.5 * quad
-        lse = _row_lse(logq)
-        with np.errstate(under="ignore", invalid="ignore"):
-            q = np.exp(logq - lse[:, None])
-        q = np.where(np.isfinite(q), q, 0.0)
+        lse, q = _posterior_q(logq)
         total += lse.sum()
         qsum += q.sum(axis=0)
         for idx, u, Gd in parts:
