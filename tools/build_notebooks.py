@@ -256,7 +256,8 @@ if s.needed:
     s.announce(f"extreme deconvolution: {data.n_effects} strong rows x {len(U0)} components x "
                f"{data.n_conditions} conditions")
     with s.progress():
-        prior = ml.ed_bovy(data, protocol.bare(U0), verbose=True)   # U = c(U0, ED_U0), w = mash weights
+        prior = ml.ed_bovy(data, protocol.bare(U0), verbose=True,   # U = c(U0, ED_U0), w = mash weights
+                           accelerate=p.ed_accelerate)      # SQUAREM (--no-ed-accelerate: R's EM)
     s.save(protocol.prior_object(prior, U0, inp.conditions))   # list(U, w, loglik); ED_* named by condition"""),
     _section("vhat_mle", "## `vhat_mle`: EM estimate given the prior",
              """mashr's `mash_estimate_corr_em` on (a `seed`ed subset of `n_subset` rows of) the

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.linalg.lapack import dpotrf as _potrf, dpotrs as _potrs
 
-from .mixsqp_chol import IncrementalCholesky
+from ._qp_chol import IncrementalCholesky
 
 
 def _take_rows(A, S, ws, key):
@@ -199,7 +199,7 @@ def _activesetqp(H, g, y, maxiter, zerosearchdir, tol, ainc, state=None, increme
     free sets larger than both 256 and the number of rows of L (where a factorisation costs
     O(|S|^3) and :math:`H_{SS} = Z_SZ_S^T` is singular, so R's a > 0 is set by rounding
     alone): there later iterations update the first factor as S loses or gains an index
-    (:class:`mashlib.mixsqp_chol.IncrementalCholesky`, O(|S|^2)) and keep its a.  A failed
+    (:class:`mashlib.eb._qp_chol.IncrementalCholesky`, O(|S|^2)) and keep its a.  A failed
     update, a free set back under that size, or ``incremental=False`` refactors.  Otherwise
     the iterates are R's.
 

@@ -201,6 +201,8 @@ def squarem_ed(em, st: _EDState, tol: float, maxiter: float, w_pos: bool, trace:
     def step(s):
         nonlocal niter
         ll, s1 = em(s)
+        if verbose and niter % 10 == 0:           # the plain loop's progress lines
+            print(f"ED iteration {niter + 1}: average log-likelihood {ll:.10g}")
         niter += 1
         trace.append(ll)
         return ll, s1
@@ -233,9 +235,8 @@ def squarem_ed(em, st: _EDState, tol: float, maxiter: float, w_pos: bool, trace:
         sr2, sv2 = _norms(trip, coords)
         alpha = np.sqrt(sr2 / sv2) if sv2 > 0 else 1.0
         alpha = float(min(step_max, max(1.0, alpha)))
-        if verbose and ncycle % 5 == 0:
-            _log.info("ED (SQUAREM) EM step %d: average log-likelihood %.10g, step %.3g",
-                      niter, lls[-1], alpha)
+        _log.debug("ED (SQUAREM) cycle %d, EM step %d: average log-likelihood %.10g, step %.3g",
+                   ncycle, niter, lls[-1], alpha)
         if alpha == 1.0:                          # no extrapolation: continue from theta_3
             st = st3
             if step_max == 1.0:

@@ -203,7 +203,7 @@ def test_mix_sqp_bad_prior_and_shapes():
 
 def test_incremental_cholesky_remove_append_match_fresh_solves():
     """Updated factor of H_SS + aI (removals by Givens, appends by bordering) solves as a fresh one."""
-    from mashlib.mixsqp_chol import IncrementalCholesky
+    from mashlib.eb._qp_chol import IncrementalCholesky
     rng = np.random.default_rng(11)
     n, a = 40, 1e-3
     Z = rng.normal(size=(n, 25))
@@ -231,7 +231,7 @@ def test_incremental_cholesky_remove_append_match_fresh_solves():
 def test_large_free_sets_same_optimum_as_refactoring(monkeypatch):
     """Free sets over 256 columns and over the rank bound (rows of L) use factor updates (and
     keep a): same optimum as R's refactor-every-time path."""
-    qp = importlib.import_module("mashlib.mixsqp_qp")
+    qp = importlib.import_module("mashlib.eb._qp")
     rng = np.random.default_rng(3)
     n, m = 300, 400
     sd = np.concatenate([[0.0], np.exp(np.linspace(np.log(0.05), np.log(10), m - 1))])

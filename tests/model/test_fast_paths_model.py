@@ -1,9 +1,8 @@
-"""Fast paths of issue 13 against the straightforward evaluation they replace.
+"""Fast paths of issue 13 in the model wing, against the evaluation they replace.
 
 * one-pass vloglik / null / alt log-likelihoods against scipy's log-sum-exp;
 * a fixed-g mash that evaluates only the columns with pi > 0 against the full evaluation;
-* SQUAREM-accelerated ED against the plain EM (same stopping rule, never a lower
-  log-likelihood, monotone between accepted points).
+* closed forms for diagonal-plus-rank-one bases (V = I) against the spectral path.
 """
 import dataclasses
 
@@ -13,7 +12,6 @@ from scipy.special import logsumexp
 
 import mashlib as ml
 from mashlib.model._vloglik import needed_components, vlogliks
-
 
 def _sim(J=300, R=4, seed=3):
     rng = np.random.default_rng(seed)
@@ -79,107 +77,6 @@ def test_fixed_g_on_needed_columns_equals_full(outputlevel):
     np.testing.assert_allclose(m1.alt_loglik, m1f.alt_loglik, rtol=1e-12)
 
 
-def _ed_problem(seed=0, J=400, R=3):
-    rng = np.random.default_rng(seed)
-    f = np.array([1.0, 0.8, -0.5])
-    B = np.concatenate([rng.normal(size=(J // 2, 1)) * 2 * f, 1.5 * rng.normal(size=(J // 2, R))])
-    S = rng.uniform(0.5, 1.0, size=(J, R))
-    B = B + S * rng.normal(size=(J, R))
-    return ml.mash_set_data(B, S), {"a": np.outer(f, f) + 0.1 * np.eye(R), "b": np.eye(R)}
-
-
-def _rel_frob(A, B):
-    return np.linalg.norm(A - B) / np.linalg.norm(B)
-
-
-def test_accelerated_ed_reaches_the_plain_fixed_point():
-    d, U0 = _ed_problem()
-    plain = ml.cov_ed(d, U0, details=True, accelerate=False)
-    fast = ml.cov_ed(d, U0, details=True)
-    assert fast.niter < plain.niter / 2                       # 29 vs 107 EM steps
-    assert abs(fast.av_loglik - plain.av_loglik) <= 1e-6 * abs(plain.av_loglik)
-    # run to a tight tolerance, both reach the same maximum (plain: 693 steps, SQUAREM 154)
-    fast = ml.cov_ed(d, U0, details=True, tol=1e-12, maxiter=5000)
-    plain = ml.cov_ed(d, U0, details=True, accelerate=False, tol=1e-12, maxiter=5000)
-    assert plain.niter < 5000 and fast.niter < plain.niter / 3
-    assert fast.av_loglik == pytest.approx(plain.av_loglik, rel=1e-10)
-    for k in plain.Ulist:
-        assert _rel_frob(fast.Ulist[k], plain.Ulist[k]) < 1e-5
-    np.testing.assert_allclose(list(fast.pi.values()), list(plain.pi.values()), atol=1e-5)
-
-
-def test_accelerated_ed_stops_by_plain_steps_and_never_goes_down():
-    from mashlib.ed import extreme_deconvolution
-    d, U0 = _ed_problem(seed=6)
-    Y, S = d.Bhat, d.Shat ** 2
-    K = len(U0)
-    r = extreme_deconvolution(Y, S, np.full(K, 1 / K), None, list(U0.values()), fixmean=True)
-    # the result is an EM fixed point to tol: one more plain step gains at most 1e-6
-    r1 = extreme_deconvolution(Y, S, r.xamp, None, list(r.xcovar), fixmean=True, maxiter=2,
-                               accelerate=False)
-    assert r1.loglik_trace[1] - r1.loglik_trace[0] <= 1e-6
-    # EM from the returned state goes up from the reported value (the E step of the last step)
-    assert r.avgloglik - 1e-12 <= r1.loglik_trace[0] <= r.avgloglik + 1e-5
-    assert r.avgloglik >= r.loglik_trace[0]
-    # maxiter is respected and the weights stay a distribution
-    r5 = extreme_deconvolution(Y, S, np.full(K, 1 / K), None, list(U0.values()), fixmean=True,
-                               maxiter=5)
-    assert r5.niter <= 5 and abs(r5.xamp.sum() - 1) < 1e-12 and np.all(r5.xamp >= 0)
-    assert np.all(np.linalg.eigvalsh(r5.xcovar) > -1e-10)
-
-
-def test_blas_threads_reference_counted_across_threads():
-    """Concurrent and nested pinning leaves the pool as it found it."""
-    import threading
-    from mashlib import _blas
-    ctl = _blas._controls()
-    if not ctl:
-        pytest.skip("no OpenBLAS / MKL found in this process (needs Linux /proc/self/maps)")
-    before = [g() for _, g in ctl]
-    barrier = threading.Barrier(4)
-
-    def work():
-        with _blas.blas_threads(1):
-            barrier.wait()
-            with _blas.blas_threads(2):
-                pass
-    ts = [threading.Thread(target=work) for _ in range(4)]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join()
-    assert [g() for _, g in ctl] == before and _blas._ACTIVE == []
-    with _blas.blas_threads(1):
-        assert all(g() == 1 for _, g in ctl)
-        with _blas.blas_threads(3):
-            assert all(g() == 3 for _, g in ctl)
-        assert all(g() == 1 for _, g in ctl)
-    assert [g() for _, g in ctl] == before
-
-
-def test_exported_numeric_functions_pin_blas(monkeypatch):
-    """calc_lik_matrix, compute_posterior_matrices, ED, udr, flash run under blas_threads(1)."""
-    import importlib
-    _blas = importlib.import_module("mashlib._blas")
-    seen = []
-    orig = _blas.blas_threads.__enter__
-
-    def spy(self):
-        seen.append(self.n)
-        return orig(self)
-    monkeypatch.setattr(_blas.blas_threads, "__enter__", spy)
-    d = _sim(J=40, R=3)
-    U = ml.expand_cov(ml.cov_canonical(d), [0.5, 1.0])
-    for f in (lambda: ml.calc_lik_matrix(d, U), lambda: ml.calc_relative_lik_matrix(d, U),
-              lambda: ml.compute_posterior_matrices(d, np.stack(list(U.values()))[1:4],
-                                                    np.full(3, 1 / 3)),
-              lambda: ml.extreme_deconvolution(d.Bhat, d.Shat ** 2, [1.0], None, [np.eye(3)],
-                                               maxiter=2)):
-        seen.clear()
-        f()
-        assert seen and seen[0] == 1
-
-
 def test_dr1_structure_of_canonical_bases():
     from mashlib.model._dr1 import dr1_structure
     R = 5
@@ -204,7 +101,7 @@ def test_dr1_closed_forms_equal_spectral_path(monkeypatch, common_s):
     """Diagonal errors: closed-form likelihood and posterior (mean, sd, lfsr, cov, through A)
     equal the eigendecomposition path."""
     import importlib
-    lik = importlib.import_module("mashlib.likelihood")
+    lik = importlib.import_module("mashlib.model.likelihood")
     rng = np.random.default_rng(8)
     J, R = 60, 4
     S = np.ones((J, R)) if common_s else rng.uniform(0.5, 2.0, (J, R))

@@ -1,6 +1,6 @@
 r"""Cholesky factor of the active-set QP's free block, updated as the free set changes.
 
-The working-set QP of :mod:`mashlib.mixsqp_qp` solves, at each of its iterations,
+The working-set QP of :mod:`mashlib.eb._qp` solves, at each of its iterations,
 :math:`(H_{SS} + aI)p = -b_S` for the current free set S, which loses or gains one index per
 iteration.  R refactors :math:`H_{SS} + aI` from scratch each time (|S|^3/3 flops; |S| is
 over 1,000 on the protocol's data).  Here the upper factor :math:`U^TU = H_{SS} + aI` is kept
