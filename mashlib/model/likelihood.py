@@ -353,7 +353,7 @@ def calc_lik_matrix(data: MashData, Ulist, log: bool = False,
         warnings.warn(
             "Some mixture components result in non-finite likelihoods, either due to numerical "
             "underflow/overflow or invalid covariance matrices (component.grid index): "
-            + ", ".join(which[:20]) + (" ..." if len(which) > 20 else ""), stacklevel=2)
+            + ", ".join(which[:20]) + (" ..." if len(which) > 20 else ""), stacklevel=3)  # past the BLAS wrapper
     return res if log else np.exp(res)
 
 

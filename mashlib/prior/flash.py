@@ -125,7 +125,7 @@ def cov_flash(data, factors="default", subset=None, remove_singleton=False, tag=
     fl = flash_backfit(fl, **b_args)
     if fl.n_factors == 0:
         warnings.warn("Flash did not find any factors; cov_flash returns an empty dict (mashr returns NULL).",
-                      RuntimeWarning, stacklevel=2)
+                      RuntimeWarning, stacklevel=3)   # past the BLAS-pinning wrapper
         return {}
     if remove_singleton:
         F = fl.F_pm
