@@ -466,12 +466,10 @@ def _estep_prop(Z, z2, kappa, ldS, mean_w, rgroups, logamp, K, blocks):
             quad = rq / kap
             if r:
                 kap3 = kb[:, None, None]
-                inv_d = 1.0 / (kap3 + lam[None])                        # (nb, k, r)
+                d = kap3 + lam[None]                                    # (nb, k, r)
                 ld = ld + np.log1p(lam[None] / kap3).sum(axis=-1)
-                sp = np.sqrt(lam)[None] * p
-                u = sp * inv_d                                          # sqrt(lam) p / d
-                quad = quad - (sp * u).sum(axis=-1) / kap               # lam p^2 / (kap d)
-                parts.append((idx, u, kap3 * inv_d))
+                quad = quad - (lam[None] * p * p / (kap3 * d)).sum(axis=-1)
+                parts.append((idx, np.sqrt(lam)[None] * p / d, kap3 / d))
             logq[:, idx] = logamp[idx][None, :] - R * _HALF_LOG_2PI - 0.5 * ld - 0.5 * quad
         lse, q = _posterior_q(logq)
         total += lse.sum()
