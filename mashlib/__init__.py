@@ -98,6 +98,7 @@ _EXPORTS: dict[str, str] = {
     "corshrink_matrix": "vhat",
     "vhat_corshrink": "vhat",
     "mixture_prior": "prior",
+    "MixturePrior": "prior",
     "ed_bovy": "prior",
     "ud": "prior",
     "ud_unconstrained": "prior",

@@ -67,6 +67,8 @@ def _load_prior(prior, name: str):
         from .io import read_rds  # noqa: PLC0415 - optional dependency of this path only
 
         prior = read_rds(prior)
+    if hasattr(prior, "to_r") and hasattr(prior, "U"):     # a MixturePrior from a prior engine
+        prior = prior.to_r()
     if name:
         if not isinstance(prior, dict) or prior.get(name) is None:
             raise MashInputError(f"`name`: cannot find {name!r} in the prior"

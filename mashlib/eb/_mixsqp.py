@@ -41,7 +41,10 @@ import pandas as pd
 
 from .._blas import blas_threads
 from .._errors import MashConvergenceWarning, MashInputError
+from .._log import get_logger, say
 from ._qp import _activesetqp, _LazyHessian, _line_search, _take_rows
+
+_log = get_logger(__name__)
 
 __all__ = ["mixsqp", "MixSQPResult", "mixsqp_control_default", "mixobjective",
            "STATUS_CONVERGED", "STATUS_DIDNOTCONVERGE", "STATUS_DIDNOTRUN"]
@@ -445,7 +448,7 @@ def _sqp_loop(A, w, x0, z, ctrl, verbose, hessian, unit_rowmax=False):
         rows.append((obj, np.nan, int(np.sum(x > thr)), 1.0,
                      float(np.max(np.abs(x - xold))), np.nan, np.nan))
         if verbose:
-            print(f"{len(rows):4d} {obj:+0.9e}  -- EM -- {rows[-1][2]:4d}")
+            say(_log, True, f"{len(rows):4d} {obj:+0.9e}  -- EM -- {rows[-1][2]:4d}")
 
     status = 1
     it = 0
@@ -468,7 +471,7 @@ def _sqp_loop(A, w, x0, z, ctrl, verbose, hessian, unit_rowmax=False):
         gmin = 1.0 + float(g[j1].min())
         nnz = int(np.sum(x > 0))
         if verbose:
-            print(f"{it:4d} {obj:+0.9e} {-gmin:+0.3e}{nnz:4d}")
+            say(_log, True, f"{it:4d} {obj:+0.9e} {-gmin:+0.3e}{nnz:4d}")
         if gmin >= -ctrl["convtol_sqp"]:
             status = 0
             rows.append((obj, -gmin, nnz, np.nan, np.nan, np.nan, np.nan))

@@ -8,12 +8,12 @@ PCA and empirical components are part of the model's vocabulary (:mod:`mashlib.m
 """
 from ._teem import TeemFit
 from .ed import EDFit, EDResult, bovy_wrapper, cov_ed, extreme_deconvolution, teem_wrapper
-from .engines import (ENGINES, ed_bovy, mixture_prior, prior_weights, read_prior, ud, ud_control, ud_unconstrained,
+from .engines import (ENGINES, MixturePrior, ed_bovy, mixture_prior, prior_weights, read_prior, ud, ud_control, ud_unconstrained,
                       validate_components, validate_prior)
 from .flash import cov_flash
 from .udr import UdComponent, UdFit, ud_fit, ud_fit_control_default, ud_init
 
-__all__ = ["EDResult", "EDFit", "extreme_deconvolution", "cov_ed", "bovy_wrapper", "teem_wrapper", "TeemFit", "ENGINES", "mixture_prior",
+__all__ = ["EDResult", "EDFit", "extreme_deconvolution", "cov_ed", "bovy_wrapper", "teem_wrapper", "TeemFit", "ENGINES", "MixturePrior", "mixture_prior",
            "ed_bovy", "prior_weights", "ud", "ud_unconstrained", "ud_control", "validate_components",
            "validate_prior", "read_prior", "cov_flash", "UdComponent", "UdFit", "ud_init", "ud_fit",
            "ud_fit_control_default"]

@@ -14,8 +14,10 @@ Each engine returns the prior object the protocol saves as ``{prefix}.{EM}.prior
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping as _MappingABC
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Optional
 
 import numpy as np
 import pandas as pd
@@ -24,7 +26,41 @@ from .._errors import MashInputError
 from .._validation import check_square
 
 __all__ = ["ENGINES", "mixture_prior", "ed_bovy", "prior_weights", "ud", "ud_unconstrained",
-           "ud_control", "validate_components", "validate_prior", "read_prior"]
+           "ud_control", "validate_components", "validate_prior", "read_prior", "MixturePrior"]
+
+
+@dataclass(frozen=True)
+class MixturePrior(_MappingABC):
+    """The result of a prior engine: covariance components ``U``, their weights ``w`` and the
+    engine's log-likelihood (the SoS pipeline's ``list(U, w, loglik)``).
+
+    Also a read-only mapping (``prior["U"]``, ``dict(prior)``), as the prior RDS reads back.
+    """
+
+    U: dict
+    w: pd.Series
+    loglik: Optional[float] = None
+
+    def __getitem__(self, key):
+        if key not in ("U", "w", "loglik"):
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def __iter__(self):
+        return iter(("U", "w", "loglik"))
+
+    def __len__(self):
+        return 3
+
+    def to_r(self) -> dict:
+        """The R list ``list(U, w, loglik)`` (what the protocol writes to ``*.prior.rds``)."""
+        return {"U": dict(self.U), "w": self.w, "loglik": self.loglik}
+
+    def __repr__(self) -> str:
+        w = pd.Series(self.w, dtype=float) if not isinstance(self.w, pd.Series) else self.w
+        top = ", ".join(f"{k} {v:.3g}" for k, v in w.sort_values(ascending=False).head(3).items())
+        ll = "" if self.loglik is None else f", loglik={self.loglik:.4f}"
+        return f"MixturePrior({len(self.U)} components{ll}; largest weights: {top})"
 
 #: engine name -> function name (pecotmr's spellings ``cov_ed`` / ``ud_ted`` are aliases)
 ENGINES = {"ed_bovy": "ed_bovy", "cov_ed": "ed_bovy", "ud": "ud",
@@ -73,7 +109,7 @@ def validate_components(components, R: int | None = None, name: str = "component
     return out
 
 
-def validate_prior(prior, source: str = "prior") -> dict:
+def validate_prior(prior, source: str = "prior") -> MixturePrior:
     """Validate a prior object ``{"U", "w", "loglik"}`` and return it normalised.
 
     Parameters
@@ -131,10 +167,10 @@ def validate_prior(prior, source: str = "prior") -> dict:
     if loglik is not None and not isinstance(loglik, (int, float, np.floating, np.integer)):
         arr = np.asarray(loglik, dtype=float).ravel()
         loglik = float(arr[0]) if arr.size == 1 else None
-    return {"U": U, "w": w, "loglik": None if loglik is None else float(loglik)}
+    return MixturePrior(U, w, None if loglik is None else float(loglik))
 
 
-def read_prior(path) -> dict:
+def read_prior(path) -> MixturePrior:
     """Read and validate a prior RDS written by the mixture_prior step.
 
     Parameters
@@ -176,7 +212,7 @@ def prior_weights(data, U: Mapping, **mash_kw) -> pd.Series:
 
 
 def ed_bovy(data, components: Mapping, tol: float = 1e-6, maxiter: float = 1e9,
-            verbose: bool = False, accelerate: bool = True) -> dict:
+            verbose: bool = False, accelerate: bool = True) -> MixturePrior:
     r"""The default engine (``cov_ed``): components plus their ED refinements, mash weights.
 
     Steps (pecotmr ``.mashEngineCovEd``, map 1.12):
@@ -222,7 +258,7 @@ def ed_bovy(data, components: Mapping, tol: float = 1e-6, maxiter: float = 1e9,
                              "'ED_' clash with the ED refinements. Rename those components.")
     U = {**comps, **{k: np.asarray(v, dtype=float) for k, v in U_ed.items()}}
     w = prior_weights(data, U)
-    return {"U": U, "w": w, "loglik": None}
+    return MixturePrior(U, w, None)
 
 
 # --------------------------------------------------------------------------- udr engines
@@ -256,7 +292,7 @@ def _get(obj, key):
 
 def _ud_engine(data, components, update: str, n_unconstrained: int, seed: int,
                maxiter: int, tol: float, tol_lik: float, U_unconstrained_init,
-               verbose: bool, penalize_non_iid: bool = False) -> dict:
+               verbose: bool, penalize_non_iid: bool = False) -> MixturePrior:
     engine = "ud_unconstrained" if update == "ted" else "ud"
     R = int(np.asarray(data.Bhat).shape[1])
     if components is not None:          # validated, then ignored (pecotmr version A)
@@ -290,12 +326,12 @@ def _ud_engine(data, components, update: str, n_unconstrained: int, seed: int,
     U = {k: _as_square(Ufit[k], f"ud_fit U['{k}']", R) for k in names}
     w = pd.Series(np.asarray(fit.w, dtype=float).ravel(), index=names)
     loglik = _get(fit, "loglik")
-    return {"U": U, "w": w, "loglik": None if loglik is None else float(loglik)}
+    return MixturePrior(U, w, None if loglik is None else float(loglik))
 
 
 def ud(data, components=None, n_unconstrained: int = 50, seed: int = 999, maxiter: int = 1000,
        tol: float = 1e-2, tol_lik: float = 1e-2, U_unconstrained_init=None,
-       verbose: bool = False, penalize_non_iid: bool = False) -> dict:
+       verbose: bool = False, penalize_non_iid: bool = False) -> MixturePrior:
     r"""Engine ``ud``: udr fit with ED updates of 50 unconstrained components (map 1.10).
 
     ``fit0 = ud_init(data, n_unconstrained=50, U_scaled=cov_canonical(data))`` (the 50

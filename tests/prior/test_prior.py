@@ -194,3 +194,18 @@ def test_sim_protocol_prior_weights_given_r_U():
     wr = pd.Series(ref["prior_w"]["values"], index=ref["prior_w"]["names"])
     assert list(w.index) == list(wr.index)
     np.testing.assert_allclose(w.to_numpy(), wr.to_numpy(), atol=1e-4)
+
+
+def test_engines_return_a_mixture_prior(tmp_path):
+    """Prior engines return MixturePrior(U, w, loglik): attributes, the R list, and plot_U takes it."""
+    import mashlib as ml
+
+    rng = np.random.default_rng(2)
+    B = rng.normal(size=(80, 3)) * rng.choice([0.5, 3.0], size=(80, 1))
+    d = ml.mash_set_data(B, np.ones_like(B))
+    pr = ml.ed_bovy(d, ml.cov_pca(d, 2))
+    assert isinstance(pr, ml.MixturePrior) and pr["U"] is pr.U and list(pr.w.index)[0] == "null"
+    assert set(pr.to_r()) == {"U", "w", "loglik"} and pr.w.sum() == pytest.approx(1.0)
+    assert repr(pr).startswith(f"MixturePrior({len(pr.U)} components")
+    ml.plot_U(pr, output=tmp_path / "prior.pdf", tol=0, png=False)
+    assert (tmp_path / "prior.pdf").stat().st_size > 1000
