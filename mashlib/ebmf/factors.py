@@ -32,7 +32,7 @@ from .backfit import _valid_kset, flash_backfit
 from .fit import FlashFit
 from .greedy import check_fit, handle_ebnm_fn
 from .lowrank import is_udv, udv_factors
-from .ops import flash_factors_fix, zero_factors
+from .ops import flash_factors_fix, select_factors, zero_factors
 
 __all__ = ["flash_factors_init", "flash_factors_reorder", "flash_factors_set_to_zero", "flash_factors_unfix",
            "flash_add_intercept", "flash_update_data", "flash_greedy_init_irlba", "flash_ebnm"]
@@ -112,18 +112,7 @@ def flash_factors_reorder(fit, kset):
     ks = _valid_kset(fit, kset)
     if sorted(ks) != list(range(fit.n_factors)):
         raise MashInputError(f"kset: must list every factor 0..{fit.n_factors - 1} exactly once; got {ks}.")
-    new = fit.copy()
-    for m in (0, 1):
-        new.EF[m] = new.EF[m][:, ks]
-        new.EF2[m] = new.EF2[m][:, ks]
-    new.KL = new.KL[:, ks]
-    new.g = [new.g[k] for k in ks]
-    new.fns = [new.fns[k] for k in ks]
-    new.is_zero = new.is_zero[ks]
-    new.is_valid = new.is_valid[ks]
-    pos = {old: j for j, old in enumerate(ks)}
-    new.fix = {pos[k]: v for k, v in fit.fix.items()}
-    return new
+    return select_factors(fit.copy(), ks)
 
 
 def flash_factors_set_to_zero(fit, kset):

@@ -119,17 +119,25 @@ def _nullcheck_factor(fit: FlashFit, k, tol, lvl):
     return fit
 
 
-def _drop(fit: FlashFit, kset):
-    keep = np.setdiff1d(np.arange(fit.n_factors), kset)
+def select_factors(fit: FlashFit, idx) -> FlashFit:
+    """Keep the factors ``idx`` (0-based, in that order) of ``fit``, in place: loadings,
+    factors, KL terms, priors, flags and the fixed entries (renumbered). Returns ``fit``."""
+    idx = [int(k) for k in idx]
     for n in (0, 1):
-        fit.EF[n] = fit.EF[n][:, keep]
-        fit.EF2[n] = fit.EF2[n][:, keep]
-    fit.KL = fit.KL[:, keep]
-    fit.g = [fit.g[k] for k in keep]
-    fit.fns = [fit.fns[k] for k in keep]
-    fit.is_zero = fit.is_zero[keep]
-    fit.is_valid = fit.is_valid[keep]
-    fit.fix = {int(np.flatnonzero(keep == k)[0]): v for k, v in fit.fix.items() if k in keep}
+        fit.EF[n] = fit.EF[n][:, idx]
+        fit.EF2[n] = fit.EF2[n][:, idx]
+    fit.KL = fit.KL[:, idx]
+    fit.g = [fit.g[k] for k in idx]
+    fit.fns = [fit.fns[k] for k in idx]
+    fit.is_zero = fit.is_zero[idx]
+    fit.is_valid = fit.is_valid[idx]
+    pos = {old: j for j, old in enumerate(idx)}
+    fit.fix = {pos[k]: v for k, v in fit.fix.items() if k in pos}
+    return fit
+
+
+def _drop(fit: FlashFit, kset):
+    select_factors(fit, np.setdiff1d(np.arange(fit.n_factors), kset))
     fit.recompute()
     return fit
 
