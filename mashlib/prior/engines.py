@@ -284,12 +284,6 @@ _TED_MSG = ("engine {engine!r} (TED updates) needs i.i.d. data: use effect_model
             "S_j V S_j")
 
 
-def _get(obj, key):
-    if isinstance(obj, Mapping):
-        return obj.get(key)
-    return getattr(obj, key, None)
-
-
 def _ud_engine(data, components, update: str, n_unconstrained: int, seed: int,
                maxiter: int, tol: float, tol_lik: float, U_unconstrained_init,
                verbose: bool, penalize_non_iid: bool = False) -> MixturePrior:
@@ -325,7 +319,7 @@ def _ud_engine(data, components, update: str, n_unconstrained: int, seed: int,
     names = list(Ufit)
     U = {k: _as_square(Ufit[k], f"ud_fit U['{k}']", R) for k in names}
     w = pd.Series(np.asarray(fit.w, dtype=float).ravel(), index=names)
-    loglik = _get(fit, "loglik")
+    loglik = fit.loglik
     return MixturePrior(U, w, None if loglik is None else float(loglik))
 
 
