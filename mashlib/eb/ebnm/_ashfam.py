@@ -27,8 +27,18 @@ import numpy as np
 from scipy import special as sc
 
 from ..._errors import MashInputError
-from ._core import (DEFAULT_OUTPUT, EbnmResult, UniMix, check_mode, check_output, check_xs, drop_lfsr_off_zero,
-                        fit_mode, set_posterior)
+from ._core import (
+    DEFAULT_OUTPUT,
+    EbnmResult,
+    UniMix,
+    check_fix_g,
+    check_mode,
+    check_output,
+    check_xs,
+    drop_lfsr_off_zero,
+    fit_mode,
+    set_posterior,
+)
 from ._grids import scale_unimix
 from ._nonparametric import _ash_grid
 from ._unimix import (
@@ -103,8 +113,7 @@ def ash_workhorse(x, s, mode, scale, g_init, fix_g, output, control, fname, fami
     if prior not in ("nullbiased", "uniform"):
         raise MashInputError(f"{fname}: prior={prior!r} must be 'nullbiased' or 'uniform'")
     nw = nullweight if prior == "nullbiased" else 1.0
-    if fix_g and g_init is None:
-        raise MashInputError(f"{fname}: fix_g=True needs g_init; pass the fitted_g of an earlier fit")
+    check_fix_g(fix_g, g_init, fname)
     fin = np.isfinite(s)
     xf, sf = x[fin], s[fin]
 

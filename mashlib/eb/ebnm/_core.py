@@ -303,6 +303,12 @@ def check_xs(x, s, fname: str) -> tuple[np.ndarray, np.ndarray]:
     return x, s
 
 
+def check_fix_g(fix_g, g_init, fname: str) -> None:
+    """``fix_g=True`` needs the prior to keep: ``g_init`` (the fitted_g of an earlier fit)."""
+    if fix_g and g_init is None:
+        raise MashInputError(f"{fname}: fix_g=True needs g_init; pass the fitted_g of an earlier fit")
+
+
 def check_mode(mode, fname: str):
     """Return ``None`` for ``mode="estimate"`` or the fixed mode as float."""
     if isinstance(mode, str):

@@ -33,7 +33,7 @@ from scipy import special as sc
 from scipy.interpolate import BSpline
 
 from ..._errors import MashInputError
-from ._core import DEFAULT_OUTPUT, NormalMix, check_output, check_xs
+from ._core import DEFAULT_OUTPUT, NormalMix, check_fix_g, check_output, check_xs
 from ._npmle import check_normalmix_g, fit_gmix, npmle_grid
 
 __all__ = ["ebnm_deconvolver", "ns_basis"]
@@ -126,8 +126,7 @@ def ebnm_deconvolver(x, s=1, mode=0, scale="estimate", g_init=None, fix_g=False,
     bad = set(deconv_args) - {"n", "c0", "pDegree", "aStart", "scale_Q"}
     if bad:
         raise MashInputError(f"{fname}: unknown arguments {sorted(bad)}; valid: n, c0, pDegree, aStart, scale_Q")
-    if fix_g and g_init is None:
-        raise MashInputError(f"{fname}: fix_g=True needs g_init; pass the fitted_g of an earlier fit")
+    check_fix_g(fix_g, g_init, fname)
     if fix_g:
         return fit_gmix("deconvolver", fname, x, s, want, g_init)
     if g_init is not None:

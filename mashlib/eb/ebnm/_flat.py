@@ -18,8 +18,16 @@ import numpy as np
 from scipy import special as sc
 
 from ..._errors import MashInputError
-from ._core import (_LOG_2PI, DEFAULT_OUTPUT, NormalMix, check_mode, check_output, check_xs,
-                        drop_lfsr_off_zero)
+from ._core import (
+    _LOG_2PI,
+    DEFAULT_OUTPUT,
+    NormalMix,
+    check_fix_g,
+    check_mode,
+    check_output,
+    check_xs,
+    drop_lfsr_off_zero,
+)
 from ._mixpost import finish_result
 
 __all__ = ["ebnm_flat", "ebnm_point_mass"]
@@ -108,8 +116,7 @@ def ebnm_point_mass(x, s=1, mode=0, scale="estimate", g_init=None, fix_g=False, 
     want = check_output(output)
     x, s = check_xs(x, s, fname)
     mode_val = check_mode(mode, fname)
-    if fix_g and g_init is None:
-        raise MashInputError(f"{fname}: fix_g=True needs g_init; pass the fitted_g of an earlier fit")
+    check_fix_g(fix_g, g_init, fname)
     fin = np.isfinite(s)
     xf, sf = x[fin], s[fin]
     if fix_g:

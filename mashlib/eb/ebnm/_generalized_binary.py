@@ -30,10 +30,10 @@ from scipy import optimize
 from scipy import special as sc
 
 from ..._errors import MashInputError
-from ._core import _LOG_2PI, DEFAULT_OUTPUT, check_output, check_xs
-from ._mixpost import finish_result
 from ..mixdist import compute_lfsr
 from ..mixdist_t import TNormalMix, tnormalmix_comp_posterior, tnormalmix_posterior
+from ._core import _LOG_2PI, DEFAULT_OUTPUT, check_fix_g, check_output, check_xs
+from ._mixpost import finish_result
 
 __all__ = ["ebnm_generalized_binary"]
 
@@ -154,8 +154,7 @@ def ebnm_generalized_binary(x, s=1, mode="estimate", scale=0.1, g_init=None, fix
         mode_val = float(mode)
         if not (np.isfinite(mode_val) and mode_val > 0):
             raise MashInputError(f"{fname}: mode={mode!r} must be positive (the mode of the truncated normal)")
-    if fix_g and g_init is None:
-        raise MashInputError(f"{fname}: fix_g=True needs g_init; pass the fitted_g of an earlier fit")
+    check_fix_g(fix_g, g_init, fname)
     if g_init is not None and not (isinstance(g_init, TNormalMix) and np.size(g_init.pi) == 2):
         raise MashInputError(f"{fname}: g_init must be the two-component TNormalMix of an earlier "
                              f"generalized_binary fit, got {type(g_init).__name__}")

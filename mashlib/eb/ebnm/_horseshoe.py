@@ -34,7 +34,7 @@ from scipy import optimize
 from scipy import special as sc
 
 from ..._errors import MashInputError
-from ._core import _LOG_2PI, DEFAULT_OUTPUT, check_output, check_xs
+from ._core import _LOG_2PI, DEFAULT_OUTPUT, check_fix_g, check_output, check_xs
 from ._mixpost import finish_result
 
 __all__ = ["Horseshoe", "ebnm_horseshoe"]
@@ -145,8 +145,7 @@ def ebnm_horseshoe(x, s=1, mode=0, scale="estimate", g_init=None, fix_g=False, o
     if not (isinstance(mode, (int, float)) and mode == 0):
         raise MashInputError(f"{fname}: mode={mode!r}: the horseshoe family is centred at 0")
     s0 = float(s[0])
-    if fix_g and g_init is None:
-        raise MashInputError(f"{fname}: fix_g=True needs g_init; pass the fitted_g of an earlier fit")
+    check_fix_g(fix_g, g_init, fname)
     if g_init is not None and not isinstance(g_init, Horseshoe):
         raise MashInputError(f"{fname}: g_init must be a Horseshoe, got {type(g_init).__name__}")
     if fix_g:

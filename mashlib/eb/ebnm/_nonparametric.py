@@ -25,11 +25,12 @@ from scipy import special as sc
 
 from ..._errors import MashInputError
 from ._core import (
-    DEFAULT_OUTPUT,
     _LOG_2PI,
+    DEFAULT_OUTPUT,
     EbnmResult,
     NormalMix,
     PointNormal,
+    check_fix_g,
     check_mode,
     check_output,
     check_xs,
@@ -145,8 +146,7 @@ def ebnm_normal_scale_mixture(x, s=1, mode=0, scale="estimate", g_init=None, fix
     want = check_output(output)
     x, s = check_xs(x, s, fname)
     mode_val = check_mode(mode, fname)
-    if fix_g and g_init is None:
-        raise MashInputError(f"{fname}: fix_g=True needs g_init; pass the fitted_g of an earlier fit")
+    check_fix_g(fix_g, g_init, fname)
     fin = np.isfinite(s)
     xf, sf = x[fin], s[fin]
     pi0 = None

@@ -26,8 +26,14 @@ import numpy as np
 from scipy import special as sc
 
 from ..._errors import MashInputError
-from ._core import DEFAULT_OUTPUT, NormalMix, check_output, check_xs
-from ._mixpost import finish_result, gmix_loglik_matrix, gmix_posterior, gmix_prior_values, gmix_sample
+from ._core import DEFAULT_OUTPUT, NormalMix, check_fix_g, check_output, check_xs
+from ._mixpost import (
+    finish_result,
+    gmix_loglik_matrix,
+    gmix_posterior,
+    gmix_prior_values,
+    gmix_sample,
+)
 
 __all__ = ["ebnm_npmle", "ebnm_scale_npmle", "npmle_grid"]
 
@@ -168,8 +174,7 @@ def ebnm_npmle(x, s=1, mode=0, scale="estimate", g_init=None, fix_g=False, outpu
     fname = "ebnm_npmle"
     want = check_output(output)
     x, s = check_xs(x, s, fname)
-    if fix_g and g_init is None:
-        raise MashInputError(f"{fname}: fix_g=True needs g_init; pass the fitted_g of an earlier fit")
+    check_fix_g(fix_g, g_init, fname)
     if fix_g:
         return fit_gmix("npmle", fname, x, s, want, g_init)
     fin = np.isfinite(s)

@@ -31,9 +31,10 @@ from scipy import special as sc
 
 from ..._errors import MashInputError
 from ._core import (
+    _LOG_2PI,
     DEFAULT_OUTPUT,
     EbnmResult,
-    _LOG_2PI,
+    check_fix_g,
     check_mode,
     check_output,
     check_scale,
@@ -326,8 +327,7 @@ def parametric_workhorse(fam, x, s, mode, scale, g_init, fix_g, output, optmetho
     scale_val = check_scale(scale, fname)
     if optmethod not in _OPTMETHODS:
         raise MashInputError(f"{fname}: optmethod={optmethod!r} is not one of {list(_OPTMETHODS)}")
-    if fix_g and g_init is None:
-        raise MashInputError(f"{fname}: fix_g=True needs g_init; pass the fitted_g of an earlier fit")
+    check_fix_g(fix_g, g_init, fname)
     fin = np.isfinite(s)
     xf, sf = x[fin], s[fin]
     nf = xf.size
