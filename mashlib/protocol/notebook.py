@@ -115,6 +115,21 @@ def _kernel_stderr_captured():
         buf.close()
 
 
+class _InternalParameterFilter:
+    """Drops papermill's "Passed unknown parameter: _steps" warning: ``_steps`` (the plan a
+    run selected the cells for) is injected on purpose and is not a user parameter."""
+
+    def filter(self, record) -> bool:
+        return "unknown parameter: _steps" not in record.getMessage()
+
+
+def _quiet_internal_parameter() -> None:
+    import logging
+    pm_log = logging.getLogger("papermill")
+    if not any(isinstance(f, _InternalParameterFilter) for f in pm_log.filters):
+        pm_log.addFilter(_InternalParameterFilter())
+
+
 def execute_notebook(notebook: str, parameters: dict, output_path, cwd=None, plan: list[str] | None = None,
                      quiet: bool = False, log_output=None) -> Path:
     """Run a notebook with papermill; keep the executed copy at ``output_path`` (atomically).
@@ -170,6 +185,7 @@ def execute_notebook(notebook: str, parameters: dict, output_path, cwd=None, pla
                                str(src_tmp))
                 src = src_tmp
                 parameters = dict(parameters, _steps=list(plan))   # the kernel runs exactly these
+                _quiet_internal_parameter()
             with _kernel_env(parameters), _kernel_stderr_captured() as terminal:
                 pm.execute_notebook(str(src), str(nb_tmp), parameters=parameters, kernel_name="python3",
                                     cwd=str(cwd or os.getcwd()), progress_bar=False, log_output=False,
