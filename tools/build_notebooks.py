@@ -405,7 +405,7 @@ interactive = True  # ipywidgets controls in JupyterLab; papermill runs pass Fal
 DRIVER_SETUP = """import time
 from pathlib import Path
 from mashlib import protocol
-from mashlib.protocol.notebook import repo_root, run_notebook
+from mashlib.protocol.notebook import repo_root, run_notebook, run_notebooks
 
 inp = Path(input_dir or repo_root() / "input" / "mash")
 out = Path(output_dir or repo_root() / "output")
@@ -418,15 +418,14 @@ run_notebook("mixture_prior", "ed_bovy", dict(output_prefix=prefix, data=str(inp
                                               cwd=str(mp)))
 timings["step 1 ed_bovy"] = time.perf_counter() - t0"""
 
-DRIVER_STEP2 = """t0 = time.perf_counter()
-run_notebook("mash_fit", "mash", dict(output_prefix=f"{prefix}_mash", data=str(inp / f"{prefix}.EE.mash.rds"),
-                                      vhat_data=str(inp / f"{prefix}.EE.V_simple.rds"), prior_data=str(prior),
-                                      effect_model="EE", compute_posterior=True, cwd=str(mf)))
-timings["step 2 mash"] = time.perf_counter() - t0"""
-
-DRIVER_STEP3 = """t0 = time.perf_counter()
-run_notebook("mixture_prior", "plot_U", dict(output_prefix=f"{prefix}_plots", data=str(prior), cwd=str(mp)))
-timings["step 3 plot_U"] = time.perf_counter() - t0
+DRIVER_STEPS23 = """t0 = time.perf_counter()
+(fit_nb, timings["step 2 mash"]), (plots_nb, timings["step 3 plot_U"]) = run_notebooks([
+    ("mash_fit", "mash", dict(output_prefix=f"{prefix}_mash", data=str(inp / f"{prefix}.EE.mash.rds"),
+                              vhat_data=str(inp / f"{prefix}.EE.V_simple.rds"), prior_data=str(prior),
+                              effect_model="EE", compute_posterior=True, cwd=str(mf))),
+    ("mixture_prior", "plot_U", dict(output_prefix=f"{prefix}_plots", data=str(prior), cwd=str(mp))),
+])
+timings["steps 2 + 3"] = time.perf_counter() - t0
 {k: round(v, 1) for k, v in timings.items()}"""
 
 DRIVER_RESULTS = """from IPython.display import Image, display
@@ -448,10 +447,14 @@ def driver_nb():
                "`vhat_simple` first (each skipped when up to date); the lines below are the workflow "
                "notebook's progress (one line per step start and end)."),
         ("code", DRIVER_STEP1),
-        ("md", "## Step 2: MASH fit and posteriors (`mash`)"),
-        ("code", DRIVER_STEP2),
-        ("md", "## Step 3: prior heatmaps (`plot_U`)"),
-        ("code", DRIVER_STEP3),
+        ("md", "## Steps 2 and 3: MASH fit and posteriors (`mash`), prior heatmaps (`plot_U`)\n"
+               "Both read the prior of step 1 and neither reads the other's outputs, so they run side "
+               "by side (`run_notebooks`: each in its own process, as `mashlib run` would, one at a "
+               "time on a single CPU); their progress lines interleave.\n\n"
+               "* **`mash_fit` / `mash`**: the mixture weights on the random set with that prior and "
+               "`V_simple`, then posteriors for the strong set.\n"
+               "* **`mixture_prior` / `plot_U`**: heatmaps of the prior components with weight > tol."),
+        ("code", DRIVER_STEPS23),
         ("md", "## Results\n\nThe prior components with weight > 1e-6, ordered by weight (the first "
                "page of `plot_U`'s PDF):"),
         ("code", DRIVER_RESULTS),

@@ -32,12 +32,29 @@ then :math:`\mu_1 = \sigma\circ\tilde\mu_1`, :math:`U_1 = \mathrm{diag}(\sigma)\
 \mathrm{diag}(\sigma)` (no cancellation: :math:`1 - 1/m` is written :math:`c\tilde\delta/m`;
 a zero row of B gives exactly zero mean and variance, as the spectral path).  Everything is
 O(R) per (row, component) instead of an O(R^3) eigendecomposition per (row, base).
+
+Correlated errors with a constant diagonal.  With a common correlation :math:`V \ne I`,
+:math:`\Sigma_j = D_jVD_j = L_jL_j^T`, :math:`L_j = D_jL_V`, and a base whose diagonal part
+is constant, :math:`B = \delta I + \zeta\zeta^T` (``identity``, ``simple_het_k``, and the
+``ED_`` refinements of rank-one components, :math:`V_k + n^{-1/2}I`), the whitened base is
+
+.. math::
+
+    L_j^{-1}BL_j^{-T} = \delta A_j + \tilde\zeta\tilde\zeta^T, \qquad
+    A_j = L_V^{-1}D_j^{-2}L_V^{-T} = P_j\Lambda_jP_j^T, \quad \tilde\zeta = L_j^{-1}\zeta,
+
+and :math:`A_j` is the same for every such base.  One eigendecomposition per row (not per
+(row, base)) turns it into a diagonal plus rank one in the coordinates :math:`P_j`:
+:math:`\tilde\delta = \delta\lambda_j`, rank-one vector :math:`P_j^T\tilde\zeta` and data
+:math:`P_j^T\tilde b_j`; the formulas above then give the log-likelihood
+(:func:`dr1_loglik_correlated`; exact algebra, the posterior keeps the spectral path).
 """
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["dr1_structure", "dr1_loglik", "dr1_posterior"]
+__all__ = ["dr1_structure", "dr1_loglik", "dr1_loglik_correlated", "dr1_rotation",
+           "dr1_posterior"]
 
 _TOL = 1e-12
 LOG_2PI = float(np.log(2 * np.pi))
@@ -93,11 +110,39 @@ def dr1_loglik(W, scale, base_pos, delta, zeta):
     with a common identity V (``Sinv``, ``Bt = b / sigma``, ``logdet``, ``bb``).  Returns
     (c, Pg); never a Cholesky failure (every base is PSD).
     """
-    Bt = W["Bt"]
-    c, R = Bt.shape
     Dt, Zt = _whitened(W, delta, zeta)
+    return _loglik(W["Bt"], Dt, Zt, W["logdet"], scale, base_pos, zeta.any(axis=1))
+
+
+def dr1_rotation(W):
+    """Per-row eigendecomposition :math:`A_j = L_V^{-1}D_j^{-2}L_V^{-T} = P_j\\Lambda_jP_j^T` of a
+    chunk with a common correlation V (``Sinv`` (c|1, R), ``LVinv``): ``(lam, P)``."""
+    Li = W["LVinv"]
+    A = (Li[None] * (W["Sinv"] ** 2)[:, None, :]) @ Li.T               # (c|1, R, R)
+    lam, P = np.linalg.eigh(0.5 * (A + np.swapaxes(A, 1, 2)))
+    return np.maximum(lam, 0.0), P
+
+
+def dr1_loglik_correlated(W, rot, scale, base_pos, delta0, zeta):
+    """As :func:`dr1_loglik` for bases :math:`\\delta_kI + \\zeta_k\\zeta_k^T` (``delta0`` (Kg,),
+    ``zeta`` (Kg, R)) under :math:`\\Sigma_j = D_jVD_j` with a common V (``W`` from
+    :func:`mashlib.model.likelihood.whiten_rows`: ``Sinv``, ``LVinv``, ``Bt``, ``logdet``) and
+    ``rot`` = :func:`dr1_rotation` of the same chunk."""
+    lam, P = rot
+    Bt = W["Bt"]
+    Bp = Bt @ P[0] if P.shape[0] == 1 else np.einsum("jra,jr->ja", P, Bt)     # P_j^T b~_j
+    Zw = (zeta[None] * W["Sinv"][:, None, :]) @ W["LVinv"].T                    # L_j^-1 zeta
+    Zp = Zw @ P                                                                 # rotated
+    Dt = delta0[None, :, None] * lam[:, None, :]
+    return _loglik(Bp, Dt, Zp, W["logdet"], scale, base_pos, zeta.any(axis=1))
+
+
+def _loglik(Bt, Dt, Zt, logdet, scale, base_pos, rank1):
+    """The closed form for whitened data Bt (c, R), diagonals Dt and rank-one vectors Zt
+    ((c|1), Kg, R); ``rank1`` (Kg,) marks bases with a non-zero rank-one part."""
+    c, R = Bt.shape
     out = np.empty((c, scale.size))
-    const = -0.5 * R * LOG_2PI - 0.5 * W["logdet"]
+    const = -0.5 * R * LOG_2PI - 0.5 * logdet
     B2 = Bt * Bt
     for k in np.unique(base_pos):                         # loop over bases, not rows
         sel = np.flatnonzero(base_pos == k)
@@ -105,7 +150,7 @@ def dr1_loglik(W, scale, base_pos, delta, zeta):
         m = 1.0 + cs * Dt[:, k, None, :]                     # (c|1, L, R)
         ld = np.log(m).sum(axis=2)
         quad = np.einsum("jr,jlr->jl", B2, 1.0 / m) if m.shape[0] > 1 else B2 @ (1.0 / m[0]).T
-        if zeta[k].any():
+        if rank1[k]:
             t = Zt[:, k, None, :] / m                        # (c|1, L, R)
             kap = 1.0 + cs[..., 0] * (Zt[:, k, None, :] * t).sum(axis=2)
             bt = np.einsum("jr,jlr->jl", Bt, t) if t.shape[0] > 1 else Bt @ t[0].T

@@ -39,7 +39,7 @@ import numpy as np
 from .._blas import single_blas_thread
 from .._errors import MashInputError
 from .data import MashData
-from ._dr1 import dr1_loglik, dr1_structure
+from ._dr1 import dr1_loglik, dr1_loglik_correlated, dr1_rotation, dr1_structure
 
 __all__ = ["calc_lik_matrix", "calc_relative_lik_matrix", "ComponentBasis", "whiten_rows",
            "group_spectra", "component_loglik", "DEFAULT_MEMORY_BYTES"]
@@ -48,6 +48,7 @@ LOG_2PI = float(np.log(2 * np.pi))
 DEFAULT_MEMORY_BYTES = 256 * 2 ** 20
 _RANK_TOL = 1e-13
 _USE_DR1 = True          # closed forms for diagonal + rank-one bases under diagonal errors
+_CONST_TOL = 1e-12       # a dr1 base's diagonal part is delta * I to this relative accuracy
 
 
 @dataclass
@@ -59,6 +60,7 @@ class _Group:
     zero_rows: np.ndarray   # (Kg, R) bool: rows of the base that are exactly zero
     delta: Optional[np.ndarray] = None   # dr1: (Kg, R), B = diag(delta) + zeta zeta^T
     zeta: Optional[np.ndarray] = None    # dr1: (Kg, R)
+    const_delta: bool = False            # dr1 with delta = delta_k * 1 for every base of the group
 
 
 @dataclass
@@ -116,19 +118,23 @@ class ComponentBasis:
                 F = Q[:, keep] * np.sqrt(lam[keep])
                 F[zr] = 0.0
                 dz = dr1_structure(B) if keep.sum() > 1 else None
-                specs.append(("gram" if dz is None else "dr1", int(keep.sum()), F, zr, dz))
+                dc = _constant_diagonal(dz) if dz is not None else None
+                specs.append(("gram" if dz is None else "dr1", int(keep.sum()), F, zr,
+                              dz if dc is None else dc, dc is not None))
             else:
-                specs.append(("full", R, B, zr, None))
+                specs.append(("full", R, B, zr, None, False))
         groups, gob, pig = [], np.zeros(K, np.intp), np.zeros(K, np.intp)
-        keys = sorted({(m, r) for m, r, _, _, _ in specs})
-        for gi, (m, r) in enumerate(keys):
-            ks = np.array([k for k in range(K) if specs[k][0] == m and specs[k][1] == r], np.intp)
+        keys = sorted({(m, r, cd) for m, r, _, _, _, cd in specs})
+        for gi, (m, r, cd) in enumerate(keys):
+            ks = np.array([k for k in range(K) if specs[k][0] == m and specs[k][1] == r
+                           and specs[k][5] == cd], np.intp)
             F = np.stack([specs[k][2] for k in ks]) if ks.size else np.zeros((0, R, r))
             zr = np.stack([specs[k][3] for k in ks])
             grp = _Group(m, r, ks, F, zr)
             if m == "dr1":
                 grp.delta = np.stack([specs[k][4][0] for k in ks])
                 grp.zeta = np.stack([specs[k][4][1] for k in ks])
+                grp.const_delta = cd
             groups.append(grp)
             gob[ks] = gi
             pig[ks] = np.arange(ks.size)
@@ -142,6 +148,26 @@ class ComponentBasis:
             sel = np.flatnonzero((b >= 0) & (self.group_of_base[np.maximum(b, 0)] == gi))
             if sel.size:
                 yield g, sel, self.pos_in_group[b[sel]]
+
+
+def _constant_diagonal(dz):
+    """``(delta, zeta)`` of a dr1 base rewritten with a constant diagonal part,
+    :math:`B = \\delta_0 I + \\zeta\\zeta^T`, or None.  A diagonal base with one entry above the
+    others (the ``ED_`` refinement of a singleton, :math:`m e_ke_k^T + \\epsilon I`) is
+    :math:`\\delta_0 I + (\\delta_k - \\delta_0)e_ke_k^T`."""
+    delta, zeta = dz
+    top = np.abs(delta).max()
+    if np.ptp(delta) <= _CONST_TOL * top:
+        return delta, zeta
+    if zeta.any():
+        return None
+    lo = delta.min()
+    up = delta - lo > _CONST_TOL * top
+    if up.sum() != 1:
+        return None
+    z = np.zeros_like(delta)
+    z[up] = np.sqrt(delta[up] - lo)
+    return np.full_like(delta, lo), z
 
 
 def whiten_rows(Bhat, Shat, V, common: bool):
@@ -283,9 +309,16 @@ def loglik_rows(Bhat, Shat, V, basis: ComponentBasis, common: bool,
         out[:, nullc] = (-0.5 * R * LOG_2PI - 0.5 * W["logdet"] - 0.5 * W["bb"])[:, None]
     bad_any = np.zeros(comps.size, bool)
     closed = diagonal_errors(W)
+    corr = _USE_DR1 and "Sinv" in W and W.get("LVinv") is not None     # common V != I
+    rot = None
     for g, sel, pos in basis.components_by_group(comps):
         if closed and g.mode == "dr1":          # no eigendecomposition: closed form
             out[:, sel] = dr1_loglik(W, basis.scale[comps[sel]], pos, g.delta, g.zeta)
+            continue
+        if corr and g.mode == "dr1" and g.const_delta:   # one eigendecomposition per row
+            rot = dr1_rotation(W) if rot is None else rot
+            out[:, sel] = dr1_loglik_correlated(W, rot, basis.scale[comps[sel]], pos,
+                                                g.delta[:, 0], g.zeta)
             continue
         gam, omega, u, _ = group_spectra(g, W)
         om = omega if np.isscalar(omega) else omega[:, pos]

@@ -19,8 +19,8 @@ from .._atomic import atomic_path, clean_stale_temporaries
 from .._errors import MashInputError
 from .locate import CHECKOUT_NOTEBOOKS, notebook_dir, notebook_path, repo_root
 
-__all__ = ["notebook_dir", "notebook_path", "read_parameters_cell", "execute_notebook", "run_notebook", "repo_root",
-           "CHECKOUT_NOTEBOOKS"]
+__all__ = ["notebook_dir", "notebook_path", "read_parameters_cell", "execute_notebook", "run_notebook",
+           "run_notebooks", "repo_root", "CHECKOUT_NOTEBOOKS"]
 
 
 def read_parameters_cell(path) -> list[tuple[str, Any, str]]:
@@ -225,3 +225,127 @@ def run_notebook(notebook: str, workflow: str, params: dict, quiet: bool = False
     Path(p.cwd).mkdir(parents=True, exist_ok=True)
     execute_notebook(notebook, dict(p, workflow=workflow, interactive=False), out, plan=steps, quiet=quiet)
     return out
+
+
+# the child of run_notebooks: run_notebook in a fresh interpreter, result / error on its last line
+_CHILD = """
+import json, sys
+from mashlib._errors import MashInputError
+from mashlib.protocol.notebook import run_notebook
+try:
+    out = run_notebook(sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), quiet=sys.argv[4] == "1")
+except MashInputError as exc:
+    print(f"\\x00error {exc}", flush=True)
+    sys.exit(2)
+print(f"\\x00done {out}", flush=True)
+"""
+
+
+def _cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):     # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def run_notebooks(jobs, quiet: bool = False, parallel: int | None = None) -> list[tuple[Path, float]]:
+    """Run independent workflow notebooks side by side, each as ``mashlib run`` would.
+
+    Steps that do not read each other's outputs (the driver's ``mash`` fit and ``plot_U``
+    both read the prior of ``ed_bovy``, not each other) need not wait for each other:
+    each job runs :func:`run_notebook` in its own Python process (papermill and its
+    kernel are per-process: the kernel's environment and file descriptors cannot be
+    shared by two runs in one process), at most ``parallel`` at a time (default: the
+    number of CPUs this process may use; 1 runs them one after the other in this
+    process). Their output is streamed line by line as it comes, so the step lines of
+    two jobs interleave.
+
+    Parameters
+    ----------
+    jobs : list of (notebook, workflow, params)
+        As for :func:`run_notebook`. Every job's parameters and inputs are checked before
+        any job starts (one-line error, nothing run).
+    quiet : bool
+        Do not stream the notebooks' output.
+    parallel : int, optional
+        Most jobs at a time.
+
+    Returns
+    -------
+    list of (Path, float)
+        Per job, in the order given: the executed notebook and its wall seconds.
+
+    Raises
+    ------
+    MashInputError
+        The first failed job's one-line error, prefixed by its notebook and workflow, after
+        the other running jobs have finished (their outputs are complete, never half-written).
+    """
+    import json
+    import selectors
+    import subprocess
+    import time
+    from .chain import check_inputs
+    jobs = [(nb, wf, dict(params)) for nb, wf, params in jobs]
+    for nb, wf, params in jobs:
+        check_inputs(nb, wf, params)
+    n = max(1, int(parallel if parallel is not None else _cpus()))
+    if n == 1 or len(jobs) == 1:
+        done = []
+        for nb, wf, params in jobs:
+            t0 = time.perf_counter()
+            out = run_notebook(nb, wf, params, quiet=quiet)
+            done.append((out, time.perf_counter() - t0))
+        return done
+    results: dict[int, tuple[Path, float]] = {}
+    errors: dict[int, str] = {}
+    running: dict[int, tuple[subprocess.Popen, float]] = {}
+    sel = selectors.DefaultSelector()
+    pending = list(range(len(jobs)))
+
+    def start(k):
+        nb, wf, params = jobs[k]
+        proc = subprocess.Popen([sys.executable, "-c", _CHILD, nb, wf, json.dumps(params, default=str),
+                                 "1" if quiet else "0"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True, bufsize=1)
+        running[k] = (proc, time.perf_counter())
+        sel.register(proc.stdout, selectors.EVENT_READ, k)
+
+    try:
+        while pending or running:
+            while pending and len(running) < n:
+                start(pending.pop(0))
+            for key, _ in sel.select():
+                k = key.data
+                line = key.fileobj.readline()
+                if line.startswith("\x00done "):
+                    results[k] = (Path(line[6:].strip()), 0.0)
+                elif line.startswith("\x00error "):
+                    errors[k] = line[7:].strip()
+                elif line:
+                    if not quiet:
+                        print(line, end="", flush=True)
+                    continue
+                else:                                     # end of output: the job has ended
+                    sel.unregister(key.fileobj)
+                    proc, t0 = running.pop(k)
+                    rc = proc.wait()
+                    key.fileobj.close()
+                    if k in results:
+                        results[k] = (results[k][0], time.perf_counter() - t0)
+                    elif k not in errors:
+                        errors[k] = f"the process running it ended with exit status {rc}"
+    except BaseException:
+        for proc, _ in running.values():
+            with contextlib.suppress(Exception):
+                proc.terminate()
+        for proc, _ in running.values():
+            with contextlib.suppress(Exception):
+                proc.wait(10)
+        raise
+    finally:
+        sel.close()
+    if errors:
+        k = min(errors)
+        raise MashInputError(f"{jobs[k][0]} {jobs[k][1]}: {errors[k]}")
+    return [results[k] for k in range(len(jobs))]
