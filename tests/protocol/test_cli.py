@@ -171,6 +171,32 @@ def test_papermill_reads_every_parameter():
 
 
 @pytest.mark.slow
+@pytest.mark.slow
+def test_run_notebooks_side_by_side_and_first_error(capsys, tmp_path, protocol_fixture):
+    """Independent workflow runs in parallel processes: both outputs complete; a failed job
+    is reported in one line naming its notebook and workflow, after the other has finished."""
+    from mashlib.protocol.notebook import run_notebooks
+    _tiny_inputs(tmp_path, protocol_fixture)
+    prior = str(tmp_path / "p.EE.prior.rds")
+    jobs = [("mixture_prior", "plot_U", dict(data=prior, cwd=str(tmp_path / "a"), output_prefix="a")),
+            ("mixture_prior", "plot_U", dict(data=prior, cwd=str(tmp_path / "b"), output_prefix="b",
+                                             tol=0.9))]
+    with pytest.raises(MashInputError, match=r"^mixture_prior plot_U: .*tol.*b\.plot_U\.FAILED\.ipynb"):
+        run_notebooks(jobs, parallel=2)
+    assert (tmp_path / "a" / "p.EE.prior.pdf").stat().st_size > 1000
+    assert (tmp_path / "a" / "a.plot_U.ipynb").is_file()
+    assert not any((tmp_path / "b").glob("*.pdf"))
+    out = capsys.readouterr().out
+    assert "[plot_U] start" in out and "[plot_U] wrote " in out       # the children's progress
+    jobs[1][2].update(tol=1e-6, cwd=str(tmp_path / "c"), output_prefix="c")
+    done = run_notebooks(jobs, parallel=2, quiet=True)                  # results in the jobs' order
+    assert [p for p, _ in done] == [tmp_path / "a" / "a.plot_U.ipynb", tmp_path / "c" / "c.plot_U.ipynb"]
+    assert all(t > 0 for _, t in done)
+    assert "[plot_U]" not in capsys.readouterr().out
+    with pytest.raises(MashInputError, match="file not found"):          # checked before any start
+        run_notebooks([jobs[0], ("mixture_prior", "plot_U", dict(data=str(tmp_path / "no.rds")))])
+
+
 def test_demo_runs_the_driver_end_to_end(capsys, tmp_path, protocol_fixture):
     """`mashlib demo` on the 8-condition fixture laid out as the shipped example."""
     from mashlib.io import read_mashr_input
