@@ -146,6 +146,14 @@ def test_deconvolver_given_R_g(ref, data):
     res = ml.ebnm_deconvolver(x / s, 1, g_init=G, fix_g=True, output=OUT)
     assert res.log_likelihood == pytest.approx(r["log_likelihood"], abs=1e-8)
     _check_post(res, r, tol=1e-8, cols=("mean", "sd", "second_moment"))
+    # R IS WRONG HERE, as for npmle (test_npmle_lfsr): its lfsr is 1 - P(theta > 0) on every row (e.g. 1
+    # for z = -8.03, whose posterior is all on the negative grid points); mashlib returns the lfsr
+    g = res.fitted_g
+    w = g.pi * np.exp(-0.5 * (x[:, None] / s[:, None] - g.mean) ** 2)
+    w /= w.sum(axis=1, keepdims=True)
+    p_pos, p_neg = w[:, g.mean > 0].sum(axis=1), w[:, g.mean < 0].sum(axis=1)
+    np.testing.assert_allclose(r["posterior_lfsr"], 1 - p_pos, atol=1e-8)  # what R computed
+    np.testing.assert_allclose(res.posterior["lfsr"], np.minimum(1 - p_pos, 1 - p_neg), atol=1e-10)
 
 
 def test_deconvolver_fit(ref, data):
@@ -153,10 +161,12 @@ def test_deconvolver_fit(ref, data):
     r = ref["deconvolver_z"]
     res = ml.ebnm_deconvolver(x / s, 1, output=OUT)
     np.testing.assert_allclose(res.fitted_g.mean, r["fitted_g"]["mean"], atol=1e-12)  # same 37-point grid
-    # NOT AT R PARITY: deconvolveR's binning/optimiser details are undocumented (GPL code not read); the
-    # exponential-family fit (same spline basis: R's g lies in its span to 1e-14) differs by <= 2e-3 in pi
+    # NOT AT R PARITY (measured 1.83e-3 in pi, loglik -2005.106 vs R's -2004.737): R's g lies in the span of
+    # the same spline basis to 1e-14, but R's alpha is not a stationary point of the documented penalised
+    # binned likelihood under any discretisation or basis scaling tried (module docstring: the evidence);
+    # the difference sits in the objective's three flattest directions. deconvolveR's code (GPL) was not read.
     np.testing.assert_allclose(res.fitted_g.pi, r["fitted_g"]["pi"], atol=2e-3)
-    assert abs(res.log_likelihood - r["log_likelihood"]) < 0.5
+    assert abs(res.log_likelihood - r["log_likelihood"]) < 0.4
     with pytest.raises(ml.MashInputError, match="z-scores"):
         ml.ebnm_deconvolver(x, s)
     assert "z-scores" in ref["deconvolver"]["error"]
