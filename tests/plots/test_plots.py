@@ -65,8 +65,8 @@ def test_plot_U_heatmap_values_upper_triangle_reversed():
     X = np.array([[4.0, 2.0, -1.0], [2.0, 2.0, 0.5], [-1.0, 0.5, 1.0]])
     figs = plot_U({"U": {"a": X}, "w": {"a": 1.0}})
     ax = figs[0].axes[0]
-    vals = np.ma.getdata(ax.collections[0].get_array()).reshape(3, 3)
-    mask = np.ma.getmaskarray(ax.collections[0].get_array()).reshape(3, 3)
+    vals = np.ma.getdata(ax.images[0].get_array()).reshape(3, 3)
+    mask = np.ma.getmaskarray(ax.images[0].get_array()).reshape(3, 3)
     # X / max(diag) with the lower triangle removed, rows reversed (row 1 drawn on top)
     lat = X / 4.0
     exp = lat[::-1]
@@ -77,7 +77,7 @@ def test_plot_U_heatmap_values_upper_triangle_reversed():
     # to_cor uses cov2cor
     figs = plot_U({"U": {"a": X}, "w": {"a": 1.0}}, to_cor=True, remove_label=True)
     ax = figs[0].axes[0]
-    vals = np.ma.getdata(ax.collections[0].get_array()).reshape(3, 3)[::-1]
+    vals = np.ma.getdata(ax.images[0].get_array()).reshape(3, 3)[::-1]
     d = np.sqrt(np.diag(X))
     assert vals[0, 1] == pytest.approx(2.0 / (d[0] * d[1]))
     assert vals[0, 2] == pytest.approx(-1.0 / (d[0] * d[2]))
