@@ -145,7 +145,7 @@ def main():
     prev["_meta"] = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "cores": os.cpu_count(),
                      "mashlib_threads": 1, "python": sys.version.split()[0],
                      "note": "mash_20000x20 (2026-12-05): pymash (default optmethod slsqp) had not finished "
-                             "after 840 s CPU and was stopped (mashlib: 4.6 s CPU for the same fit in "
+                             "after 840 s CPU and was stopped (mashlib: 4.8 s CPU for the same fit in "
                              "bench_speedup.py's scale_ee row)"}
     tmp = out.with_suffix(".tmp")
     tmp.write_text(json.dumps(prev, indent=2))
