@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,12 +38,12 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 SCALE = ROOT.parent / "shared" / "reference" / "scale"
+sys.path.insert(0, str(HERE))
 ROWS = ["fixg_50k", "mash_20000x20", "mash_2000x5"]
 
 
 def prepare(work: Path, rows) -> None:
     """Inputs as plain arrays, built once with mashlib (read by both sides)."""
-    sys.path.insert(0, str(HERE))
     from bench_speedup import _read_rds, _scale_U, simple_sims
     import mashlib as ml
     if "fixg_50k" in rows and not (work / "fixg_50k.npz").exists():
@@ -95,15 +94,8 @@ def run(side: str, python: str, row: str, work: Path, threads: int = 1) -> dict:
     n = str(threads)
     env = dict(os.environ, OPENBLAS_NUM_THREADS=n, OMP_NUM_THREADS=n, MKL_NUM_THREADS=n)
     env.pop("PYTHONPATH", None)
-    load0 = os.getloadavg()[0]
-    p = subprocess.run([python, __file__, "--child", side, row, str(work)], capture_output=True,
-                       text=True, env=env, cwd=str(work))
-    line = [ln for ln in p.stdout.splitlines() if ln.startswith("RESULT ")]
-    if p.returncode or not line:
-        raise RuntimeError(f"{side} {row} failed:\n{p.stderr[-3000:]}")
-    res = json.loads(line[-1][7:])
-    res["load_avg_1min_before_after"] = [load0, os.getloadavg()[0]]
-    return res
+    from bench_speedup import run_child
+    return run_child([python, __file__, "--child", side, row, str(work)], env, work, f"{side} {row}")
 
 
 def main():
@@ -131,7 +123,8 @@ def main():
         pa = np.load(work / f"{row}.mashlib.pm.npy")
         pb = np.load(work / f"{row}.pymash.pm.npy")
         key = row if args.pymash_threads == 1 else f"{row}_pymash_{args.pymash_threads}_threads"
-        res = {"mashlib": a, "pymash": b, "pymash_threads": args.pymash_threads, "cpu_ratio": b["cpu"] / a["cpu"], "wall_ratio": b["wall"] / a["wall"],
+        res = {"mashlib": a, "pymash": b, "pymash_threads": args.pymash_threads,
+               "cpu_ratio": b["cpu"] / a["cpu"], "wall_ratio": b["wall"] / a["wall"],
                "loglik_diff": a["loglik"] - b["loglik"], "max_abs_pm_diff": float(np.abs(pa - pb).max())}
         results[key] = res
         print(f"{key:16s} pymash {b['cpu']:7.2f} s  mashlib {a['cpu']:6.2f} s CPU  x{res['cpu_ratio']:5.1f}   "
@@ -139,17 +132,11 @@ def main():
               f"loglik mashlib - pymash {res['loglik_diff']:+.3g}   max |PM diff| {res['max_abs_pm_diff']:.2g}   "
               f"load {a['load_avg_1min_before_after'][0]:.1f}-{b['load_avg_1min_before_after'][1]:.1f}",
               flush=True)
-    out = HERE / "results" / "pymash.json"
-    prev = json.loads(out.read_text()) if out.exists() else {}
-    prev.update(results)
-    prev["_meta"] = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "cores": os.cpu_count(),
-                     "mashlib_threads": 1, "python": sys.version.split()[0],
-                     "note": "mash_20000x20 (2026-12-05): pymash (default optmethod slsqp) had not finished "
-                             "after 840 s CPU and was stopped (mashlib: 4.8 s CPU for the same fit in "
-                             "bench_speedup.py's scale_ee row)"}
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(prev, indent=2))
-    tmp.replace(out)
+    from bench_speedup import merge_results
+    merge_results(HERE / "results" / "pymash.json", results, {
+        "mashlib_threads": 1,
+        "note": "mash_20000x20 (2026-12-05): pymash (default optmethod slsqp) had not finished after 840 s CPU "
+                "and was stopped (mashlib: 4.8 s CPU for the same fit in bench_speedup.py's scale_ee row)"})
 
 
 if __name__ == "__main__":

@@ -223,12 +223,31 @@ def run(row: str, tree: Path, work: Path) -> dict:
             env.pop(k, None)
     else:
         env.update(OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
+    return run_child([sys.executable, __file__, "--child", row, "--workdir", str(work)], env, work,
+                     f"{row} ({tree})")
+
+
+def merge_results(out: Path, results: dict, meta: dict) -> dict:
+    """Merge ``results`` (by row) into the JSON file ``out`` with a ``_meta`` entry (time, cores,
+    versions and ``meta``); written through a temporary file. Returns the merged content."""
+    prev = json.loads(out.read_text()) if out.exists() else {}
+    prev.update(results)
+    prev["_meta"] = dict(meta, time=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                         machine_cores=os.cpu_count(), python=sys.version.split()[0], numpy=np.__version__)
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(prev, indent=2))
+    tmp.replace(out)
+    return prev
+
+
+def run_child(cmd: list, env: dict, cwd: Path, what: str) -> dict:
+    """Run a benchmark child; its ``RESULT {json}`` line, with the 1-minute load average
+    before and after."""
     load0 = os.getloadavg()[0]
-    p = subprocess.run([sys.executable, __file__, "--child", row, "--workdir", str(work)],
-                       capture_output=True, text=True, env=env, cwd=str(work))
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=str(cwd))
     line = [ln for ln in p.stdout.splitlines() if ln.startswith("RESULT ")]
     if p.returncode or not line:
-        raise RuntimeError(f"{row} ({tree}) failed:\n{p.stderr[-3000:]}")
+        raise RuntimeError(f"{what} failed:\n{p.stderr[-3000:]}")
     res = json.loads(line[-1][7:])
     res["load_avg_1min_before_after"] = [load0, os.getloadavg()[0]]
     return res
@@ -284,16 +303,8 @@ def main():
               f"loglik rel diff {'-' if ll is None else f'{ll:+.1e}'}   "
               f"load {min(res['load_avg_1min']):.1f}-{max(res['load_avg_1min']):.1f}",
               flush=True)
-    out = HERE / "results" / "speedup.json"
-    prev = json.loads(out.read_text()) if out.exists() else {}
-    prev.update(results)
-    prev["_meta"] = {"baseline": args.baseline, "new": rev, "repeat": args.repeat,
-                     "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                     "machine_cores": os.cpu_count(), "python": sys.version.split()[0],
-                     "numpy": np.__version__}
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(prev, indent=2))
-    tmp.replace(out)
+    prev = merge_results(HERE / "results" / "speedup.json", results,
+                         {"baseline": args.baseline, "new": rev, "repeat": args.repeat})
     print(f"\n{'row':26s} {'cpu ratio':>9s} {'wall ratio':>10s} {'target':>7s} {'loglik rel':>11s}")
     for k, r in prev.items():
         if k.startswith("_"):
