@@ -9,10 +9,12 @@ The prior lives on the grid :math:`\tau_1 < \dots < \tau_m` of :func:`mashlib.eb
 
 with :math:`Q` the natural cubic spline basis with ``pDegree`` (5) degrees of freedom at
 :math:`\tau` (knots at the quantiles of :math:`\tau`, as R's ``splines::ns``), each column centred and
-scaled to unit sum of squares. The z-scores are binned: the range of :math:`z` is cut into
-``n`` (40) equal bins with counts :math:`y_k`, and :math:`P_{kj} = \Pr(z \in \text{bin}_k \mid \theta =
-\tau_j)` under :math:`z \sim N(\theta, 1)`. :math:`\hat\alpha` minimises the penalised
-negative log-likelihood
+scaled to unit sum of squares. The z-scores are binned on ``n`` (40) equally spaced break points
+:math:`b_1 < \dots < b_n` from :math:`b_1 = \mathrm{round}(\min z, 1)` to :math:`b_n = \mathrm{round}(\max
+z, 1)` (one decimal, exact ties to even as R's ``round``), so there are :math:`n - 1` bins
+:math:`[b_k, b_{k+1})`, closed on the left; a z-score below :math:`b_1` or at or above :math:`b_n` is not
+counted. With counts :math:`y_k` and :math:`P_{kj} = \Phi(b_{k+1} - \tau_j) - \Phi(b_k - \tau_j)`
+(not normalised), :math:`\hat\alpha` minimises the penalised negative log-likelihood
 
 .. math::
     -\sum_k y_k \log (P g(\alpha))_k + c_0\,\lVert\alpha\rVert_2, \qquad c_0 = 1,
@@ -22,29 +24,34 @@ Posteriors and the log-likelihood are those of the point-mass mixture :math:`\ha
 unbinned data (:mod:`mashlib.eb.ebnm._mixpost`).
 
 Sources: the ``deconvolveR::deconv`` manual (defaults ``n = 40``, ``c0 = 1``, ``pDegree = 5``,
-``aStart = 1``, ``scale = TRUE``: "the range of X is divided into n bins to construct the multinomial
-sufficient statistic y"; "the Q matrix scaled so that the spline basis has mean 0 and columns sum of
-squares one"), Efron (2016, Biometrika 103, 1-20; the penalty :math:`s(\alpha) = c_0\lVert\alpha\rVert`),
-Narasimhan & Efron (2020, JSS 94(11); optimiser ``nlm``) and ebnm's ``ebnm_deconvolver`` manual (the
-grid is the ``npmle`` point-mass grid, ``s`` must be 1). The code of deconvolveR and ebnm (GPL) was not read.
+``aStart = 1``, ``scale = TRUE``; "the Q matrix scaled so that the spline basis has mean 0 and columns sum
+of squares one"), Efron (2016; the penalty :math:`s(\alpha) = c_0\lVert\alpha\rVert`), ebnm's
+``ebnm_deconvolver`` manual (the grid is the ``npmle`` point-mass grid, ``s`` must be 1), and black-box
+runs of deconvolveR 1.2-1 under R 4.2.2 (its code, GPL, was not read). The manual says only that "the
+range of X is divided into n bins"; the binning above was read off what ``deconv`` returns:
 
-R parity (not reached): with R's fitted :math:`\hat g` the posteriors and log-likelihood agree to 1e-10
-(lfsr aside, see the tests: ebnm reports :math:`1 - \Pr(\theta > 0)`). R's own :math:`\hat g`
-(deconvolveR 1.2-1, wave2 ``ebnm_more``) differs from this fit by up to 1.8e-3 in the grid weights
-(log-likelihood -2005.106 here, -2004.737 in R). Measured against R's :math:`\hat g`: it lies in the span
-of the spline basis to 1e-14, and the norm penalty is right (a squared norm gives 4.7e-2), but R's
-:math:`\hat\alpha` is not a stationary point of the penalised binned likelihood for any discretisation
-tried (n from 10 to 200; Pr(bin) from normal-cdf differences, densities at bin centres, column-normalised,
-open-ended end bins, the minimum dropped as by ``cut()``, single counts moved; also unbinned), nor for
-ten scalings of the basis (with or without an intercept column, ``p = pDegree + 1``): the cosine between
-the likelihood gradient and :math:`\hat\alpha`, which is 1 at a stationary point, stays below 0.9995.
-A Dennis-Schnabel quasi-Newton run (the algorithm ``nlm`` documents) from ``aStart`` converges to the
-optimum found here and never passes within 1.2e-3 of R's :math:`\hat g`. At n = 40 R's
-:math:`\hat\alpha` is 0.27 worse in this objective, entirely along its three flattest Hessian directions
-(eigenvalues 0.15-0.45 against 6.8 and 23.5), where a small undocumented difference in deconv's
-objective moves the optimum by about one unit of :math:`\alpha`.
+* ``deconv(tau, X = z, family = "Normal")`` on the wave2 ``ebnm_more`` z-scores reproduces ebnm's fitted
+  :math:`\hat g` (``stats[, "g"]``) to 4e-16, so ebnm passes only ``tau`` and ``X``;
+* its returned ``P`` is 39 x 37 (not 40 x 37) and equals the normal-cdf differences above on the
+  breaks ``linspace(-8, 10, 40)`` to 6e-16, while :math:`\min z = -8.032`, :math:`\max z = 9.978`;
+* its returned ``loglik`` function minus :math:`\lVert\alpha\rVert` is linear in the counts: fitting
+  it at 80 random :math:`\alpha` recovers :math:`y` (summing to 999: the minimum, below -8, is dropped)
+  and a penalty coefficient of exactly 1, residual 8e-12; its gradient at the returned ``mle`` is 1e-8;
+* probes with a few chosen X (``n = 5``) fixed the rule: the range is rounded to one decimal, not to
+  significant digits (X in [12.34, 15.67] gives breaks on [12.3, 15.7]; X in [0.012, 0.047] fails),
+  ``round(-0.25, 1) = -0.2``, an X on a break is counted in the bin to its right, and an X equal to the
+  last break is not counted (``tests/eb/test_ebnm_more.py::test_deconvolver_bins_as_R``).
+
+With this binning the fit agrees with R to 3.9e-10 in the grid weights and 8e-8 in the log-likelihood
+(-2004.73662644687); also with ``n = 20``, with ``c0 = 2, pDegree = 4``, and on another data set and grid
+with ``pDegree = 6`` (to 1.3e-10). (The earlier port binned on the exact range with ``n`` bins; its
+optimum was 1.8e-3 away from R's.) ``scale_Q=False`` (deconv's ``scale = FALSE``) is untested against
+R: deconvolveR 1.2-1 stops with "object 'Q1' not found" there.
 """
 from __future__ import annotations
+
+import math
+from fractions import Fraction
 
 import numpy as np
 from scipy import optimize
@@ -79,15 +86,39 @@ def ns_basis(x, df):
     return B[:, 1:] @ Qc[:, 2:]
 
 
+def _round1(v):
+    """``v`` rounded to one decimal as R (>= 4.0) ``round(v, 1)``: the nearest of the exact decimals
+    k/10 to the exact binary value of ``v``, exact ties to even k (-0.25 -> -0.2, 2.45 -> 2.5)."""
+    fv = Fraction(float(v))
+    k0 = math.floor(fv * 10)
+    d0, d1 = fv - Fraction(k0, 10), Fraction(k0 + 1, 10) - fv
+    k = k0 if d0 < d1 or (d0 == d1 and k0 % 2 == 0) else k0 + 1
+    return k / 10
+
+
+def _bins(z, n_bins):
+    r"""deconv's binning of z-scores: ``n_bins`` equally spaced break points from ``round(min z, 1)`` to
+    ``round(max z, 1)`` (so ``n_bins - 1`` bins), bins closed on the left and open on the right, points
+    below the first or at/above the last break not counted. Returns (breaks, counts)."""
+    br = np.linspace(_round1(z.min()), _round1(z.max()), n_bins)
+    k = np.searchsorted(br, z, side="right") - 1
+    keep = (k >= 0) & (k < n_bins - 1)
+    return br, np.bincount(k[keep], minlength=n_bins - 1).astype(float)
+
+
 def _deconv(z, tau, n_bins=40, c0=1.0, p_degree=5, a_start=1.0, scale=True):
     Q = ns_basis(tau, p_degree)
     if scale:
         Q = Q - Q.mean(axis=0)
         Q = Q / np.sqrt((Q * Q).sum(axis=0))
-    br = np.linspace(z.min(), z.max(), n_bins + 1)
-    y, _ = np.histogram(z, br)
+    br, y = _bins(z, n_bins)
+    if not np.all(np.diff(br) > 0):
+        raise MashInputError("ebnm_deconvolver: the z-scores rounded to one decimal span no interval "
+                             f"(min {z.min():.4g}, max {z.max():.4g}); deconvolveR bins them on that range. "
+                             "Pass z-scores with a wider range.")
     P = sc.ndtr(br[1:, None] - tau[None, :]) - sc.ndtr(br[:-1, None] - tau[None, :])
     P = np.maximum(P, 1e-300)
+    ysum = y.sum()
 
     def obj(a):
         eta = Q @ a
@@ -98,12 +129,12 @@ def _deconv(z, tau, n_bins=40, c0=1.0, p_degree=5, a_start=1.0, scale=True):
         val = -np.sum(y * np.log(f)) + c0 * nrm
         # d(-sum y log f)/da = -Q^T [g * (P^T (y/f)) - g * sum(y)]
         r = P.T @ (y / f)
-        grad = -(Q.T @ (g * r - g * np.sum(y * (P @ g) / f)))
+        grad = -(Q.T @ (g * (r - ysum)))
         grad = grad + (c0 * a / nrm if nrm > 0 else 0.0)
         return val, grad
 
     res = optimize.minimize(obj, np.full(Q.shape[1], float(a_start)), jac=True, method="BFGS",
-                            options={"gtol": 1e-9, "maxiter": 2000})
+                            options={"gtol": 1e-10, "maxiter": 5000})
     eta = Q @ res.x
     e = np.exp(eta - eta.max())
     return e / e.sum()
@@ -128,7 +159,7 @@ def ebnm_deconvolver(x, s=1, mode=0, scale="estimate", g_init=None, fix_g=False,
     output : iterable of str
     optmethod, control : ignored
     **deconv_args
-        ``n`` (bins, 40), ``c0`` (penalty, 1), ``pDegree`` (spline df, 5), ``aStart`` (1), ``scale_Q``
+        ``n`` (break points, 40: ``n - 1`` bins), ``c0`` (penalty, 1), ``pDegree`` (spline df, 5), ``aStart`` (1), ``scale_Q``
         (centre and scale Q, True), as ``deconvolveR::deconv``.
 
     Returns
