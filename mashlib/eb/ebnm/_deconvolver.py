@@ -120,21 +120,36 @@ def _deconv(z, tau, n_bins=40, c0=1.0, p_degree=5, a_start=1.0, scale=True):
     P = np.maximum(P, 1e-300)
     ysum = y.sum()
 
-    def obj(a):
+    def parts(a):
         eta = Q @ a
         e = np.exp(eta - eta.max())
         g = e / e.sum()
         f = P @ g
-        nrm = np.sqrt(a @ a)
+        return g, f, P.T @ (y / f), np.sqrt(a @ a)
+
+    def obj(a):
+        g, f, r, nrm = parts(a)
         val = -np.sum(y * np.log(f)) + c0 * nrm
-        # d(-sum y log f)/da = -Q^T [g * (P^T (y/f)) - g * sum(y)]
-        r = P.T @ (y / f)
+        # d(-sum y log f)/d eta = -g * (P^T (y/f) - sum(y))   (g^T P^T (y/f) = sum(y))
         grad = -(Q.T @ (g * (r - ysum)))
         grad = grad + (c0 * a / nrm if nrm > 0 else 0.0)
         return val, grad
 
-    res = optimize.minimize(obj, np.full(Q.shape[1], float(a_start)), jac=True, method="BFGS",
-                            options={"gtol": 1e-10, "maxiter": 5000})
+    def hess(a):
+        # d2/d eta2 = -diag(g (r - Y)) + (g g^T) o (P^T diag(y/f^2) P - Y),  Y = sum(y)
+        g, f, r, nrm = parts(a)
+        M = (P * (y / (f * f))[:, None]).T @ P
+        He = np.outer(g, g) * (M - ysum)
+        He[np.diag_indices_from(He)] -= g * (r - ysum)
+        H = Q.T @ He @ Q
+        if nrm > 0:
+            H += c0 * (np.eye(a.size) / nrm - np.outer(a, a) / nrm ** 3)
+        return 0.5 * (H + H.T)
+
+    # Newton steps in a trust region (exact gradient and Hessian): the optimum BFGS reaches, in
+    # about a tenth of the iterations
+    res = optimize.minimize(obj, np.full(Q.shape[1], float(a_start)), jac=True, hess=hess,
+                            method="trust-exact", options={"gtol": 1e-10, "maxiter": 1000})
     eta = Q @ res.x
     e = np.exp(eta - eta.max())
     return e / e.sum()
