@@ -19,7 +19,8 @@ counted. With counts :math:`y_k` and :math:`P_{kj} = \Phi(b_{k+1} - \tau_j) - \P
 .. math::
     -\sum_k y_k \log (P g(\alpha))_k + c_0\,\lVert\alpha\rVert_2, \qquad c_0 = 1,
 
-(BFGS from :math:`\alpha = 1`), and the fitted prior is :math:`\hat g = g(\hat\alpha)` on the grid.
+(Newton steps in a trust region, exact gradient and Hessian, from ``aStart``: :math:`\alpha = 1`),
+and the fitted prior is :math:`\hat g = g(\hat\alpha)` on the grid.
 Posteriors and the log-likelihood are those of the point-mass mixture :math:`\hat g` for the
 unbinned data (:mod:`mashlib.eb.ebnm._mixpost`).
 
@@ -146,8 +147,7 @@ def _deconv(z, tau, n_bins=40, c0=1.0, p_degree=5, a_start=1.0, scale=True):
             H += c0 * (np.eye(a.size) / nrm - np.outer(a, a) / nrm ** 3)
         return 0.5 * (H + H.T)
 
-    # Newton steps in a trust region (exact gradient and Hessian): the optimum BFGS reaches, in
-    # about a tenth of the iterations
+    # Newton steps in a trust region: the optimum BFGS reaches, in a fraction of the time
     res = optimize.minimize(obj, np.full(Q.shape[1], float(a_start)), jac=True, hess=hess,
                             method="trust-exact", options={"gtol": 1e-10, "maxiter": 1000})
     eta = Q @ res.x
