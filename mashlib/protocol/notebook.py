@@ -303,13 +303,24 @@ def run_notebooks(jobs, quiet: bool = False, parallel: int | None = None) -> lis
     sel = selectors.DefaultSelector()
     pending = list(range(len(jobs)))
 
+    partial: dict[int, bytes] = {}
+
     def start(k):
         nb, wf, params = jobs[k]
         proc = subprocess.Popen([sys.executable, "-c", _CHILD, nb, wf, json.dumps(params, default=str),
-                                 "1" if quiet else "0"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True, bufsize=1)
+                                 "1" if quiet else "0"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         running[k] = (proc, time.perf_counter())
+        partial[k] = b""
         sel.register(proc.stdout, selectors.EVENT_READ, k)
+
+    def line_in(k, raw: bytes):
+        line = raw.decode("utf-8", "replace")
+        if line.startswith("\x00done "):
+            results[k] = (Path(line[6:].strip()), 0.0)
+        elif line.startswith("\x00error "):
+            errors[k] = line[7:].strip()
+        elif not quiet:
+            print(line, flush=True)
 
     try:
         while pending or running:
@@ -317,24 +328,23 @@ def run_notebooks(jobs, quiet: bool = False, parallel: int | None = None) -> lis
                 start(pending.pop(0))
             for key, _ in sel.select():
                 k = key.data
-                line = key.fileobj.readline()
-                if line.startswith("\x00done "):
-                    results[k] = (Path(line[6:].strip()), 0.0)
-                elif line.startswith("\x00error "):
-                    errors[k] = line[7:].strip()
-                elif line:
-                    if not quiet:
-                        print(line, end="", flush=True)
+                # raw reads (a buffered readline could hold complete lines back until more came)
+                data = os.read(key.fileobj.fileno(), 65536)
+                if data:
+                    *lines, partial[k] = (partial[k] + data).split(b"\n")
+                    for raw in lines:
+                        line_in(k, raw)
                     continue
-                else:                                     # end of output: the job has ended
-                    sel.unregister(key.fileobj)
-                    proc, t0 = running.pop(k)
-                    rc = proc.wait()
-                    key.fileobj.close()
-                    if k in results:
-                        results[k] = (results[k][0], time.perf_counter() - t0)
-                    elif k not in errors:
-                        errors[k] = f"the process running it ended with exit status {rc}"
+                if partial[k]:                            # end of output: the job has ended
+                    line_in(k, partial[k])
+                sel.unregister(key.fileobj)
+                proc, t0 = running.pop(k)
+                rc = proc.wait()
+                key.fileobj.close()
+                if k in results:
+                    results[k] = (results[k][0], time.perf_counter() - t0)
+                elif k not in errors:
+                    errors[k] = f"the process running it ended with exit status {rc}"
     except BaseException:
         for proc, _ in running.values():
             with contextlib.suppress(Exception):
