@@ -54,10 +54,13 @@ class _ScaledV:
     :meth:`cov`), so memory stays O(N R + block) instead of O(N R^2).
     """
 
+    _CACHE_BYTES = 64e6    # row blocks of S_i kept between EM steps up to this size in all
+
     def __init__(self, d: np.ndarray, V: np.ndarray):
         self.d = np.asarray(d, dtype=float)
         self.V = np.asarray(V, dtype=float)
         self.Lvinv = None
+        self._cov = {}
 
     def factor(self):
         """Factor V (``LinAlgError`` if not PD), set ``Lvinv``; return :math:`\\log|S_i|` (N,)."""
@@ -70,10 +73,16 @@ class _ScaledV:
         return self.Lvinv[None] * (1.0 / self.d[s:e])[:, None, :]
 
     def cov(self, s: int, e: int) -> np.ndarray:
-        """Symmetrised :math:`S_i = D_iVD_i` for rows s:e, (e-s, R, R)."""
-        d = self.d[s:e]
-        S = d[:, :, None] * self.V[None] * d[:, None, :]
-        return 0.5 * (S + np.swapaxes(S, 1, 2))
+        """Symmetrised :math:`S_i = D_iVD_i` for rows s:e, (e-s, R, R) (the same every EM step:
+        kept when all of them fit in ``_CACHE_BYTES``)."""
+        S = self._cov.get((s, e))
+        if S is None:
+            d = self.d[s:e]
+            S = d[:, :, None] * self.V[None] * d[:, None, :]
+            S = 0.5 * (S + np.swapaxes(S, 1, 2))
+            if 8.0 * self.d.size * self.V.shape[0] <= self._CACHE_BYTES:
+                self._cov[(s, e)] = S
+        return S
 
     def whiten(self, X: np.ndarray) -> np.ndarray:
         """:math:`L_i^{-1}x_i` for the rows of X (N, R)."""
