@@ -25,7 +25,6 @@ from scipy import special as sc
 
 from ..._errors import MashInputError
 from ._core import (
-    _LOG_2PI,
     DEFAULT_OUTPUT,
     EbnmResult,
     NormalMix,
@@ -39,13 +38,14 @@ from ._core import (
     set_posterior,
 )
 from ._grids import scale_normalmix
+from ._mixpost import gmix_loglik_matrix, gmix_posterior, gmix_prior_values, gmix_sample
 
 __all__ = ["ebnm_normal_scale_mixture"]
 
 
 def _nm_loglik_matrix(x, s, mu, sd):
-    v = s[:, None] ** 2 + sd[None, :] ** 2
-    return -0.5 * (_LOG_2PI + np.log(v) + (x[:, None] - mu) ** 2 / v)
+    """:func:`~mashlib.eb.ebnm._mixpost.gmix_loglik_matrix` with the common mean ``mu``."""
+    return gmix_loglik_matrix(x, s, np.full(sd.size, mu), sd)
 
 
 def _nm_fit_pi(lL, pi0):
@@ -64,42 +64,6 @@ def _nm_fit_pi(lL, pi0):
 def _nm_total(lL, pi):
     with np.errstate(divide="ignore"):
         return float(np.sum(sc.logsumexp(lL + np.log(pi)[None, :], axis=1)))
-
-
-def _nm_posterior(x, s, mu, pi, sd, want, lL=None):
-    """Posterior summaries of a normal mixture prior (all s finite)."""
-    if lL is None:
-        lL = _nm_loglik_matrix(x, s, mu, sd)
-    with np.errstate(divide="ignore"):
-        lw = lL + np.log(pi)[None, :]
-    w = np.exp(lw - sc.logsumexp(lw, axis=1, keepdims=True))
-    s2 = (s * s)[:, None]
-    sd2 = (sd * sd)[None, :]
-    m = mu + (x[:, None] - mu) * (sd2 / (s2 + sd2))
-    v = s2 * sd2 / (s2 + sd2)
-    return _mix_summaries(w, m, v, sd, want)
-
-
-def _mix_summaries(w, m, v, sd, want):
-    out = {}
-    mean = np.sum(w * m, axis=1)
-    if "posterior_mean" in want:
-        out["mean"] = mean
-    if want & {"posterior_sd", "posterior_second_moment"}:
-        mean2 = np.maximum(np.sum(w * (m * m + v), axis=1), mean * mean)
-        if "posterior_sd" in want:
-            out["sd"] = np.sqrt(np.maximum(mean2 - mean * mean, 0.0))
-        if "posterior_second_moment" in want:
-            out["second_moment"] = mean2
-    if "lfsr" in want:
-        null = sd == 0
-        P0 = np.sum(w[:, null], axis=1)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            neg = sc.ndtr(-m[:, ~null] / np.sqrt(v[:, ~null]))
-        Pm = np.sum(w[:, ~null] * neg, axis=1)
-        Pp = np.maximum(1.0 - P0 - Pm, 0.0)
-        out["lfsr"] = P0 + np.minimum(Pm, Pp)
-    return out
 
 
 def _g_to_normalmix(g, fname):
@@ -193,45 +157,18 @@ def ebnm_normal_scale_mixture(x, s=1, mode=0, scale="estimate", g_init=None, fix
     need = want & {"posterior_mean", "posterior_sd", "posterior_second_moment", "lfsr"}
     need = drop_lfsr_off_zero(need, mu, fname, stacklevel=2)
     if need:
-        post = _nm_posterior(xf, sf, mu, pi, sd, need, lL)
-
-        def prior_vals():
-            prior = _mix_summaries(np.broadcast_to(pi, (1, pi.size)), np.full((1, pi.size), mu),
-                                   (sd * sd)[None, :], sd, need)
-            return {k: v[0] for k, v in prior.items()}
-
-        set_posterior(result, post, fin, x.size, prior_vals)
+        means = np.full(sd.size, mu)        # lfsr only with mu = 0 (drop_lfsr_off_zero)
+        post = gmix_posterior(xf, sf, pi, means, sd, need, lL)
+        set_posterior(result, post, fin, x.size, lambda: gmix_prior_values(pi, means, sd, need))
     g = NormalMix(pi=pi, mean=np.full(pi.size, mu), sd=sd)
     if "fitted_g" in want or "posterior_sampler" in want:
         result.fitted_g = g_init if fix_g else g
-        result._sampler = lambda nsamp, rng: _nm_sample(x, s, mu, pi, sd, nsamp, rng)
+        result._sampler = lambda nsamp, rng: gmix_sample(x, s, pi, np.full(sd.size, mu), sd, nsamp, rng)
     if "data" in want:
         import pandas as pd
 
         result.data = pd.DataFrame({"x": x, "s": s})
     return result
-
-
-def _nm_sample(x, s, mu, pi, sd, nsamp, rng):
-    s_ = np.where(np.isfinite(s), s, 0.0)
-    lL = _nm_loglik_matrix(x, np.where(np.isfinite(s), s, 1.0), mu, sd)
-    with np.errstate(divide="ignore"):
-        lw = lL + np.log(pi)[None, :]
-        lw[~np.isfinite(s)] = np.log(pi)[None, :]
-    w = np.exp(lw - sc.logsumexp(lw, axis=1, keepdims=True))
-    s2 = (s_ * s_)[:, None]
-    sd2 = (sd * sd)[None, :]
-    inf = ~np.isfinite(s)[:, None]
-    with np.errstate(invalid="ignore"):
-        m = np.where(inf, mu, mu + (x[:, None] - mu) * (sd2 / (s2 + sd2)))
-        v = np.where(inf, sd2, s2 * sd2 / (s2 + sd2))
-    m = np.nan_to_num(m, nan=mu)
-    v = np.nan_to_num(v, nan=0.0)
-    cw = np.cumsum(w, axis=1)
-    u = rng.random((nsamp, x.size, 1))
-    k = np.minimum((u > cw[None, :, :]).sum(axis=2), pi.size - 1)
-    idx = np.arange(x.size)[None, :]
-    return m[idx, k] + np.sqrt(v[idx, k]) * rng.standard_normal((nsamp, x.size))
 
 
 def _ash_grid(x, s, gridmult):
