@@ -174,6 +174,20 @@ def _square_axes(ax, n: int, labels, size: float | None = None) -> None:
         sp.set_visible(False)
 
 
+def _one_heatmap_figure(n: int, labels, cell_in: float, right_in: float, top_in: float):
+    """A figure with one n x n heatmap axes in explicit geometry: the heatmap grows with n
+    (``cell_in`` inches per cell, at least 3 inches), the left and bottom margins with the
+    longest label, ``right_in``/``top_in`` inches beside and above it. Returns (fig, ax, label
+    font size)."""
+    side = max(3.0, cell_in * n)
+    size = _label_size(n, side)
+    lab_in = 0.52 * size * max(len(x) for x in labels) / 72.0 + 0.15
+    W, H = side + lab_in + right_in, side + lab_in + top_in
+    fig = Figure(figsize=(W, H))
+    ax = fig.add_axes([(lab_in + 0.1) / W, (lab_in + 0.1) / H, side / W, side / H])
+    return fig, ax, size
+
+
 def _layout(n: int, labels: list[str]) -> dict:
     """Panel geometry of plot_U for n conditions.
 
@@ -403,12 +417,7 @@ def plot_component(U, name: str = "", w: float | None = None, to_cor: bool = Fal
     labels = [str(x) for x in (labels or lab or [str(i + 1) for i in range(n)])]
     if len(labels) != n:
         raise MashInputError(f"plot_component: {len(labels)} labels for a {n} x {n} matrix")
-    side = max(3.0, 0.11 * n)
-    size = _label_size(n, side)
-    lab_in = 0.52 * size * max(len(x) for x in labels) / 72.0 + 0.15
-    W, H = side + lab_in + 1.2, side + lab_in + 0.5
-    fig = Figure(figsize=(W, H))
-    ax = fig.add_axes([(lab_in + 0.1) / W, (lab_in + 0.1) / H, side / W, side / H])
+    fig, ax, size = _one_heatmap_figure(n, labels, 0.11, 1.2, 0.5)
     title = name if w is None else f"{name} w = {_r_round(w)}"
     mesh, _ = _heatmap(ax, X, labels, title, to_cor, prior_palette(128), remove_label, size=size)
     cb = fig.colorbar(mesh, ax=ax, orientation="vertical", fraction=0.05, pad=0.03, shrink=0.8)
@@ -483,13 +492,7 @@ def plot_sharing(m_or_matrix, factor: float = 0.5, lfsr_thresh: float = 0.05,
                              f"{S.shape}. Pass a mash fit or get_pairwise_sharing(m).")
     n = S.shape[0]
     labels = labels or [str(i + 1) for i in range(n)]
-    # explicit geometry: the heatmap grows with n, the margins with the longest label
-    side = max(3.0, 0.25 * n)
-    fsize = _label_size(n, side)
-    lab_in = 0.52 * fsize * max(len(x) for x in labels) / 72.0 + 0.15
-    W, H = side + lab_in + 1.4, side + lab_in + 0.6
-    fig = Figure(figsize=(W, H))
-    ax = fig.add_axes([(lab_in + 0.1) / W, (lab_in + 0.1) / H, side / W, side / H])
+    fig, ax, fsize = _one_heatmap_figure(n, labels, 0.25, 1.4, 0.6)
     cmap = prior_palette(128)
     im = ax.pcolormesh(np.arange(n + 1), np.arange(n + 1), np.ma.masked_invalid(S[::-1]),
                        cmap=cmap, vmin=-1.0, vmax=1.0, edgecolors="white", linewidth=0.5)
