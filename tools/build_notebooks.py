@@ -502,6 +502,7 @@ import numpy as np
 import pandas as pd
 import mashlib as ml
 from IPython.display import display
+from mashlib.protocol.display import explore     # dropdown in JupyterLab, static figure in batch
 
 rng = np.random.default_rng(1)
 R, n = 5, 500
@@ -569,18 +570,8 @@ def draw(name):
     return ml.plot_component(U[name], name, w=float(w.get(name, 0.0)), labels=conds)
 
 heavy = [k for k in w.sort_values(ascending=False).index if k in U_ed]
-if interactive:                   # JupyterLab: one heatmap, redrawn for the chosen component
-    import ipywidgets as widgets
-    dd, out = widgets.Dropdown(options=heavy, description="component"), widgets.Output()
-    def show_component(name):
-        with out:
-            out.clear_output(wait=True)
-            display(draw(name))
-    dd.observe(lambda change: show_component(change["new"]), names="value")
-    show_component(heavy[0])
-    display(widgets.VBox([dd, out]))
-else:                             # papermill / nbval: a static figure
-    display(draw(heavy[0]))"""),
+# JupyterLab: a dropdown, one heatmap redrawn for the chosen component; papermill / nbval: the first
+explore(heavy, draw, interactive, "component")"""),
     ("md", """## 6. Reading the lfsr
 
 The **local false sign rate** of effect $j$ in condition $r$ is the posterior probability that

@@ -14,7 +14,7 @@ import pandas as pd
 
 from . import naming
 
-__all__ = ["show", "show_outputs", "posterior_summary", "weights_by_component", "results"]
+__all__ = ["show", "show_outputs", "posterior_summary", "weights_by_component", "results", "explore"]
 
 
 def _display(obj):
@@ -42,7 +42,7 @@ def _figure(fig, dpi: int = 110):
     _display(Image(data=buf.getvalue(), format="png"))
 
 
-def _explore(options: list[str], draw, interactive: bool, label: str):
+def explore(options: list[str], draw, interactive: bool, label: str):
     """One view per option: a static figure of the first (what papermill and nbval keep), or,
     in a live frontend (``interactive``), a dropdown with the chosen option's figure below it
     (one figure at a time: a new choice replaces the previous one)."""
@@ -113,7 +113,7 @@ def _components(U: dict, interactive: bool, weights: pd.Series | None = None):
         return plot_component(U[name], name=name, w=None if weights is None else float(weights.get(name, np.nan)),
                               labels=labels)
     names = list(U) if weights is None else [k for k in weights.index if k in U]
-    _explore(names, draw, interactive, "component")
+    explore(names, draw, interactive, "component")
 
 
 def _show_prior(obj: dict, interactive: bool):
@@ -146,7 +146,7 @@ def _show_posterior(post: dict, interactive: bool, summary: bool = True, sharing
         _figure(plot_sharing(S, title="pairwise sharing by magnitude (factor 0.5, lfsr < 0.05)"))
     # the variants with the most significant conditions first
     order = (post["lfsr"] < 0.05).sum(axis=1).sort_values(ascending=False, kind="stable").index
-    _explore([str(v) for v in order[:200]], lambda v: mash_plot_meta(post, v), interactive, "variant")
+    explore([str(v) for v in order[:200]], lambda v: mash_plot_meta(post, v), interactive, "variant")
 
 
 def show_outputs(step: str, outputs: list, interactive: bool = False, summary: bool = True) -> None:
