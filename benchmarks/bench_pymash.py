@@ -44,7 +44,8 @@ ROWS = ["fixg_50k", "mash_20000x20", "mash_2000x5"]
 
 def prepare(work: Path, rows) -> None:
     """Inputs as plain arrays, built once with mashlib (read by both sides)."""
-    from bench_speedup import _read_rds, _scale_U, simple_sims
+    from bench_mash import simple_sims
+    from bench_speedup import _read_rds, _scale_U
     import mashlib as ml
     if "fixg_50k" in rows and not (work / "fixg_50k.npz").exists():
         B, S = _read_rds("Bhat_new_50000x20.rds"), _read_rds("Shat_new_50000x20.rds")
@@ -70,15 +71,15 @@ def child(side: str, row: str, work: Path) -> dict:
     if side == "mashlib":
         import mashlib as lib
         version = lib.__version__
-        make_g = lambda: lib.FittedG(pi=z["pi"], Ulist=U, grid=z["grid"])  # noqa: E731
+        g_args = dict(Ulist=U)
     else:
+        from importlib.metadata import version as _version
+
         import pymash as lib
-        from importlib.metadata import version as _v
-        version = _v("pymashrink")
-        make_g = lambda: lib.FittedG(pi=z["pi"], Ulist=list(U.values()), grid=z["grid"],  # noqa: E731
-                                     usepointmass=True)
+        version = _version("pymashrink")
+        g_args = dict(Ulist=list(U.values()), usepointmass=True)
     data = lib.mash_set_data(z["B"], z["S"])
-    g = make_g() if row == "fixg_50k" else None
+    g = lib.FittedG(pi=z["pi"], grid=z["grid"], **g_args) if row == "fixg_50k" else None
     c0, t0 = time.process_time(), time.perf_counter()
     if row == "fixg_50k":
         m = lib.mash(data, g=g, fixg=True)

@@ -44,6 +44,8 @@ from pathlib import Path
 
 import numpy as np
 
+from bench_mash import simple_sims
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 SCALE = ROOT.parent / "shared" / "reference" / "scale"
@@ -102,16 +104,6 @@ def _scale_g(d):
     ref = json.load(open(SCALE / "step_mash_ee.json"))
     return ml.FittedG(pi=np.array(ref["pi"]["values"]), Ulist=ml.normalize_Ulist(_scale_U(d)),
                       grid=np.array(ref["grid"]))
-
-
-def simple_sims(nsamp: int, ncond: int, err_sd: float, seed: int = 1):
-    """numpy version of mashr ``simple_sims`` (as benchmarks/bench_mash.py)."""
-    rng = np.random.default_rng(seed)
-    B = np.zeros((4 * nsamp, ncond))
-    B[nsamp:2 * nsamp] = rng.standard_normal((nsamp, ncond))
-    B[2 * nsamp:3 * nsamp, 0] = rng.standard_normal(nsamp)
-    B[3 * nsamp:] = rng.standard_normal(nsamp)[:, None]
-    return B + rng.normal(0, err_sd, B.shape), np.full(B.shape, err_sd)
 
 
 # ----------------------------------------------------------------------------- child
