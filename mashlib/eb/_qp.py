@@ -42,13 +42,14 @@ class _LazyHessian:
     full mat-vec. Values equal those of the full product up to rounding.
     """
 
-    def __init__(self, L, d, ws=None):
-        self.L, self.A, self.d = L, L.T, d
-        self.ws = {} if ws is None else ws
+    def __init__(self, P, d):
+        self.P, self.d = P, d
+        m, n = P.A.shape
+        self.ws = P.ws
         self.sd = np.sqrt(d)
-        self.pos = np.full(L.shape[1], -1)
+        self.pos = np.full(m, -1)
         self.idx = np.empty(0, dtype=int)
-        self.Z = self.ws.get("Z", np.empty((0, L.shape[0])))
+        self.Z = self.ws.get("Z", np.empty((0, n)))
         self.Hc = np.empty((0, 0))
 
     def _add(self, new):
@@ -57,8 +58,12 @@ class _LazyHessian:
             Z = np.empty((max(k1, 2 * self.Z.shape[0], 16), self.Z.shape[1]))
             Z[:k0] = self.Z[:k0]
             self.Z = self.ws["Z"] = Z
-        Zn = np.take(self.A, new, axis=0, out=self.Z[k0:k1], mode="clip")
-        np.multiply(Zn, self.sd, out=Zn)
+        if k0 == 0:            # the first free set: the support of x, in front of A already
+            new, rows = self.P.front(new)
+            Zn = np.multiply(rows, self.sd, out=self.Z[:k1])
+        else:
+            Zn = np.take(self.P.A, self.P.where[new], axis=0, out=self.Z[k0:k1], mode="clip")
+            np.multiply(Zn, self.sd, out=Zn)
         Hc = np.empty((k1, k1))
         Hc[:k0, :k0] = self.Hc
         if k0:
@@ -96,7 +101,7 @@ class _LazyHessian:
     def matvec(self, y):
         r""":math:`H y = L^T (d \circ (L y))` (L y over the support of y only)."""
         S = np.flatnonzero(y)
-        return self.A @ (self.d * (y[S] @ _take_rows(self.A, S, self.ws, "G")))
+        return self.P.LTv(self.d * (y[S] @ self.P.rows(S)))
 
     matvec_sparse = matvec
 

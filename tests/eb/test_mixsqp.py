@@ -175,8 +175,9 @@ def test_lazy_hessian_equals_dense(monkeypatch):
     r_lazy = mixsqp(L)
 
     class Dense:
-        def __init__(self, L, d, ws=None):
-            self.H = (L * d[:, None]).T @ L
+        def __init__(self, P, d):
+            A = P.A[P.where]                 # L^T with its rows in column order of L
+            self.H = (A * d) @ A.T
 
         def block(self, idx):
             return self.H[np.ix_(idx, idx)]
@@ -246,3 +247,31 @@ def test_large_free_sets_same_optimum_as_refactoring(monkeypatch):
     assert fast.converged and ref.converged
     assert fast.value == pytest.approx(ref.value, rel=1e-10)
     np.testing.assert_allclose(fast.x, ref.x, atol=1e-6)
+
+
+def test_problem_rows_in_front_and_em_step_on_the_support():
+    """The private copy keeps the support's rows in front (views, not gathers): products equal
+    those with L itself, and the EM step that skips the full pass (entries off the support
+    provably under the zero threshold) equals the full step after thresholding."""
+    ms = importlib.import_module("mashlib.eb._mixsqp")
+    rng = np.random.default_rng(5)
+    L = np.exp(_simulate(n=400, m=30, seed=9))
+    A, w, x0, z, unit = ms._prepare(L, None, None, False, True)
+    Ln = A.T.copy()                                   # row-normalised L, original column order
+    P = ms._Problem(A, w, z, 1e-8, unit)
+    for size in (30, 20, 12, 17, 5):
+        x = np.zeros(30)
+        x[rng.choice(30, size, replace=False)] = rng.uniform(0.01, 1, size)
+        np.testing.assert_allclose(P.Lx(x), Ln @ x, rtol=1e-12)
+        v = rng.uniform(size=400)
+        np.testing.assert_allclose(P.LTv(v), Ln.T @ v, rtol=1e-12)
+        S = np.flatnonzero(x)
+        order, AS = P.front(S)
+        assert sorted(order) == list(S)
+        np.testing.assert_array_equal(AS, Ln[:, order].T)
+        thr = 1e-8
+        full, cut = P.em_update(x), P.em_update(x, thr)
+        full[full <= thr] = 0.0
+        if not P.dense(S):
+            assert np.all(cut[np.setdiff1d(np.arange(30), S)] == 0.0)
+        np.testing.assert_allclose(cut, full, rtol=1e-12, atol=1e-300)
