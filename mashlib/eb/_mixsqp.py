@@ -185,14 +185,21 @@ def _prepare(L, w, x0, log, normalize, prior=None):
     if log:
         if np.isnan(L).any():
             raise MashInputError("mixsqp: argument 'L' (log=True) contains NaN; remove those rows.")
-        lrow = L.max(axis=1, keepdims=True)
-        _check_zero_rows(lrow.ravel() == -np.inf, log=True)
-        L = np.exp(L - lrow)
-    zmax = L.max(axis=1)  # the row maxima normalise the rows below
-    _check_zero_rows(zmax == 0, log=False)
-    lmin, lmax = float(L.min()), float(zmax.max())
-    if not (lmin >= 0 and lmax < np.inf):  # NaN fails both comparisons
-        raise _bad_entry(L)
+        lrow = L.max(axis=1)
+        _check_zero_rows(lrow == -np.inf, log=True)
+        if np.any(lrow == np.inf):
+            i = int(np.argmax(lrow == np.inf))
+            raise MashInputError(
+                f"mixsqp: argument 'L' (log=True) has +Inf in row {i}; log-likelihoods must be "
+                "finite or -Inf.")
+        zmax = np.ones(L.shape[0])  # exp(L - row max) has maximum exactly 1 in every row
+        lmin, lmax = 0.0, 1.0
+    else:
+        zmax = L.max(axis=1)  # the row maxima normalise the rows below
+        _check_zero_rows(zmax == 0, log=False)
+        lmin, lmax = float(L.min()), float(zmax.max())
+        if not (lmin >= 0 and lmax < np.inf):  # NaN fails both comparisons
+            raise _bad_entry(L)
     n, m = L.shape
     pcols, pw = (np.empty(0, dtype=int), np.empty(0)) if prior is None else prior
     r = pcols.size
@@ -221,7 +228,12 @@ def _prepare(L, w, x0, log, normalize, prior=None):
         A[pcols, np.arange(r)] = 1.0
     z = np.zeros(N)
     step = max(64, int(2 ** 20 // (8 * m)))
-    if normalize and not log:
+    if log:                         # exp(L - row max) written straight into the copy
+        with np.errstate(under="ignore"):
+            for i0 in range(0, n, step):
+                np.exp((L[i0:i0 + step] - lrow[i0:i0 + step, None]).T,
+                       out=A[:, r + i0:r + i0 + step])
+    elif normalize:
         with np.errstate(invalid="ignore", divide="ignore"):
             for i0 in range(0, n, step):
                 np.divide(L[i0:i0 + step].T, zmax[i0:i0 + step], out=A[:, r + i0:r + i0 + step])

@@ -50,13 +50,15 @@ def _check(matrix_lik, prior, pi_init, fn):
     return L, prior, pi_init
 
 
-def mix_sqp(matrix_lik, prior, pi_init=None, control=None, weights=None):
+def mix_sqp(matrix_lik, prior, pi_init=None, control=None, weights=None, log=False):
     """ashr ``mixSQP``: penalised mixture proportions by mix-SQP.
 
     Parameters
     ----------
     matrix_lik : array_like (n, K)
-        Component likelihoods (any positive row scaling).
+        Component likelihoods (any positive row scaling), or their logarithms with
+        ``log=True`` (then exponentiated row by row straight into mixsqp's private copy,
+        after subtracting each row's maximum: no n x K likelihood matrix is formed).
     prior : array_like (K,)
         Dirichlet penalty :math:`\\lambda_k \\ge 1` (scalar recycled).
     pi_init : array_like (K,), optional
@@ -66,6 +68,8 @@ def mix_sqp(matrix_lik, prior, pi_init=None, control=None, weights=None):
         'numiter_em': 20}``.
     weights : array_like (n,), optional
         Row weights (default 1).
+    log : bool
+        ``matrix_lik`` holds log-likelihoods (same weights as with ``exp(matrix_lik)``).
 
     Returns
     -------
@@ -98,7 +102,7 @@ def mix_sqp(matrix_lik, prior, pi_init=None, control=None, weights=None):
     ctrl = {"verbose": False, "eps": 1e-6, "numiter_em": 20}
     if control:
         ctrl.update({str(a).replace(".", "_"): b for a, b in control.items()})
-    res = _mixsqp(L, weights, pi_init, False, ctrl, prior=(pcols, prior[pcols] - 1.0),
+    res = _mixsqp(L, weights, pi_init, bool(log), ctrl, prior=(pcols, prior[pcols] - 1.0),
                   hessian=False)
     x = res.x / res.x.sum()
     return x, res.status == STATUS_CONVERGED

@@ -15,8 +15,9 @@ and the Jacobian :math:`\log|J_j| = \sum_r \log \hat s^{\alpha}_{jr}`:
 :math:`e^{\tilde L} \in [0, 1]`, both sums are one product of each block of
 :math:`E = e^{\tilde L}` with the two weight vectors (one GEMM, no max/shift/log passes as a
 generic log-sum-exp needs); a row whose sum underflows (< 1e-280: every weighted component
-far below the row maximum) is redone with log-sum-exp.  ``E`` itself is reused when the caller
-has it (mash's fit exponentiates the matrix for mix-SQP anyway).
+far below the row maximum) is redone with log-sum-exp.  Only the columns with a non-zero
+weight are exponentiated (after a fit, a few dozen of hundreds); ``E`` itself is reused when
+the caller has it.
 
 :func:`needed_components` gives the columns these quantities depend on under fixed
 weights (those with :math:`\pi_p > 0`, and the null): a fixed-g fit evaluates only them.
@@ -70,11 +71,16 @@ def vlogliks(pi, lm: dict, Shat_alpha, usepointmass: bool, E=None):
         rest = pi[1:]
         w = np.full(rest.size, 1.0 / rest.size) if pi[0] == 1 else rest / (1 - pi[0])
         W = np.column_stack([pi, np.concatenate([[0.0], w])])
+    Ls = L
+    if E is None:          # only the columns with a non-zero weight enter the sums
+        used = np.flatnonzero((W != 0).any(axis=1))
+        if used.size < P:
+            Ls, W = L[:, used], W[used]
     sums = np.empty((J, W.shape[1]))
-    step = max(1, int(_BLOCK_BYTES // (8 * max(P, 1))))
+    step = max(1, int(_BLOCK_BYTES // (8 * max(Ls.shape[1], 1))))
     with np.errstate(under="ignore"):
         for a in range(0, J, step):
-            Eb = np.exp(L[a:a + step]) if E is None else E[a:a + step]
+            Eb = np.exp(Ls[a:a + step]) if E is None else E[a:a + step]
             sums[a:a + step] = Eb @ W
     redo = ~(sums > _TINY).all(axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -83,7 +89,7 @@ def vlogliks(pi, lm: dict, Shat_alpha, usepointmass: bool, E=None):
             from scipy.special import logsumexp  # noqa: PLC0415  (rare rows only)
             lW = np.log(W)
             for i in np.flatnonzero(redo):
-                out[i] = logsumexp(L[i][:, None] + lW, axis=0)
+                out[i] = logsumexp(Ls[i][:, None] + lW, axis=0)
     base = lf - jac
     vl = out[:, 0] + base
     if not usepointmass:

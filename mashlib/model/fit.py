@@ -188,15 +188,21 @@ def set_prior(K: int, prior="nullbiased", nullweight: float = 10) -> np.ndarray:
     return p
 
 
-def optimize_pi(matrix_lik, prior, optmethod: str = "mixSQP", control=None) -> np.ndarray:
-    """Mixture weights from a J x P likelihood matrix (mashr ``optimize_pi``), uniform start."""
+def optimize_pi(matrix_lik, prior, optmethod: str = "mixSQP", control=None,
+                log: bool = False) -> np.ndarray:
+    """Mixture weights from a J x P likelihood matrix (mashr ``optimize_pi``), uniform start.
+
+    ``log=True``: ``matrix_lik`` holds log-likelihoods (mix-SQP then exponentiates them into
+    its own copy; mashr passes ``exp`` of its relative log-likelihood matrix, the same
+    numbers)."""
     from ..eb import mixopt
     K = matrix_lik.shape[1]
     pi_init = np.full(K, 1.0 / K)
     if optmethod in ("mixSQP", "mixIP"):
-        pihat, _ = mixopt.mix_sqp(matrix_lik, prior, pi_init=pi_init, control=control)
+        pihat, _ = mixopt.mix_sqp(matrix_lik, prior, pi_init=pi_init, control=control, log=log)
     elif optmethod in ("mixEM", "cxxMixSquarem"):
-        pihat = mixopt.mix_em(matrix_lik, prior, pi_init=pi_init, control=control)[0]
+        pihat = mixopt.mix_em(np.exp(matrix_lik) if log else matrix_lik, prior,
+                              pi_init=pi_init, control=control)[0]
     else:
         raise MashInputError(f"optmethod: {optmethod!r} is not one of mixSQP, mixEM.")
     return np.asarray(pihat, float)
@@ -490,10 +496,8 @@ def mash(data: MashData, Ulist=None, gridmult: float = np.sqrt(2), grid=None,
         say(log, verbose, f" - Fitting model with {P} mixture components.")
         t0 = time.perf_counter()
         pr = set_prior(P, prior, nullweight)
-        E = np.exp(lm["loglik_matrix"])
-        pi_s = optimize_pi(E, pr, optmethod, control)
-        vl, nl, al = _vlogliks(pi_s, lm, data.Shat_alpha, usepointmass, E)
-        del E
+        pi_s = optimize_pi(lm["loglik_matrix"], pr, optmethod, control, log=True)
+        vl, nl, al = _vlogliks(pi_s, lm, data.Shat_alpha, usepointmass)
         say(log, verbose, f" - Model fitting took {time.perf_counter() - t0:.2f} seconds.")
     else:
         pis = pi_s if cols is None else pi_s[cols]
