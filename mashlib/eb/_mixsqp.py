@@ -288,6 +288,7 @@ class _Problem:
         self.perm = np.arange(self.m)     # row p of A holds column perm[p] of L
         self.where = np.arange(self.m)    # inverse of perm
         self._rows = None
+        self._lx = None                   # (x, Lx) of the last product
         self.unit_rowmax = unit_rowmax  # rows normalised: every row maximum is exactly 1
         self.ws = {}  # work buffers reused across iterations (fresh pages cost as much as a pass)
 
@@ -328,12 +329,21 @@ class _Problem:
         return out
 
     def Lx(self, x):
-        """:math:`Lx` using only the non-zero entries of x."""
+        """:math:`Lx` using only the non-zero entries of x (the last result is kept: the EM
+        step that follows an objective evaluation at the same x reuses it)."""
         S = np.flatnonzero(x)
         if self.dense(S):
-            return x[self.perm] @ self.A
-        order, AS = self.front(S)
-        return x[order] @ AS
+            out = x[self.perm] @ self.A
+        else:
+            order, AS = self.front(S)
+            out = x[order] @ AS
+        self._lx = (x.copy(), out)
+        return out
+
+    def _cached_Lx(self, x):
+        """:math:`Lx` if it was the last product computed, else None."""
+        last = self._lx
+        return last[1] if last is not None and np.array_equal(last[0], x) else None
 
     def objective(self, x, eps=None):
         u = self.Lx(x) + (self.eps if eps is None else eps)
@@ -374,7 +384,8 @@ class _Problem:
 
         .. math:: x^{new} = (x + e) \circ (L^T v) + e \sum_i v_i r_i .
 
-        :math:`\sum_k T_{ik}` is a BLAS product; :math:`r_i` a pass over blocks of rows of
+        :math:`\sum_k T_{ik}` is a BLAS product, or :math:`(Lx)_i + e s_i` (row sums s of L)
+        when the objective was just evaluated at x; :math:`r_i` a pass over blocks of rows of
         A. For sparse x (support S, in front of A): :math:`\sum_k T_{ik} = A_S^T(x_S + e) +
         e(s_i - \sum_{k\in S} L_{ik})` with the row sums s of L, and :math:`r_i = \max_{k
         \in S} L_{ik}(x_k+e)` whenever that is :math:`\ge e \max_k L_{ik}` (else the row is
@@ -396,9 +407,14 @@ class _Problem:
             r = self.ws["r"] = np.empty(N)
         if not self.dense(S):
             rowsum, rowmax = self.row_stats()
+            lx = self._cached_Lx(x)
             order, AS = self.front(S)
             xo = xe[order]
-            DS = np.stack([xo, np.ones(S.size)]) @ AS    # sum_k T_ik (k in S), sum_k L_ik
+            if lx is None:                 # sum_k T_ik (k in S), sum_k L_ik (k in S)
+                DS = np.stack([xo, np.ones(S.size)]) @ AS
+            else:                          # sum_k L_ik (x_k + e) = (Lx)_i + e sum_k L_ik
+                srow = np.ones(S.size) @ AS
+                DS = (lx + e * srow, srow)
             self._rowmax(AS, xo, r)
             low = np.flatnonzero(r < e * rowmax)
             if 16 * low.size <= N:
@@ -414,7 +430,9 @@ class _Problem:
                 return xe * self.LTv(v) + extra
         xp = xe[self.perm]
         self._rowmax(A, xp, r)
-        v = w / (xp @ A + m * e * r)
+        lx = self._cached_Lx(x)
+        Tsum = xp @ A if lx is None else lx + e * self.row_stats()[0]
+        v = w / (Tsum + m * e * r)
         return xe * self.LTv(v) + e * float(v @ r)
 
 
