@@ -25,9 +25,11 @@ Differences from R: the truncated SVD of ``L`` (irlba, ``tol.svd``) is skipped; 
 full matrix is always used (R's SVD approximates L, expect ~1e-6 differences, P8).
 ``verbose`` defaults to False.
 
-Implementation (same iterates as R up to floating-point reassociation): one private
-row-normalised copy of L, stored transposed (columns of L contiguous); products with
-the sparse iterates use only the rows of the support; the Hessian is formed only on
+Implementation (same iterates as R up to floating-point reassociation, and the QP's
+factor updates on free sets over 200 columns, :func:`mashlib.eb._qp._activesetqp`): one
+private row-normalised copy of L, stored transposed (columns of L contiguous, and the
+support's columns first, :meth:`_Problem.front`); products with the sparse iterates use
+only the rows of the support; the Hessian is formed only on
 the QP's free sets (:class:`_LazyHessian`); ashr's Dirichlet rows are written into the
 copy instead of being stacked onto L; BLAS runs single-threaded (:class:`mashlib._blas.blas_threads`).
 """
@@ -467,9 +469,12 @@ def mixsqp(L, w=None, x0=None, log=False, control=None) -> MixSQPResult:
     starting from y = x and backtracks: accept step a when
     :math:`f(x_{new}) + \\sum x_{new} \\le f(x) + \\sum x + c\\,a\\,(y-x)^T(g+1)`.
 
-    Cost per SQP iteration: four full mat-vecs with L (EM step, gradient, :math:`Hx`,
-    one per optimality test of the QP), everything else on the support of x; the
-    Hessian block :math:`H_{SS}` (n|S|^2) dominates while the support is large. BLAS
+    Cost per SQP iteration, once the support S of x is under 4/5 of the columns: one full
+    mat-vec with L for :math:`\hat g = 1 - L^T(\bar w/u + d \circ Lx)` and one per
+    optimality test of the QP; the EM step (when the entries off S provably stay under the
+    zero threshold), the gradient on S and :math:`Lx` use only the rows of S, kept in front
+    of the private copy; the Hessian block :math:`H_{SS}` (n|S|^2) dominates while the
+    support is large. BLAS
     runs single-threaded here (memory-bound mat-vecs and small factorisations: extra
     threads only spin and synchronise, and results do not depend on the thread count).
     """
