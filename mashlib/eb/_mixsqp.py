@@ -470,7 +470,7 @@ def mixsqp(L, w=None, x0=None, log=False, control=None) -> MixSQPResult:
     :math:`f(x_{new}) + \\sum x_{new} \\le f(x) + \\sum x + c\\,a\\,(y-x)^T(g+1)`.
 
     Cost per SQP iteration, once the support S of x is under 4/5 of the columns: one full
-    mat-vec with L for :math:`\hat g = 1 - L^T(\bar w/u + d \circ Lx)` and one per
+    mat-vec with L for :math:`\\hat g = 1 - L^T(\\bar w/u + d \\circ Lx)` and one per
     optimality test of the QP; the EM step (when the entries off S provably stay under the
     zero threshold), the gradient on S and :math:`Lx` use only the rows of S, kept in front
     of the private copy; the Hessian block :math:`H_{SS}` (n|S|^2) dominates while the
