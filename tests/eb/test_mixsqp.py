@@ -275,3 +275,17 @@ def test_problem_rows_in_front_and_em_step_on_the_support():
         if not P.dense(S):
             assert np.all(cut[np.setdiff1d(np.arange(30), S)] == 0.0)
         np.testing.assert_allclose(cut, full, rtol=1e-12, atol=1e-300)
+
+
+def test_returned_gradient_and_hessian_in_column_order():
+    """grad and hessian come back indexed like the columns of L although the private copy's
+    rows were permuted during the fit."""
+    L = np.exp(_simulate(n=500, m=40, seed=12))
+    r = mixsqp(L)
+    assert r.progress["nnz"].iloc[0] > r.progress["nnz"].iloc[-1]   # supports moved in front
+    Ln = L / L.max(axis=1, keepdims=True)
+    w = np.full(L.shape[0], 1 / L.shape[0])
+    u = Ln @ r.x + 1e-8                                            # mixsqp's default eps
+    H = (Ln * (w / u ** 2)[:, None]).T @ Ln
+    np.testing.assert_allclose(r.hessian, H, rtol=1e-10, atol=1e-12 * np.abs(H).max())
+    np.testing.assert_allclose(r.grad, -(Ln.T @ (w / u)), rtol=1e-10, atol=1e-14)
