@@ -565,7 +565,7 @@ def _sqp_loop(A, w, x0, z, ctrl, verbose, hessian, unit_rowmax=False):
                                  "check L for rows of zeros or increase control 'eps'.")
         d = w / u ** 2
         # gradient g = -L'(w/u) on the support S of x (for the dual residual; the rest of g
-        # only enters through ghat = g - Hx + 1 = 1 - L'(w/u + d Lx), one full pass)
+        # only enters through ghat = g - Hx + 1 = 1 - L'(w/u + d Lx))
         S = np.flatnonzero(x)
         dense = P.dense(S)
         if dense:
@@ -583,10 +583,18 @@ def _sqp_loop(A, w, x0, z, ctrl, verbose, hessian, unit_rowmax=False):
             status = 0
             rows.append((obj, -gmin, nnz, np.nan, np.nan, np.nan, np.nan))
             break
-        ghat = g - P.LTv(d * Lx) + 1.0 if dense else 1.0 - P.LTv(w / u + d * Lx)
+        if dense:
+            ghat, ghat_full = g - P.LTv(d * Lx) + 1.0, None
+        else:              # ghat off S is read only by the QP's optimality test: on demand
+            c = w / u + d * Lx
+            ghat = np.full(P.m, np.nan)
+            ghat[order] = 1.0 - AS @ c
+
+            def ghat_full(c=c):
+                return 1.0 - P.LTv(c)
         y, nqp = _activesetqp(H, ghat, x, ctrl["maxiter_activeset"],
                               ctrl["zero_threshold_searchdir"], ctrl["convtol_activeset"],
-                              ctrl["identity_contrib_increase"], qp_state)
+                              ctrl["identity_contrib_increase"], qp_state, g_full=ghat_full)
         if not dense:      # the line search needs g on the support of y - x
             extra = np.flatnonzero((y != 0) & (x == 0))
             if extra.size:

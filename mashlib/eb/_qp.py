@@ -197,7 +197,8 @@ _LARGE = 200   # free sets larger than this: the factor is updated, not recomput
                # (a factorisation, |S|^3/3 flops, then costs more than a Givens update)
 
 
-def _activesetqp(H, g, y, maxiter, zerosearchdir, tol, ainc, state=None, incremental=True):
+def _activesetqp(H, g, y, maxiter, zerosearchdir, tol, ainc, state=None, incremental=True,
+                 g_full=None):
     """Active-set method (Nocedal & Wright 2006, p. 472) for min 1/2 y'Hy + g'y, y >= 0.
 
     Each iteration factors :math:`H_{SS} + aI` with R's modified-Cholesky search, except on
@@ -211,6 +212,11 @@ def _activesetqp(H, g, y, maxiter, zerosearchdir, tol, ainc, state=None, increme
     move by 6e-7 and the objective by 2e-12 (relative); the parity suite keeps its
     tolerances.  A failed update, a free set back under that size, or ``incremental=False``
     refactors.  Otherwise the iterates are R's.
+
+    ``g_full``: when given, ``g`` holds only the entries on the support of ``y`` (the first
+    free set) and ``g_full()`` returns all of it; it is called at the first optimality test,
+    the only place that reads g off the free set (a QP that ends at its iteration cap before
+    any test never needs it).
 
     Returns (y, number of iterations). ``t[k] == False`` means k is in the working set.
     """
@@ -241,6 +247,8 @@ def _activesetqp(H, g, y, maxiter, zerosearchdir, tol, ainc, state=None, increme
                 H.matvec_sparse(y)[order]
             p[order] = -fac.solve(g[order] + Hy)
         if np.max(np.abs(p)) <= zerosearchdir:
+            if g_full is not None:
+                g, g_full = g_full(), None
             b = g + H.matvec_sparse(y)
             if ws.size == 0 or b[ws].min() >= -tol:
                 it += 1
