@@ -469,12 +469,12 @@ def mixsqp(L, w=None, x0=None, log=False, control=None) -> MixSQPResult:
     starting from y = x and backtracks: accept step a when
     :math:`f(x_{new}) + \\sum x_{new} \\le f(x) + \\sum x + c\\,a\\,(y-x)^T(g+1)`.
 
-    Cost per SQP iteration, once the support S of x is under 4/5 of the columns: one full
-    mat-vec with L for :math:`\\hat g = 1 - L^T(\\bar w/u + d \\circ Lx)` and one per
-    optimality test of the QP; the EM step (when the entries off S provably stay under the
-    zero threshold), the gradient on S and :math:`Lx` use only the rows of S, kept in front
-    of the private copy; the Hessian block :math:`H_{SS}` (n|S|^2) dominates while the
-    support is large. BLAS
+    Cost per SQP iteration, once the support S of x is under 4/5 of the columns: the EM step
+    (when the entries off S provably stay under the zero threshold), :math:`Lx`, the
+    gradient and :math:`\\hat g = 1 - L^T(\\bar w/u + d \\circ Lx)` on S use only the rows
+    of S, kept in front of the private copy; the full :math:`\\hat g` (one mat-vec with L)
+    and one more mat-vec per test are needed only when the QP reaches an optimality test;
+    the Hessian block :math:`H_{SS}` (n|S|^2) dominates while the support is large. BLAS
     runs single-threaded here (memory-bound mat-vecs and small factorisations: extra
     threads only spin and synchronise, and results do not depend on the thread count).
     """
