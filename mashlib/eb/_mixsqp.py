@@ -574,7 +574,6 @@ def _sqp_loop(A, w, x0, z, ctrl, verbose, hessian, unit_rowmax=False):
             order, AS = P.front(S)
             g = np.zeros(P.m)
             g[order] = -(AS @ (w / u))
-        H = _LazyHessian(P, d)
         gmin = 1.0 + float(g[j1].min())
         nnz = int(np.sum(x > 0))
         if verbose:
@@ -588,11 +587,12 @@ def _sqp_loop(A, w, x0, z, ctrl, verbose, hessian, unit_rowmax=False):
         else:              # ghat off S is read only by the QP's optimality test: on demand
             c = w / u + d * Lx
             ghat = np.full(P.m, np.nan)
+            order, AS = P.front(S)                      # S is in front already: no swaps
             ghat[order] = 1.0 - AS @ c
 
             def ghat_full(c=c):
                 return 1.0 - P.LTv(c)
-        y, nqp = _activesetqp(H, ghat, x, ctrl["maxiter_activeset"],
+        y, nqp = _activesetqp(_LazyHessian(P, d), ghat, x, ctrl["maxiter_activeset"],
                               ctrl["zero_threshold_searchdir"], ctrl["convtol_activeset"],
                               ctrl["identity_contrib_increase"], qp_state, g_full=ghat_full)
         if not dense:      # the line search needs g on the support of y - x

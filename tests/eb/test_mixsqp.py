@@ -289,3 +289,19 @@ def test_returned_gradient_and_hessian_in_column_order():
     H = (Ln * (w / u ** 2)[:, None]).T @ Ln
     np.testing.assert_allclose(r.hessian, H, rtol=1e-10, atol=1e-12 * np.abs(H).max())
     np.testing.assert_allclose(r.grad, -(Ln.T @ (w / u)), rtol=1e-10, atol=1e-14)
+
+
+def test_log_input_read_directly_same_fit_and_bad_entries():
+    """log=True exponentiates straight into mixsqp's copy: the same fit as exp(L); +Inf and
+    NaN log-likelihoods get one-line errors naming the problem."""
+    ll = _simulate(n=300, m=20, seed=4)
+    a, b = mixsqp(ll, log=True), mixsqp(np.exp(ll - ll.max(axis=1, keepdims=True)))
+    np.testing.assert_allclose(a.x, b.x, atol=1e-12)
+    assert a.value == pytest.approx(b.value, rel=1e-12)
+    bad = ll.copy()
+    bad[7, 3] = np.inf
+    with pytest.raises(MashInputError, match=r"\+Inf in row 7"):
+        mixsqp(bad, log=True)
+    bad[7, 3] = np.nan
+    with pytest.raises(MashInputError, match="NaN"):
+        mixsqp(bad, log=True)
